@@ -1,0 +1,34 @@
+# widealign tasks. Install just with `cargo install just`.
+
+# Run the test suite (the README's test command)
+test:
+    cargo test --workspace --release
+
+# Slow, large-width experiments marked #[ignore]
+slow:
+    cargo test --workspace --release -- --ignored --nocapture
+
+# Criterion benchmarks of the whole stack (results in target/criterion)
+bench:
+    cargo bench -p widealign
+
+# API docs for every crate, warnings denied
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+# The paper-style experiments end to end (results/ by default)
+reproduce *ARGS:
+    cargo run --release -- reproduce {{ARGS}}
+
+# Format every crate
+fmt:
+    cargo fmt --all
+
+# Lints, warnings denied
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --release -- -D warnings
+
+# Everything CI checks
+ci:
+    .ci/run
