@@ -1,9 +1,33 @@
 //! # widealign-models: the finite networks
 //!
-//! Architecture specs shared with the theory crate ([`MlpSpec`]).
+//! * [`MlpSpec`] — an architecture, shared with the infinite-width theory (`widealign-ntk`).
+//! * [`Mlp`] — a fully connected network in the NTK or standard parameterisation, with a forward
+//!   [`Trace`] and a backward pass split in two: [`backward_signals`] through a [`Pathway`] and
+//!   [`gradients`] from the signals and a chosen activity trace. Every credit-assignment rule is
+//!   one pathway plus one activity choice.
+//! * [`Loss`] — the reference MSE (mean over batch and outputs) and softmax cross-entropy;
+//!   [`one_hot_targets`] (one-hot − 0.1) and [`accuracy`].
+//!
+//! Batch convention: one sample per row (`B × features`), as in `widealign-tensor`.
+//!
+//! ```
+//! use widealign_models::{Mlp, MlpSpec};
+//! use widealign_tensor::{Activation, Mat};
+//! let spec = MlpSpec::new(4, vec![16], 3, Activation::Relu);
+//! let net = Mlp::<f32>::new(&spec, 0).unwrap();
+//! let out = net.predict(&Mat::zeros(2, 4)).unwrap();
+//! assert_eq!(out.shape(), (2, 3));
+//! ```
 
 mod error;
+pub mod loss;
+pub mod mlp;
 pub mod spec;
 
 pub use error::ModelError;
+pub use loss::{accuracy, one_hot_targets, predicted_classes, Loss};
+pub use mlp::{
+    backward_signals, backward_signals_into, gradients, gradients_into, Feedback, Grads, Mlp,
+    Pathway, Signals, Trace,
+};
 pub use spec::{BiasInit, MlpSpec, Parameterization};
