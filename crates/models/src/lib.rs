@@ -5,6 +5,8 @@
 //!   [`Trace`] and a backward pass split in two: [`backward_signals`] through a [`Pathway`] and
 //!   [`gradients`] from the signals and a chosen activity trace. Every credit-assignment rule is
 //!   one pathway plus one activity choice.
+//! * [`Rnn`] — an Elman network ([`RnnSpec`]) with backpropagation through time along an
+//!   [`RnnPathway`] (live or frozen recurrent and readout weights and hidden states).
 //! * [`Loss`] — the reference MSE (mean over batch and outputs) and softmax cross-entropy;
 //!   [`one_hot_targets`] (one-hot − 0.1) and [`accuracy`].
 //!
@@ -22,6 +24,7 @@
 mod error;
 pub mod loss;
 pub mod mlp;
+pub mod rnn;
 pub mod spec;
 
 pub use error::ModelError;
@@ -30,4 +33,8 @@ pub use mlp::{
     backward_signals, backward_signals_into, gradients, gradients_into, Feedback, Grads, Mlp,
     Pathway, Signals, Trace,
 };
-pub use spec::{BiasInit, MlpSpec, Parameterization};
+pub use rnn::{
+    rnn_backward_signals, rnn_backward_signals_into, rnn_gradients, rnn_gradients_into, Rnn,
+    RnnFeedback, RnnGrads, RnnPathway, RnnSignals, RnnTrace,
+};
+pub use spec::{BiasInit, MlpSpec, Parameterization, RnnSpec};

@@ -231,3 +231,122 @@ impl MlpSpec {
         Ok(())
     }
 }
+
+/// An Elman recurrent architecture: everything about an [`crate::Rnn`] except its weights.
+///
+/// For inputs `x_1..x_T ∈ R^{n_in}`, hidden width `n` and `C` outputs:
+///
+/// ```text
+/// h_t = m_in W_in x_t + m_rec W_rec r_{t−1} + s b,   r_t = φ(h_t),   y_t = m_out W_out r_t + s b_out
+/// ```
+///
+/// with a trainable initial state `r_0` (zero at initialisation). In the NTK parameterisation
+/// `m_in = s_w/√n_in`, `m_rec = s_w/√n`, `m_out = 1/√n`, `s = s_b` and all parameters start
+/// `N(0,1)`; THEORY.md §1 writes the input term as `W_in x_t` — the two agree for the
+/// one-dimensional Add task with `s_w = 1`, and the `s_w/√n_in` scaling keeps `h_t` of order one
+/// for wider inputs. In the standard parameterisation all multipliers are `1` and the stored
+/// weights start with standard deviations `s_w/√n_in`, `s_w/√n`, `1/√n` (biases `s_b`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RnnSpec {
+    /// Input dimension `n_in`.
+    pub input_dim: usize,
+    /// Hidden width `n`.
+    pub width: usize,
+    /// Output dimension `C`.
+    pub output_dim: usize,
+    /// Nonlinearity `φ`.
+    pub activation: Activation,
+    /// Parameterisation with its weight and bias standard deviations.
+    pub param: Parameterization,
+    /// How `b` and `b_out` are initialised (`r_0` always starts at zero).
+    pub bias_init: BiasInit,
+}
+
+impl RnnSpec {
+    /// A spec with NTK parameterisation (`s_w = 1`, `s_b = 0.1`) and zero-initialised biases.
+    pub fn new(input_dim: usize, width: usize, output_dim: usize, activation: Activation) -> Self {
+        RnnSpec {
+            input_dim,
+            width,
+            output_dim,
+            activation,
+            param: Parameterization::Ntk {
+                w_std: 1.0,
+                b_std: 0.1,
+            },
+            bias_init: BiasInit::Zero,
+        }
+    }
+
+    /// Replaces the parameterisation.
+    pub fn with_param(mut self, param: Parameterization) -> Self {
+        self.param = param;
+        self
+    }
+
+    /// Replaces the bias initialisation.
+    pub fn with_bias_init(mut self, bias_init: BiasInit) -> Self {
+        self.bias_init = bias_init;
+        self
+    }
+
+    /// `m_in`: `s_w/√n_in` (NTK) or `1` (standard).
+    pub fn input_multiplier(&self) -> f64 {
+        self.param.weight_multiplier(self.input_dim)
+    }
+
+    /// `m_rec`: `s_w/√n` (NTK) or `1` (standard).
+    pub fn recurrent_multiplier(&self) -> f64 {
+        self.param.weight_multiplier(self.width)
+    }
+
+    /// `m_out`: `1/√n` (NTK) or `1` (standard).
+    pub fn readout_multiplier(&self) -> f64 {
+        match self.param {
+            Parameterization::Ntk { .. } => 1.0 / (self.width as f64).sqrt(),
+            Parameterization::Standard { .. } => 1.0,
+        }
+    }
+
+    /// Initial standard deviation of the stored `W_out` entries: `1` (NTK) or `1/√n` (standard).
+    pub fn readout_init_std(&self) -> f64 {
+        match self.param {
+            Parameterization::Ntk { .. } => 1.0,
+            Parameterization::Standard { .. } => 1.0 / (self.width as f64).sqrt(),
+        }
+    }
+
+    /// Number of trainable parameters: `n·n_in + n² + n + C·n + C + n` (the last `n` is `r_0`).
+    pub fn parameter_count(&self) -> usize {
+        let (i, n, c) = (self.input_dim, self.width, self.output_dim);
+        n * i + n * n + n + c * n + c + n
+    }
+
+    /// Checks the spec: every dimension positive, standard deviations finite and non-negative.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidSpec`] naming the offending field.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |field: &str, why: String| {
+            Err(ModelError::InvalidSpec {
+                field: field.to_string(),
+                reason: why,
+            })
+        };
+        for (field, v) in [
+            ("input_dim", self.input_dim),
+            ("width", self.width),
+            ("output_dim", self.output_dim),
+        ] {
+            if v == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        for (field, v) in [("w_std", self.param.w_std()), ("b_std", self.param.b_std())] {
+            if !v.is_finite() || v < 0.0 {
+                return bad(field, format!("must be finite and non-negative, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
