@@ -9,6 +9,7 @@
 //!   [`RnnPathway`] (live or frozen recurrent and readout weights and hidden states).
 //! * [`Loss`] — the reference MSE (mean over batch and outputs) and softmax cross-entropy;
 //!   [`one_hot_targets`] (one-hot − 0.1) and [`accuracy`].
+//! * [`Optimizer`] — SGD and bias-corrected Adam over the models' parameter tensors.
 //!
 //! Batch convention: one sample per row (`B × features`), as in `widealign-tensor`.
 //!
@@ -24,6 +25,7 @@
 mod error;
 pub mod loss;
 pub mod mlp;
+pub mod optim;
 pub mod rnn;
 pub mod spec;
 
@@ -33,6 +35,7 @@ pub use mlp::{
     backward_signals, backward_signals_into, gradients, gradients_into, Feedback, Grads, Mlp,
     Pathway, Signals, Trace,
 };
+pub use optim::{Optimizer, OptimizerKind};
 pub use rnn::{
     rnn_backward_signals, rnn_backward_signals_into, rnn_gradients, rnn_gradients_into, Rnn,
     RnnFeedback, RnnGrads, RnnPathway, RnnSignals, RnnTrace,
