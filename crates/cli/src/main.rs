@@ -1,1 +1,184 @@
-fn main() {}
+//! # `widealign`: the command line
+//!
+//! The tool researchers run: `train` one network with one learning rule, `sweep` a grid of runs
+//! into a resumable, shardable JSON-lines file, `reproduce` the reference experiments into a
+//! report with plots, compute infinite-width kernels (`ntk`), compare the layerwise weight
+//! dynamics with finite networks (`dynamics`), measure alignment (`align`), inspect datasets
+//! (`data`) and measure speed (`bench`). The flags named in `shared/ARCHITECTURE.md` are
+//! contracts.
+//!
+//! Exit status: 0 success (a diverged run is a result), 2 bad usage or bad input (one stderr
+//! line naming the flag, file or line), 1 other failures, 130 interrupted by Ctrl-C.
+
+mod bench;
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod progress;
+mod runner;
+mod sweep;
+mod trainer;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::Parser;
+
+use crate::cli::{BenchCommand, Cli, Command};
+use crate::error::CliError;
+use crate::progress::Progress;
+
+/// Set by the first Ctrl-C: long commands finish or drop their current unit of work and stop.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+static CTRL_C_PRESSES: AtomicUsize = AtomicUsize::new(0);
+
+fn main() -> ExitCode {
+    install_panic_hook();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
+    };
+    let progress = Progress::from_flags(cli.quiet);
+    match dispatch(cli.command, &progress) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("widealign: {}", e.one_line());
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn dispatch(command: Command, progress: &Progress) -> Result<(), CliError> {
+    match command {
+        Command::Train(a) => {
+            install_ctrl_c(progress);
+            commands::train(&a, progress)
+        }
+        Command::Sweep(a) => {
+            install_ctrl_c(progress);
+            commands::sweep(&a, progress)
+        }
+        Command::Reproduce(_) | Command::Ntk(_) | Command::Dynamics(_) | Command::Align(_) => {
+            Err(CliError::Failure(
+                "this command needs the widealign-rules and widealign-ntk layers, which this build does not have yet".into(),
+            ))
+        }
+        Command::Data(_) => Err(CliError::Failure(
+            "`data` needs the widealign-data layer, which this build does not have yet".into(),
+        )),
+        Command::Bench(BenchCommand::Gemm(a)) => bench::gemm(&a),
+        Command::Bench(_) => Err(CliError::Failure(
+            "`bench step` and `bench ntk` need the rules and ntk layers, which this build does not have yet".into(),
+        )),
+    }
+}
+
+/// Prints `s` and a newline on stdout. A closed pipe (`| head`) ends the program quietly.
+pub fn emit(s: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{s}").and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(CliError::Failure(format!("writing to stdout: {e}"))),
+    }
+}
+
+/// Ctrl-C once: set [`STOP`] so the current unit of work finishes or is dropped cleanly.
+/// Twice: exit at once with status 130 — but never in the middle of a results line.
+fn install_ctrl_c(progress: &Progress) {
+    let quiet = progress.mode() == progress::Mode::Quiet;
+    let _ = ctrlc::set_handler(move || {
+        let n = CTRL_C_PRESSES.fetch_add(1, Ordering::SeqCst);
+        STOP.store(true, Ordering::SeqCst);
+        if n == 0 {
+            if !quiet {
+                eprintln!(
+                    "widealign: stopping after the current step (results so far are kept; Ctrl-C again to quit now)"
+                );
+            }
+        } else {
+            let _guard = sweep::WRITE_LOCK.lock();
+            eprintln!("widealign: interrupted");
+            std::process::exit(130);
+        }
+    });
+}
+
+/// The last line of defence: a bug must not print a backtrace at a user. One line, exit 1.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let loc = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "widealign: internal error: {}{loc} (a bug; please report it with the command line)",
+            msg.replace('\n', "; ")
+        );
+        std::process::exit(1);
+    }));
+}
+
+/// Help and version go to stdout with status 0; every usage error becomes one stderr line
+/// naming the flag, with status 2.
+fn clap_exit(e: clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+        _ => {
+            eprintln!("widealign: {}", clap_one_line(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn clap_one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid usage")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string();
+    let mut msg = first.trim_end_matches(':').to_string();
+    let strings = |kind: ContextKind| -> Vec<String> {
+        match e.get(kind) {
+            Some(ContextValue::String(s)) => vec![s.clone()],
+            Some(ContextValue::Strings(v)) => v.clone(),
+            _ => Vec::new(),
+        }
+    };
+    if e.kind() == ErrorKind::MissingRequiredArgument {
+        msg.push_str(": ");
+        msg.push_str(&strings(ContextKind::InvalidArg).join(", "));
+    }
+    let valid = strings(ContextKind::ValidValue);
+    if !valid.is_empty() && !msg.contains("possible values") {
+        msg.push_str(&format!(" (possible values: {})", valid.join(", ")));
+    }
+    let suggested = strings(ContextKind::SuggestedArg);
+    if !suggested.is_empty() {
+        msg.push_str(&format!(" (did you mean {}?)", suggested.join(" or ")));
+    }
+    let sub = strings(ContextKind::SuggestedSubcommand);
+    if !sub.is_empty() {
+        msg.push_str(&format!(" (did you mean `{}`?)", sub.join("` or `")));
+    }
+    format!("{msg}; see --help")
+}

@@ -1,0 +1,645 @@
+//! Command-line grammar (clap derive). Flags named in `shared/ARCHITECTURE.md` are contracts:
+//! they may gain siblings but are never renamed.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  widealign train --dataset digits --rule align-ada --width 1024 --epochs 10 --lr 1 --json
+  widealign sweep --config sweep.toml --out results.jsonl --resume
+  widealign reproduce --out report/
+  widealign ntk --inputs x.csv --depth 2 --activation relu --json
+
+Exit status: 0 success (a diverged run is a result), 2 bad usage or bad input (one line naming
+the flag, file or line), 1 other failures, 130 interrupted by Ctrl-C.";
+
+/// Train wide networks with backprop-free learning rules and check the NTK theory.
+#[derive(Debug, Parser)]
+#[command(name = "widealign", version, about, after_help = TOP_EXAMPLES)]
+pub struct Cli {
+    /// Print no progress bars or log lines (errors still go to stderr).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train one network with one learning rule and report its metrics.
+    #[command(after_help = "\
+Example:
+  widealign train --model mlp --dataset digits --rule align-zero --width 1024 --depth 2 \\
+      --epochs 40 --lr 5 --batch-size 100 --seed 0 --json
+
+With --json the last stdout line is one JSON object with rule, width, depth, seed, epochs,
+train_loss, test_loss, test_accuracy, best_test_loss, diverged, diverged_epoch, seconds, config
+and the per-epoch history. A diverged run exits 0 with \"diverged\": true.")]
+    Train(TrainArgs),
+    /// Run a grid of training runs from a TOML file into a JSON-lines file (resumable, shardable).
+    #[command(after_help = "\
+Example:
+  widealign sweep --config sweep.toml --out results.jsonl --shard auto --resume
+
+sweep.toml:
+  [base]                 # any train setting, `_` for `-`
+  dataset = \"digits\"
+  epochs = 10
+  [grid]                 # lists; every combination is one run
+  rule = [\"bp\", \"align-ada\"]
+  width = [64, 256, 1024]
+  seed = [0, 1]
+
+Runs are ordered by the keys model, dataset, rule, depth, width, activation, param, optimizer,
+lr, batch_size, epochs, train_size, w_std, b_std, seed (seed varies fastest), and inside a key
+in the order its list is written. --shard I/N runs runs I, I+N, I+2N, ... (0 <= I < N).")]
+    Sweep(SweepArgs),
+    /// Run the reference experiments end to end: results.jsonl, report.md and SVG plots.
+    #[command(after_help = "\
+Example:
+  widealign reproduce --dataset digits --scale quick --out reproduction/
+
+The quick scale on the embedded digits takes a few minutes on a 2-core machine.")]
+    Reproduce(ReproduceArgs),
+    /// Infinite-width NNGP and NTK kernels of an MLP on inputs from a CSV file.
+    #[command(after_help = "\
+Example:
+  widealign ntk --inputs x.csv --depth 2 --activation relu --w-std 1.4 --b-std 0.1 --json
+
+One input per CSV row; --depth hidden layers, scalar output. Prints
+{\"nngp\": [[..]], \"ntk\": [[..]], \"seconds\": ..} with full f64 precision.")]
+    Ntk(NtkArgs),
+    /// Compare the closed-form layerwise weight dynamics with finite networks across widths.
+    #[command(after_help = "\
+Example:
+  widealign dynamics --dataset teacher --train-size 64 --depth 2 --activation erf \\
+      --widths 64,256,1024,4096 --steps 200 --lr 0.1 --seed 0 --json
+
+Prints, per width, the relative errors of the predicted weight-change norms and directions
+per layer and of the function, and the fitted log-log slopes (about -1/2 for smooth activations).")]
+    Dynamics(DynamicsArgs),
+    /// Alignment of each layer's weight change with the predicted update, with controls.
+    #[command(after_help = "\
+Example:
+  widealign align --dataset digits --rule bp --depth 2 --widths 64,256,1024,4096 \\
+      --epochs 10 --lr 1.0 --seed 0 --json")]
+    Align(AlignArgs),
+    /// List, describe or download datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Measure training-step, GEMM and kernel throughput on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Network family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Fully connected network.
+    Mlp,
+    /// Elman recurrent network (sequence tasks such as `add`).
+    Rnn,
+}
+
+/// Credit-assignment rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleName {
+    /// Backpropagation.
+    Bp,
+    /// Align-zero: frozen backward pathway and frozen input activities.
+    AlignZero,
+    /// Align-ada: frozen backward pathway, live input activities.
+    AlignAda,
+    /// Align-prop: frozen weights, live derivatives and activities.
+    AlignProp,
+    /// Feedback alignment with fixed random feedback weights.
+    Fa,
+    /// Direct feedback alignment.
+    Dfa,
+    /// Only the readout layer learns.
+    Readout,
+}
+
+impl RuleName {
+    /// The command-line name, e.g. `align-zero`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleName::Bp => "bp",
+            RuleName::AlignZero => "align-zero",
+            RuleName::AlignAda => "align-ada",
+            RuleName::AlignProp => "align-prop",
+            RuleName::Fa => "fa",
+            RuleName::Dfa => "dfa",
+            RuleName::Readout => "readout",
+        }
+    }
+
+    /// All seven rules in the order reports list them.
+    #[allow(dead_code)] // used once the reproduce experiments are wired
+    pub const ALL: [RuleName; 7] = [
+        RuleName::Bp,
+        RuleName::AlignZero,
+        RuleName::AlignAda,
+        RuleName::AlignProp,
+        RuleName::Fa,
+        RuleName::Dfa,
+        RuleName::Readout,
+    ];
+}
+
+/// Nonlinearity after every hidden layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivationArg {
+    /// max(0, x).
+    Relu,
+    /// The error function.
+    Erf,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// No nonlinearity.
+    Identity,
+    /// Gaussian error linear unit.
+    Gelu,
+}
+
+impl ActivationArg {
+    /// The tensor crate's activation.
+    #[allow(dead_code)] // used once the models layer is wired
+    pub fn activation(self) -> widealign_tensor::Activation {
+        use widealign_tensor::Activation as A;
+        match self {
+            ActivationArg::Relu => A::Relu,
+            ActivationArg::Erf => A::Erf,
+            ActivationArg::Tanh => A::Tanh,
+            ActivationArg::Identity => A::Identity,
+            ActivationArg::Gelu => A::Gelu,
+        }
+    }
+}
+
+/// Parameterisation of the dense layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamKind {
+    /// NTK parameterisation: h = (s_w/sqrt(n)) W a + s_b b, N(0,1) parameters.
+    Ntk,
+    /// Standard parameterisation: h = W a + b, W ~ N(0, s_w^2/n).
+    Standard,
+}
+
+/// Optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerName {
+    /// Plain stochastic gradient descent.
+    Sgd,
+    /// Adam (beta1 0.9, beta2 0.999, eps 1e-8).
+    Adam,
+}
+
+/// Architecture flags shared by train, dynamics, align and bench.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Network family.
+    #[arg(long, value_enum, default_value_t = ModelKind::Mlp)]
+    pub model: ModelKind,
+    /// Number of hidden layers (the MLP has depth+1 dense layers).
+    #[arg(long, default_value_t = 2, value_name = "L")]
+    pub depth: usize,
+    /// Nonlinearity after every hidden layer.
+    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
+    pub activation: ActivationArg,
+    /// Weight standard deviation s_w.
+    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    pub w_std: f64,
+    /// Bias standard deviation s_b.
+    #[arg(long, default_value_t = 0.1, value_name = "S")]
+    pub b_std: f64,
+    /// Parameterisation.
+    #[arg(long, value_enum, default_value_t = ParamKind::Ntk)]
+    pub param: ParamKind,
+}
+
+/// Dataset flags shared by train, dynamics and align.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Dataset: digits, fashion-mnist, mnist, kmnist, idx:DIR, cifar10:DIR, csv:FILE, add, teacher.
+    #[arg(long, default_value = "digits", value_name = "NAME")]
+    pub dataset: String,
+    /// Use a stratified subset of K training examples (default: the whole training split).
+    #[arg(long, value_name = "K")]
+    pub train_size: Option<usize>,
+}
+
+/// Optimisation flags shared by train, dynamics and align.
+#[derive(Debug, Clone, Args)]
+pub struct OptimArgs {
+    /// Number of passes over the training set.
+    #[arg(long, default_value_t = 10, value_name = "E")]
+    pub epochs: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub lr: f64,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 100, value_name = "B")]
+    pub batch_size: usize,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value_t = OptimizerName::Sgd)]
+    pub optimizer: OptimizerName,
+    /// Seed of every random choice (initialisation, shuffling, feedback matrices, subsets).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+}
+
+/// `widealign train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Architecture.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Dataset.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Optimisation.
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    /// Learning rule.
+    #[arg(long, value_enum, default_value_t = RuleName::Bp)]
+    pub rule: RuleName,
+    /// Hidden width.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub width: usize,
+    /// Append the result as one JSON line (same format as a sweep line) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the result as one JSON object on the last stdout line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which part of a sweep this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardArg {
+    /// Runs `index, index + count, …` (0-based).
+    Fixed {
+        /// This shard, `0 <= index < count`.
+        index: usize,
+        /// Number of shards.
+        count: usize,
+    },
+    /// Read `SLURM_ARRAY_TASK_ID` (minus `SLURM_ARRAY_TASK_MIN`) and `SLURM_ARRAY_TASK_COUNT`.
+    Auto,
+}
+
+impl std::str::FromStr for ShardArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(ShardArg::Auto);
+        }
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("expected I/N (e.g. 0/4) or auto, got `{s}`"))?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard index `{i}` is not a non-negative integer"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard count `{n}` is not a positive integer"))?;
+        if count == 0 {
+            return Err("shard count must be at least 1".into());
+        }
+        if index >= count {
+            return Err(format!(
+                "shard index {index} must be below the shard count {count} (shards are 0-based)"
+            ));
+        }
+        Ok(ShardArg::Fixed { index, count })
+    }
+}
+
+/// `widealign sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// TOML file with a [base] table of train settings and a [grid] table of lists.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: PathBuf,
+    /// JSON-lines results file (one line per finished run).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Run only shard I of N (0-based), or `auto` to read the Slurm job-array variables.
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<ShardArg>,
+    /// Continue an existing results file: skip runs whose config is already in it.
+    #[arg(long)]
+    pub resume: bool,
+    /// List the runs of this shard (one JSON config per line) without running them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print a JSON summary as the last stdout line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How much computing `reproduce` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scale {
+    /// Minutes on a laptop: fewer widths, epochs and seeds.
+    Quick,
+    /// The reference widths and epochs (hours).
+    Full,
+}
+
+/// `widealign reproduce`.
+#[derive(Debug, Clone, Args)]
+pub struct ReproduceArgs {
+    /// Image dataset for the classification experiments.
+    #[arg(long, default_value = "digits", value_name = "digits|fashion-mnist")]
+    pub dataset: String,
+    /// Output folder (created): results.jsonl, report.md, *.svg.
+    #[arg(long, default_value = "reproduction", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Experiment size.
+    #[arg(long, value_enum, default_value_t = Scale::Quick)]
+    pub scale: Scale,
+    /// Keep the runs already in DIR/results.jsonl and run only the missing ones.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print a JSON summary as the last stdout line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `widealign ntk`.
+#[derive(Debug, Clone, Args)]
+pub struct NtkArgs {
+    /// CSV file with one input per row (numbers only; a header row is allowed).
+    #[arg(long, value_name = "X.csv")]
+    pub inputs: PathBuf,
+    /// Second input set (CSV) for a cross kernel K(X, X2); default X with itself.
+    #[arg(long, value_name = "X2.csv")]
+    pub inputs2: Option<PathBuf>,
+    /// Number of hidden layers.
+    #[arg(long, default_value_t = 1, value_name = "L")]
+    pub depth: usize,
+    /// Nonlinearity.
+    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
+    pub activation: ActivationArg,
+    /// Weight standard deviation s_w.
+    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    pub w_std: f64,
+    /// Bias standard deviation s_b.
+    #[arg(long, default_value_t = 0.1, value_name = "S")]
+    pub b_std: f64,
+    /// Print one JSON object (otherwise a readable table).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Comma-separated list of widths, e.g. `64,256,1024`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Widths(pub Vec<usize>);
+
+impl std::str::FromStr for Widths {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for part in s.split(',') {
+            let w: usize = part
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{part}` is not a positive integer width"))?;
+            if w == 0 {
+                return Err("widths must be at least 1".into());
+            }
+            out.push(w);
+        }
+        Ok(Widths(out))
+    }
+}
+
+/// `widealign dynamics`.
+#[derive(Debug, Clone, Args)]
+pub struct DynamicsArgs {
+    /// Architecture.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Dataset.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Optimisation.
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    /// Widths to simulate.
+    #[arg(long, default_value = "64,256,1024,4096", value_name = "N,N,..")]
+    pub widths: Widths,
+    /// Full-batch gradient-descent steps.
+    #[arg(long, default_value_t = 200, value_name = "K")]
+    pub steps: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `widealign align`.
+#[derive(Debug, Clone, Args)]
+pub struct AlignArgs {
+    /// Architecture.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Dataset.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Optimisation.
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    /// Learning rule of the training run whose weight changes are measured.
+    #[arg(long, value_enum, default_value_t = RuleName::Bp)]
+    pub rule: RuleName,
+    /// Widths to train.
+    #[arg(long, default_value = "64,256,1024,4096", value_name = "N,N,..")]
+    pub widths: Widths,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `widealign data …`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Every dataset name, where it is looked for and whether it was found.
+    #[command(after_help = "Example:\n  widealign data list --json")]
+    List {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a dataset and describe it.
+    #[command(
+        after_help = "Example:\n  widealign data info fashion-mnist --json\n\n\
+With --json prints {\"name\", \"path\", \"train\", \"test\", \"input_dim\", \"classes\"}."
+    )]
+    Info {
+        /// Dataset name (as for `train --dataset`).
+        name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a dataset (mnist, fashion-mnist, kmnist) with SHA-256 verification.
+    #[cfg(feature = "download")]
+    #[command(after_help = "Example:\n  widealign data fetch fashion-mnist")]
+    Fetch {
+        /// Dataset name.
+        name: String,
+        /// Target folder (default: $WIDEALIGN_DATA or ~/.local/share/widealign).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `widealign bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time training steps of one rule on random data.
+    #[command(after_help = "\
+Example:
+  widealign bench step --model mlp --input-dim 784 --output-dim 10 --width 1024 --depth 2 \\
+      --batch-size 100 --rule align-zero --steps 50 --json
+
+Prints {\"step_ms_median\", \"step_ms_min\", \"samples_per_s\", ..}.")]
+    Step(BenchStepArgs),
+    /// Matrix-multiply throughput (n x n times n x n, f32).
+    #[command(
+        after_help = "Example:\n  widealign bench gemm --n 1024 --json\n\nPrints {\"gflops\", ..}."
+    )]
+    Gemm(BenchGemmArgs),
+    /// Time the infinite-width NTK of n random inputs with itself.
+    #[command(
+        after_help = "Example:\n  widealign bench ntk --n 2000 --depth 3 --json\n\nPrints {\"seconds\", ..}."
+    )]
+    Ntk(BenchNtkArgs),
+}
+
+/// `widealign bench step`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchStepArgs {
+    /// Network family.
+    #[arg(long, value_enum, default_value_t = ModelKind::Mlp)]
+    pub model: ModelKind,
+    /// Input dimension.
+    #[arg(long, default_value_t = 784, value_name = "D")]
+    pub input_dim: usize,
+    /// Output dimension.
+    #[arg(long, default_value_t = 10, value_name = "C")]
+    pub output_dim: usize,
+    /// Hidden width.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub width: usize,
+    /// Hidden layers (MLP).
+    #[arg(long, default_value_t = 2, value_name = "L")]
+    pub depth: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 100, value_name = "B")]
+    pub batch_size: usize,
+    /// Sequence length (RNN).
+    #[arg(long, default_value_t = 100, value_name = "T")]
+    pub seq_len: usize,
+    /// Learning rule.
+    #[arg(long, value_enum, default_value_t = RuleName::Bp)]
+    pub rule: RuleName,
+    /// Timed steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 20, value_name = "K")]
+    pub steps: usize,
+    /// Seed of the random data and initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `widealign bench gemm`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchGemmArgs {
+    /// Matrix size.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub n: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 5, value_name = "R")]
+    pub reps: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `widealign bench ntk`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchNtkArgs {
+    /// Number of random inputs.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub n: usize,
+    /// Input dimension.
+    #[arg(long, default_value_t = 784, value_name = "D")]
+    pub input_dim: usize,
+    /// Hidden layers.
+    #[arg(long, default_value_t = 3, value_name = "L")]
+    pub depth: usize,
+    /// Nonlinearity.
+    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
+    pub activation: ActivationArg,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn shard_parses() {
+        assert_eq!(
+            "1/4".parse::<ShardArg>(),
+            Ok(ShardArg::Fixed { index: 1, count: 4 })
+        );
+        assert_eq!("auto".parse::<ShardArg>(), Ok(ShardArg::Auto));
+        assert!("4/4".parse::<ShardArg>().is_err());
+        assert!("0/0".parse::<ShardArg>().is_err());
+        assert!("x/2".parse::<ShardArg>().is_err());
+        assert!("3".parse::<ShardArg>().is_err());
+    }
+
+    #[test]
+    fn widths_parse() {
+        assert_eq!("64, 256".parse::<Widths>(), Ok(Widths(vec![64, 256])));
+        assert!("64,0".parse::<Widths>().is_err());
+        assert!("64,,1".parse::<Widths>().is_err());
+    }
+
+    #[test]
+    fn rule_names_match_clap_and_serde() {
+        for r in RuleName::ALL {
+            let v = r.to_possible_value().unwrap();
+            assert_eq!(v.get_name(), r.name());
+            assert_eq!(serde_json::to_value(r).unwrap(), r.name());
+        }
+    }
+}
