@@ -1,0 +1,286 @@
+//! [`TrainConfig`] (one training run's settings) and [`TrainResult`] (what it produced), both
+//! serde-serialisable; `widealign train --json` prints a [`TrainResult`].
+//!
+//! Field names and defaults match the `widealign train` flags (`_` for `-`), see
+//! `shared/ARCHITECTURE.md`:
+//!
+//! ```
+//! use widealign_rules::{TrainConfig, RuleKind};
+//! let cfg: TrainConfig = serde_json::from_str(
+//!     r#"{"dataset": "digits", "rule": "align-zero", "width": 256, "lr": 5.0}"#,
+//! ).unwrap();
+//! assert_eq!(cfg.rule, RuleKind::AlignZero);
+//! assert_eq!(cfg.depth, 2); // default
+//! let spec = cfg.mlp_spec(64, 10).unwrap();
+//! assert_eq!(spec.widths(), vec![64, 256, 256, 10]);
+//! ```
+
+use serde::{Deserialize, Serialize};
+use widealign_models::{BiasInit, MlpSpec, Parameterization};
+use widealign_tensor::Activation;
+
+use crate::{RuleKind, RulesError};
+
+/// Network family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Fully connected network ([`widealign_models::Mlp`]).
+    Mlp,
+    /// Elman recurrent network ([`widealign_models::Rnn`]); `depth` is ignored (one recurrent
+    /// layer).
+    Rnn,
+}
+
+impl ModelKind {
+    /// `"mlp"` or `"rnn"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::Rnn => "rnn",
+        }
+    }
+}
+
+/// Parameterisation of the dense layers (THEORY.md §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamKind {
+    /// `h = (s_w/√n) W a + s_b b`, `N(0, 1)` parameters.
+    Ntk,
+    /// `h = W a + b`, `W ~ N(0, s_w²/n)`, `b ~ N(0, s_b²)`.
+    Standard,
+}
+
+/// Optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerChoice {
+    /// Plain SGD, `θ ← θ − lr·g` (the reference).
+    Sgd,
+    /// Adam with `β₁ = 0.9`, `β₂ = 0.999`, `ε = 1e−8`.
+    Adam,
+}
+
+mod activation_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use widealign_tensor::Activation;
+
+    pub fn serialize<S: Serializer>(a: &Activation, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Activation, D::Error> {
+        let name = String::deserialize(d)?;
+        Activation::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown activation `{name}` (expected one of: {})",
+                    Activation::ALL.map(Activation::name).join(", ")
+                ))
+            })
+    }
+}
+
+/// Every setting of one training run (defaults are the `widealign train` flag defaults).
+///
+/// Biases start at zero (as in the reference experiments) and the loss is the reference MSE
+/// (mean over batch and outputs; summed over time steps for sequences) with targets one-hot − 0.1
+/// for classification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Network family.
+    pub model: ModelKind,
+    /// Dataset name as given to `widealign_data::load` (recorded in the result; [`crate::train`]
+    /// receives the loaded dataset).
+    pub dataset: String,
+    /// Learning rule.
+    pub rule: RuleKind,
+    /// Hidden layers of the MLP (it has `depth + 1` weight layers); ignored for the RNN.
+    pub depth: usize,
+    /// Hidden width.
+    pub width: usize,
+    /// Nonlinearity of every hidden layer.
+    #[serde(with = "activation_name")]
+    pub activation: Activation,
+    /// Parameterisation.
+    pub param: ParamKind,
+    /// Optimiser.
+    pub optimizer: OptimizerChoice,
+    /// Learning rate.
+    pub lr: f64,
+    /// Mini-batch size (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Train on a stratified (classification) or leading (regression) subset of this many
+    /// training examples, drawn with the run's seed; `None`: the whole training split.
+    pub train_size: Option<usize>,
+    /// Weight standard deviation `s_w`.
+    pub w_std: f64,
+    /// Bias standard deviation `s_b`.
+    pub b_std: f64,
+    /// Seed of every random choice: initialisation, feedback matrices, shuffling, subsets.
+    pub seed: u64,
+    /// Align-ada/zero on an MLP: cache the frozen network's per-example trace instead of running
+    /// the frozen forward pass every step (see `docs/decisions/align-zero-cache.md`).
+    pub cache_frozen: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: ModelKind::Mlp,
+            dataset: "digits".into(),
+            rule: RuleKind::Bp,
+            depth: 2,
+            width: 1024,
+            activation: Activation::Relu,
+            param: ParamKind::Ntk,
+            optimizer: OptimizerChoice::Sgd,
+            lr: 1.0,
+            batch_size: 100,
+            epochs: 10,
+            train_size: None,
+            w_std: 1.0,
+            b_std: 0.1,
+            seed: 0,
+            cache_frozen: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks value ranges.
+    ///
+    /// # Errors
+    /// [`RulesError::InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<(), RulesError> {
+        let bad =
+            |field: &'static str, reason: String| Err(RulesError::InvalidConfig { field, reason });
+        if self.width == 0 {
+            return bad("width", "must be at least 1".into());
+        }
+        if self.model == ModelKind::Mlp && self.depth == 0 {
+            return bad("depth", "must be at least 1 hidden layer".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(
+                "lr",
+                format!("must be finite and positive, got {}", self.lr),
+            );
+        }
+        if self.train_size == Some(0) {
+            return bad("train_size", "must be at least 1".into());
+        }
+        for (field, v) in [("w_std", self.w_std), ("b_std", self.b_std)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(field, format!("must be finite and non-negative, got {v}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parameterisation with this run's `s_w`, `s_b`.
+    pub fn parameterization(&self) -> Parameterization {
+        match self.param {
+            ParamKind::Ntk => Parameterization::Ntk {
+                w_std: self.w_std,
+                b_std: self.b_std,
+            },
+            ParamKind::Standard => Parameterization::Standard {
+                w_std: self.w_std,
+                b_std: self.b_std,
+            },
+        }
+    }
+
+    /// The MLP this run trains: `depth` hidden layers of `width`, zero-initialised biases.
+    /// Other crates (e.g. the NTK crate's shadow accumulator) build the same network with
+    /// `Mlp::new(&cfg.mlp_spec(..)?, cfg.seed)`.
+    ///
+    /// # Errors
+    /// [`RulesError::Model`] if the spec does not validate.
+    pub fn mlp_spec(&self, input_dim: usize, output_dim: usize) -> Result<MlpSpec, RulesError> {
+        let spec = MlpSpec::uniform(
+            input_dim,
+            self.width,
+            self.depth,
+            output_dim,
+            self.activation,
+        )
+        .with_param(self.parameterization())
+        .with_bias_init(BiasInit::Zero);
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+/// One row of the training history. Epoch 0 is the evaluation at initialisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 0 for the initial evaluation, then 1..=epochs.
+    pub epoch: usize,
+    /// Epoch 0: the loss on the whole training set at initialisation. Epoch `e ≥ 1`: the mean
+    /// of the mini-batch losses during epoch `e` (weighted by batch size).
+    pub train_loss: f64,
+    /// Loss on the test split after the epoch.
+    pub test_loss: f64,
+    /// Test accuracy after the epoch (classification only).
+    pub test_accuracy: Option<f64>,
+    /// Wall-clock seconds since the start of training (after data and rule setup).
+    pub seconds: f64,
+}
+
+/// The outcome of one training run: what `widealign train --json` prints.
+///
+/// A diverged run is a result: `diverged` is true, `diverged_epoch` names the epoch in which a
+/// non-finite loss or a loss above `1e6 ×` the initial one appeared, and the metrics are those of
+/// the last completed epoch (never NaN).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainResult {
+    /// `mlp` or `rnn`.
+    pub model: ModelKind,
+    /// The dataset's name.
+    pub dataset: String,
+    /// The rule.
+    pub rule: RuleKind,
+    /// Hidden width.
+    pub width: usize,
+    /// Hidden layers (1 for the RNN).
+    pub depth: usize,
+    /// The seed.
+    pub seed: u64,
+    /// Epochs asked for.
+    pub epochs: usize,
+    /// Epochs completed (fewer than `epochs` if the run diverged).
+    pub epochs_completed: usize,
+    /// Training examples used.
+    pub train_examples: usize,
+    /// Optimisation steps taken.
+    pub steps: usize,
+    /// Training loss of the last completed epoch (see [`EpochRecord::train_loss`]).
+    pub train_loss: f64,
+    /// Test loss after the last completed epoch.
+    pub test_loss: f64,
+    /// Test accuracy after the last completed epoch (classification only).
+    pub test_accuracy: Option<f64>,
+    /// Lowest test loss over the history (including the initial evaluation).
+    pub best_test_loss: f64,
+    /// Highest test accuracy over the history (classification only).
+    pub best_test_accuracy: Option<f64>,
+    /// Whether training stopped because the loss blew up.
+    pub diverged: bool,
+    /// The epoch (1-based) in which divergence was detected.
+    pub diverged_epoch: Option<usize>,
+    /// Wall-clock seconds of training and evaluation.
+    pub seconds: f64,
+    /// Per-epoch history, epoch 0 first.
+    pub history: Vec<EpochRecord>,
+}
