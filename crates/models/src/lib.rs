@@ -10,6 +10,8 @@
 //! * [`Loss`] — the reference MSE (mean over batch and outputs) and softmax cross-entropy;
 //!   [`one_hot_targets`] (one-hot − 0.1) and [`accuracy`].
 //! * [`Optimizer`] — SGD and bias-corrected Adam over the models' parameter tensors.
+//! * [`checkpoint`] — save and load networks bit-exactly ([`Mlp::save`], [`Mlp::load`],
+//!   [`Rnn::save`], [`Rnn::load`]), with a self-describing, validated header.
 //!
 //! Batch convention: one sample per row (`B × features`), as in `widealign-tensor`.
 //!
@@ -22,6 +24,7 @@
 //! assert_eq!(out.shape(), (2, 3));
 //! ```
 
+pub mod checkpoint;
 mod error;
 pub mod loss;
 pub mod mlp;
@@ -29,6 +32,7 @@ pub mod optim;
 pub mod rnn;
 pub mod spec;
 
+pub use checkpoint::{inspect as inspect_checkpoint, CheckpointInfo};
 pub use error::ModelError;
 pub use loss::{accuracy, one_hot_targets, predicted_classes, Loss};
 pub use mlp::{
