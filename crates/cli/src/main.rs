@@ -15,6 +15,10 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+#[allow(dead_code)] // used by reproduce (being wired)
+mod fsutil;
+#[allow(dead_code)] // used by reproduce (being wired)
+mod plots;
 mod progress;
 mod runner;
 mod sweep;
