@@ -218,10 +218,20 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
     pub activation: ActivationArg,
     /// Weight standard deviation s_w.
-    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        value_name = "S",
+        allow_negative_numbers = true
+    )]
     pub w_std: f64,
     /// Bias standard deviation s_b.
-    #[arg(long, default_value_t = 0.1, value_name = "S")]
+    #[arg(
+        long,
+        default_value_t = 0.1,
+        value_name = "S",
+        allow_negative_numbers = true
+    )]
     pub b_std: f64,
     /// Parameterisation.
     #[arg(long, value_enum, default_value_t = ParamKind::Ntk)]
@@ -246,7 +256,12 @@ pub struct OptimArgs {
     #[arg(long, default_value_t = 10, value_name = "E")]
     pub epochs: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        value_name = "F",
+        allow_negative_numbers = true
+    )]
     pub lr: f64,
     /// Mini-batch size.
     #[arg(long, default_value_t = 100, value_name = "B")]
@@ -397,10 +412,20 @@ pub struct NtkArgs {
     #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
     pub activation: ActivationArg,
     /// Weight standard deviation s_w.
-    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        value_name = "S",
+        allow_negative_numbers = true
+    )]
     pub w_std: f64,
     /// Bias standard deviation s_b.
-    #[arg(long, default_value_t = 0.1, value_name = "S")]
+    #[arg(
+        long,
+        default_value_t = 0.1,
+        value_name = "S",
+        allow_negative_numbers = true
+    )]
     pub b_std: f64,
     /// Print one JSON object (otherwise a readable table).
     #[arg(long)]
