@@ -14,6 +14,7 @@ mod bench;
 mod cli;
 mod commands;
 mod config;
+mod data_cmd;
 mod error;
 #[allow(dead_code)] // used by reproduce (being wired)
 mod fsutil;
@@ -70,9 +71,7 @@ fn dispatch(command: Command, progress: &Progress) -> Result<(), CliError> {
                 "this command needs the widealign-rules and widealign-ntk layers, which this build does not have yet".into(),
             ))
         }
-        Command::Data(_) => Err(CliError::Failure(
-            "`data` needs the widealign-data layer, which this build does not have yet".into(),
-        )),
+        Command::Data(c) => data_cmd::run(&c, progress),
         Command::Bench(BenchCommand::Gemm(a)) => bench::gemm(&a),
         Command::Bench(_) => Err(CliError::Failure(
             "`bench step` and `bench ntk` need the rules and ntk layers, which this build does not have yet".into(),
