@@ -172,7 +172,6 @@ pub enum ActivationArg {
 
 impl ActivationArg {
     /// The tensor crate's activation.
-    #[allow(dead_code)] // used once the models layer is wired
     pub fn activation(self) -> widealign_tensor::Activation {
         use widealign_tensor::Activation as A;
         match self {
@@ -402,9 +401,6 @@ pub struct NtkArgs {
     /// CSV file with one input per row (numbers only; a header row is allowed).
     #[arg(long, value_name = "X.csv")]
     pub inputs: PathBuf,
-    /// Second input set (CSV) for a cross kernel K(X, X2); default X with itself.
-    #[arg(long, value_name = "X2.csv")]
-    pub inputs2: Option<PathBuf>,
     /// Number of hidden layers.
     #[arg(long, default_value_t = 1, value_name = "L")]
     pub depth: usize,

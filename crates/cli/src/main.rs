@@ -23,6 +23,7 @@ mod plots;
 mod progress;
 mod runner;
 mod sweep;
+mod theory_cmd;
 mod trainer;
 
 use std::io::Write;
@@ -66,15 +67,17 @@ fn dispatch(command: Command, progress: &Progress) -> Result<(), CliError> {
             install_ctrl_c(progress);
             commands::sweep(&a, progress)
         }
-        Command::Reproduce(_) | Command::Ntk(_) | Command::Dynamics(_) | Command::Align(_) => {
+        Command::Ntk(a) => theory_cmd::ntk(&a),
+        Command::Reproduce(_) | Command::Dynamics(_) | Command::Align(_) => {
             Err(CliError::Failure(
                 "this command needs the widealign-rules and widealign-ntk layers, which this build does not have yet".into(),
             ))
         }
         Command::Data(c) => data_cmd::run(&c, progress),
         Command::Bench(BenchCommand::Gemm(a)) => bench::gemm(&a),
+        Command::Bench(BenchCommand::Ntk(a)) => theory_cmd::bench_ntk(&a),
         Command::Bench(_) => Err(CliError::Failure(
-            "`bench step` and `bench ntk` need the rules and ntk layers, which this build does not have yet".into(),
+            "`bench step` needs the rules layer, which this build does not have yet".into(),
         )),
     }
 }

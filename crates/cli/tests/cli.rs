@@ -242,3 +242,77 @@ fn bench_gemm_json_contract() {
     assert!(v["gflops"].as_f64().unwrap() > 0.0);
     assert_eq!(v["n"], 64);
 }
+
+#[test]
+fn ntk_json_contract_and_bad_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("x.csv"), "a,b,c\n1,0,0\n0.6,0.8,0\n0,0,2\n").unwrap();
+    let o = run_in(
+        d,
+        &[
+            "ntk",
+            "--inputs",
+            "x.csv",
+            "--depth",
+            "2",
+            "--activation",
+            "relu",
+            "--w-std",
+            "1.4",
+            "--b-std",
+            "0.1",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    for key in ["nngp", "ntk"] {
+        let m = v[key].as_array().unwrap();
+        assert_eq!(m.len(), 3);
+        for i in 0..3 {
+            assert_eq!(m[i].as_array().unwrap().len(), 3);
+            for j in 0..3 {
+                assert_eq!(m[i][j], m[j][i], "{key} symmetric");
+            }
+            assert!(m[i][i].as_f64().unwrap() > 0.0);
+        }
+    }
+    assert!(v["seconds"].as_f64().unwrap() >= 0.0);
+    std::fs::write(d.join("bad.csv"), "1,2\n3,oops\n").unwrap();
+    let o = run_in(d, &["ntk", "--inputs", "bad.csv", "--json"], &[]);
+    assert_bad_input(&o, "bad.csv:2: field 2");
+    let o = run_in(d, &["ntk", "--inputs", "missing.csv"], &[]);
+    assert_bad_input(&o, "missing.csv");
+    let o = run_in(d, &["ntk", "--inputs", "x.csv", "--b-std", "-0.5"], &[]);
+    assert_bad_input(&o, "--b-std");
+}
+
+#[test]
+fn data_list_and_info_json_contracts() {
+    let o = run(&["data", "list", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    let names: Vec<&str> = v["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for n in ["digits", "fashion-mnist", "mnist", "add", "teacher"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let o = run(&["data", "info", "digits", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    for key in ["name", "path", "train", "test", "input_dim", "classes"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["input_dim"], 64);
+    assert_eq!(v["classes"], 10);
+    let o = run(&["data", "info", "nosuchset"]);
+    assert_bad_input(&o, "nosuchset");
+    let o = run(&["data", "info", "csv:/definitely/not/here.csv"]);
+    assert_bad_input(&o, "here.csv");
+}

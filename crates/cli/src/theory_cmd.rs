@@ -1,0 +1,218 @@
+//! `widealign ntk` and `bench ntk`: infinite-width kernels from `widealign-ntk`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use widealign_models::ModelError;
+use widealign_ntk::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
+use widealign_ntk::experiment::{analytic_ntk, NtkConfig};
+use widealign_ntk::NtkError;
+use widealign_tensor::{rng::SeedStream, Mat};
+
+use crate::cli::{BenchNtkArgs, NtkArgs};
+use crate::emit;
+use crate::error::CliError;
+
+impl From<ModelError> for CliError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::InvalidSpec { .. }
+            | ModelError::ShapeMismatch { .. }
+            | ModelError::Empty(_)
+            | ModelError::LabelOutOfRange { .. }
+            | ModelError::Checkpoint { .. } => CliError::Input(e.to_string()),
+            ModelError::Io { ref source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                CliError::Input(e.to_string())
+            }
+            _ => CliError::Failure(e.to_string()),
+        }
+    }
+}
+
+impl From<NtkError> for CliError {
+    fn from(e: NtkError) -> Self {
+        match e {
+            NtkError::Model(m) => m.into(),
+            NtkError::Architecture(_)
+            | NtkError::Shape { .. }
+            | NtkError::NonFinite { .. }
+            | NtkError::InvalidOption { .. }
+            | NtkError::UnstableLearningRate { .. } => CliError::Input(e.to_string()),
+            _ => CliError::Failure(e.to_string()),
+        }
+    }
+}
+
+/// Reads a numeric CSV file: one row per input, comma-separated numbers, an optional header
+/// line (a first line that is not all numbers). Errors name the file, line and field.
+pub fn read_numeric_csv(path: &Path) -> Result<Mat<f64>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, e))?;
+    let mut data = Vec::new();
+    let mut cols = 0usize;
+    let mut rows = 0usize;
+    let mut first = true;
+    for (ln, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let parsed: Vec<Result<f64, _>> = fields.iter().map(|f| f.parse::<f64>()).collect();
+        // A first line with no number at all is a header.
+        if std::mem::take(&mut first) && parsed.iter().all(Result::is_err) {
+            continue;
+        }
+        let mut vals = Vec::with_capacity(fields.len());
+        for (j, (f, p)) in fields.iter().zip(parsed).enumerate() {
+            match p {
+                Ok(v) if v.is_finite() => vals.push(v),
+                _ => {
+                    return Err(CliError::Input(format!(
+                        "{}:{}: field {} `{f}` is not a finite number",
+                        path.display(),
+                        ln + 1,
+                        j + 1
+                    )))
+                }
+            }
+        }
+        if rows > 0 && vals.len() != cols {
+            return Err(CliError::Input(format!(
+                "{}:{}: {} values, but earlier rows have {cols}",
+                path.display(),
+                ln + 1,
+                vals.len()
+            )));
+        }
+        cols = vals.len();
+        rows += 1;
+        data.extend(vals);
+    }
+    if rows == 0 {
+        return Err(CliError::input(path, "no input rows"));
+    }
+    Ok(Mat::from_row_slice(rows, cols, &data))
+}
+
+/// `widealign ntk`.
+pub fn ntk(a: &NtkArgs) -> Result<(), CliError> {
+    let x = read_numeric_csv(&a.inputs)?;
+    let cfg = NtkConfig::new(a.depth, a.activation.activation(), a.w_std, a.b_std);
+    let report = analytic_ntk(&x, &cfg)?;
+    if a.json {
+        let s = serde_json::to_string(&report).map_err(|e| CliError::Failure(e.to_string()))?;
+        return emit(&s);
+    }
+    let table = |name: &str, m: &[Vec<f64>]| {
+        let mut s = format!("{name} ({n} x {n}):\n", n = m.len());
+        for row in m {
+            let cells: Vec<String> = row.iter().map(|v| format!("{v:>12.6}")).collect();
+            s.push_str(&cells.join(" "));
+            s.push('\n');
+        }
+        s
+    };
+    emit(&format!(
+        "{}{}computed in {:.3}s",
+        table("NNGP", &report.nngp),
+        table("NTK", &report.ntk),
+        report.seconds
+    ))
+}
+
+/// `widealign bench ntk`: the output NTK of `n` Gaussian inputs with itself.
+pub fn bench_ntk(a: &BenchNtkArgs) -> Result<(), CliError> {
+    if a.n == 0 {
+        return Err(CliError::flag("--n", "must be at least 1"));
+    }
+    if a.input_dim == 0 {
+        return Err(CliError::flag("--input-dim", "must be at least 1"));
+    }
+    let x: Mat<f64> =
+        SeedStream::new(0)
+            .child("bench-ntk")
+            .gaussian_matrix("x", a.n, a.input_dim, 1.0);
+    let net = InfiniteMlp {
+        input_dim: a.input_dim,
+        layers: a.depth + 1,
+        activation: a.activation.activation(),
+        w_std: 1.0,
+        b_std: 0.1,
+        bias_init: widealign_models::BiasInit::Gaussian,
+    };
+    let req = KernelRequest {
+        nngp: false,
+        ntk: true,
+        layers: false,
+    };
+    let t = Instant::now();
+    let k = net.kernels(&x, None, &req, &KernelOptions::default())?;
+    let seconds = t.elapsed().as_secs_f64();
+    std::hint::black_box(&k);
+    let v = serde_json::json!({
+        "seconds": seconds,
+        "n": a.n,
+        "input_dim": a.input_dim,
+        "depth": a.depth,
+        "activation": a.activation.activation().name(),
+        "entries_per_s": (a.n * a.n) as f64 / seconds,
+        "threads": rayon::current_num_threads(),
+    });
+    if a.json {
+        emit(&v.to_string())
+    } else {
+        emit(&format!(
+            "NTK of {} inputs (dim {}, {} hidden layers, {}): {:.3}s, {} threads",
+            a.n,
+            a.input_dim,
+            a.depth,
+            a.activation.activation().name(),
+            seconds,
+            rayon::current_num_threads()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csv(text: &str) -> Result<Mat<f64>, CliError> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.csv");
+        std::fs::write(&p, text).unwrap();
+        read_numeric_csv(&p)
+    }
+
+    #[test]
+    fn reads_rows_with_and_without_header() {
+        let m = csv("a,b\n1,2\n3, 4\n").unwrap();
+        assert_eq!(m, Mat::from_row_slice(2, 2, &[1.0, 2.0, 3.0, 4.0]));
+        let m = csv("1,2\n\n3,4\n").unwrap();
+        assert_eq!(m.shape(), (2, 2));
+    }
+
+    #[test]
+    fn bad_csv_names_line_and_field() {
+        let e = csv("1,2\n3,x\n").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .ends_with("x.csv:2: field 2 `x` is not a finite number"),
+            "{e}"
+        );
+        let e = csv("1,2\n3\n").unwrap_err();
+        assert!(e.to_string().contains("x.csv:2: 1 values"), "{e}");
+        let e = csv("1,nan\n").unwrap_err();
+        assert!(e.to_string().contains("x.csv:1: field 2"), "{e}");
+        let e = csv("a,b\n").unwrap_err();
+        assert!(e.to_string().contains("no input rows"), "{e}");
+        let e = csv("1,a\n2,3\n").unwrap_err();
+        assert!(e.to_string().contains("x.csv:1: field 2"), "{e}");
+    }
+}
