@@ -4,6 +4,12 @@
 //! return; every computation lives here so it is tested with the theory.
 //!
 //! * [`analytic_ntk`] → [`NtkReport`] `{"nngp": [[..]], "ntk": [[..]], "seconds": s}`.
+//! * [`dynamics_experiment`] → [`DynamicsReport`]: trains the finite network with full-batch
+//!   gradient descent (backprop, MSE) at several widths from one spec and seed and compares the
+//!   result with the closed-form predictions of THEORY.md §4 (see [`DynamicsReport`] for the
+//!   three relative errors and the fitted log-log slopes).
+//! * `widealign align` glue: [`crate::align::ShadowAccumulator`] (hooked into the rules crate's
+//!   training loop), [`crate::align::align_layers`] and [`crate::align::AlignReport`].
 //!
 //! ```
 //! use widealign_ntk::experiment::{analytic_ntk, NtkConfig};
@@ -20,10 +26,15 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use widealign_models::BiasInit;
-use widealign_tensor::{Activation, Mat};
+use widealign_models::{
+    backward_signals, gradients, BiasInit, Feedback, Loss, Mlp, MlpSpec, Parameterization, Pathway,
+};
+use widealign_tensor::{Activation, Float, Mat};
 
 use crate::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
+use crate::dynamics::{function_change, quadratic_norm, KernelDynamics, Schedule};
+use crate::error::{check_finite, shape_err};
+use crate::predict::predicted_change;
 use crate::quadrature::Quadrature;
 use crate::NtkError;
 
@@ -119,6 +130,422 @@ pub fn analytic_ntk(inputs: &Mat<f64>, config: &NtkConfig) -> Result<NtkReport, 
     Ok(NtkReport {
         nngp: rows(k.nngp.as_ref().expect("requested")),
         ntk: rows(k.ntk.as_ref().expect("requested")),
+        seconds,
+    })
+}
+
+/// Floating-point type used to train the finite networks in [`dynamics_experiment`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// `f32` (twice as fast; rounding of the weight updates adds a relative error of order
+    /// `√steps · 2^{−24} · n/‖ΔW‖_F` to the weight changes).
+    F32,
+    /// `f64` (the default: the measured errors are the theory's, not rounding).
+    F64,
+}
+
+/// Configuration of [`dynamics_experiment`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DynamicsConfig {
+    /// Hidden layers (`--depth`); the network has `hidden_layers + 1` weight layers.
+    pub hidden_layers: usize,
+    /// Activation.
+    pub activation: Activation,
+    /// `s_w` (NTK parameterisation).
+    pub w_std: f64,
+    /// `s_b`.
+    pub b_std: f64,
+    /// Initial biases.
+    pub bias_init: BiasInit,
+    /// Hidden widths to simulate (all hidden layers of one network share the width).
+    pub widths: Vec<usize>,
+    /// Full-batch gradient-descent steps `k`.
+    pub steps: u64,
+    /// Learning rate (of `L = (1/(NC)) Σ ‖f − y‖²`).
+    pub lr: f64,
+    /// Seed of every network's initialisation (`Mlp::new(spec, seed)`).
+    pub seed: u64,
+    /// Training precision of the finite networks.
+    pub precision: Precision,
+    /// Quadrature for tanh and gelu.
+    pub quadrature: Quadrature,
+}
+
+impl DynamicsConfig {
+    /// A config with `s_w = 1`, `s_b = 0.1`, zero initial biases (as [`MlpSpec::new`]), `f64`
+    /// training and the default quadrature.
+    pub fn new(
+        hidden_layers: usize,
+        activation: Activation,
+        widths: Vec<usize>,
+        steps: u64,
+        lr: f64,
+        seed: u64,
+    ) -> Self {
+        DynamicsConfig {
+            hidden_layers,
+            activation,
+            w_std: 1.0,
+            b_std: 0.1,
+            bias_init: BiasInit::Zero,
+            widths,
+            steps,
+            lr,
+            seed,
+            precision: Precision::F64,
+            quadrature: Quadrature::default(),
+        }
+    }
+
+    fn spec(&self, input_dim: usize, width: usize, outputs: usize) -> MlpSpec {
+        MlpSpec::uniform(
+            input_dim,
+            width,
+            self.hidden_layers,
+            outputs,
+            self.activation,
+        )
+        .with_param(Parameterization::Ntk {
+            w_std: self.w_std,
+            b_std: self.b_std,
+        })
+        .with_bias_init(self.bias_init)
+    }
+}
+
+/// A regression task for [`dynamics_experiment`] (one sample per row).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegressionData {
+    /// Training inputs `X` (`N × n_0`).
+    pub x_train: Mat<f64>,
+    /// Training targets `Y` (`N × C`).
+    pub y_train: Mat<f64>,
+    /// Test inputs (`P × n_0`) where the function prediction is checked.
+    pub x_test: Mat<f64>,
+}
+
+/// The three relative errors, per width.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DynamicsErrors {
+    /// `|‖ΔW^l‖_F − pred_l| / pred_l`, `pred_l = √(Σ_c ε_cᵀ (P^l ⊙ A^l)(X, X) ε_c)`:
+    /// `[per layer] per width`.
+    pub weight_norm: Vec<Vec<f64>>,
+    /// `‖ΔW^l/‖ΔW^l‖_F − ΔŴ^l/‖ΔŴ^l‖_F‖_F` with `ΔŴ^l` the change predicted for the same
+    /// initialisation (frozen `G^l`, frozen activities, analytic `ε`): `[per layer] per width`.
+    pub weight_direction: Vec<Vec<f64>>,
+    /// `‖f_k(X_test) − f̂_k(X_test)‖_F / ‖f̂_k(X_test) − f_0(X_test)‖_F` with
+    /// `f̂_k = f_0 − T^L(X_test, X) ε(k)`: per width.
+    pub function: Vec<f64>,
+}
+
+/// Log-log slopes of the errors against the width.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DynamicsSlopes {
+    /// Slope of `log weight_norm` vs `log width`, common to all layers (each layer its own
+    /// intercept).
+    pub weight_norm: f64,
+    /// Same for `weight_direction`.
+    pub weight_direction: f64,
+    /// Slope of `log function` vs `log width`.
+    pub function: f64,
+}
+
+/// The JSON of `widealign dynamics --json`: `{"widths", "errors": {"weight_norm",
+/// "weight_direction", "function"}, "slopes": {..}, "max_stable_lr", ...}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DynamicsReport {
+    /// Simulated widths.
+    pub widths: Vec<usize>,
+    /// Relative errors of the three predictions.
+    pub errors: DynamicsErrors,
+    /// Fitted log-log slopes.
+    pub slopes: DynamicsSlopes,
+    /// Largest stable learning rate `N·C/λ_max(T^L)` of the analytic kernel.
+    pub max_stable_lr: f64,
+    /// Activation name.
+    pub activation: String,
+    /// Hidden layers.
+    pub hidden_layers: usize,
+    /// Gradient-descent steps.
+    pub steps: u64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Training points `N`.
+    pub train_size: usize,
+    /// Training precision.
+    pub precision: Precision,
+    /// Predicted `‖ΔW^l‖_F` (per layer, per width; depends on the width only through `f_0`).
+    pub predicted_weight_norm: Vec<Vec<f64>>,
+    /// Measured `‖ΔW^l‖_F` (per layer, per width).
+    pub measured_weight_norm: Vec<Vec<f64>>,
+    /// Final training loss of the finite network, per width.
+    pub final_train_loss: Vec<f64>,
+    /// Seconds spent per width (training and predictions).
+    pub seconds: Vec<f64>,
+}
+
+/// Least-squares slope of `y` against `x` shared by several series (each with its own
+/// intercept). Points with a non-positive or non-finite value are skipped; NaN if fewer than two
+/// distinct `x` remain.
+pub fn pooled_log_slope(widths: &[usize], series: &[Vec<f64>]) -> f64 {
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for s in series {
+        let pts: Vec<(f64, f64)> = widths
+            .iter()
+            .zip(s)
+            .filter(|(_, &v)| v.is_finite() && v > 0.0)
+            .map(|(&w, &v)| ((w as f64).ln(), v.ln()))
+            .collect();
+        if pts.len() < 2 {
+            continue;
+        }
+        let mx = pts.iter().map(|p| p.0).sum::<f64>() / pts.len() as f64;
+        let my = pts.iter().map(|p| p.1).sum::<f64>() / pts.len() as f64;
+        for (x, y) in pts {
+            sxy += (x - mx) * (y - my);
+            sxx += (x - mx) * (x - mx);
+        }
+    }
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        f64::NAN
+    }
+}
+
+fn cast_mat<T: Float>(m: &Mat<f64>) -> Mat<T> {
+    m.map(T::cast)
+}
+
+fn to_f64<T: Float>(m: &Mat<T>) -> Mat<f64> {
+    m.map(|v| v.as_f64())
+}
+
+/// Everything width-independent: the analytic kernels and their eigendecomposition.
+struct Theory {
+    test_ntk: Mat<f64>,
+    dynamics: KernelDynamics,
+    weight_shares: Vec<Mat<f64>>,
+}
+
+struct WidthResult {
+    weight_norm: Vec<f64>,
+    weight_direction: Vec<f64>,
+    function: f64,
+    predicted: Vec<f64>,
+    measured: Vec<f64>,
+    loss: f64,
+}
+
+fn run_width<T: Float>(
+    config: &DynamicsConfig,
+    spec: &MlpSpec,
+    data: &RegressionData,
+    theory: &Theory,
+) -> Result<WidthResult, NtkError> {
+    let width = spec.hidden.first().copied().unwrap_or(0);
+    let x: Mat<T> = cast_mat(&data.x_train);
+    let y: Mat<T> = cast_mat(&data.y_train);
+    let xt: Mat<T> = cast_mat(&data.x_test);
+    let net0 = Mlp::<T>::new(spec, config.seed)?;
+    let f0 = to_f64(&net0.predict(&x)?);
+    let f0_test = to_f64(&net0.predict(&xt)?);
+    let r0 = &f0 - &data.y_train;
+    let schedule = Schedule::Steps(config.steps);
+    let eps = theory.dynamics.eps(&r0, schedule)?;
+    let f_pred_test = &f0_test + function_change(&theory.test_ntk, &eps)?;
+    let predicted: Vec<f64> = theory
+        .weight_shares
+        .iter()
+        .map(|k| quadratic_norm(k, &eps))
+        .collect::<Result<_, _>>()?;
+    let dw_pred = predicted_change(&net0, &x, &cast_mat(&eps))?;
+    // full-batch gradient descent with backprop
+    let mut net = net0.clone();
+    let lr = T::cast(config.lr);
+    for step in 0..config.steps {
+        let trace = net.forward(&x)?;
+        let (l, err) = Loss::Mse.evaluate(trace.output(), &y)?;
+        if !l.is_finite() {
+            return Err(NtkError::Diverged {
+                width,
+                step: step as usize,
+                loss: l,
+            });
+        }
+        let pathway = Pathway {
+            feedback: Feedback::Weights(&net.weights),
+            derivatives: &trace,
+        };
+        let g = gradients(spec, &backward_signals(spec, &pathway, &err), &trace);
+        net.apply_update(&g, lr);
+    }
+    let f_test = to_f64(&net.predict(&xt)?);
+    let (final_loss, _) = Loss::Mse.evaluate(&net.predict(&x)?, &y)?;
+    if !final_loss.is_finite() {
+        return Err(NtkError::Diverged {
+            width,
+            step: config.steps as usize,
+            loss: final_loss,
+        });
+    }
+    let learned = (&f_pred_test - &f0_test).norm();
+    let function = (&f_test - &f_pred_test).norm() / learned;
+    let mut weight_norm = Vec::new();
+    let mut weight_direction = Vec::new();
+    let mut measured = Vec::new();
+    for l in 0..spec.depth() {
+        let dw = to_f64(&(&net.weights[l] - &net0.weights[l]));
+        let norm = dw.norm();
+        measured.push(norm);
+        weight_norm.push((norm - predicted[l]).abs() / predicted[l]);
+        let dp = to_f64(
+            dw_pred.weights[l]
+                .as_ref()
+                .expect("every layer has a change"),
+        );
+        let direction = (&dw / norm - &dp / dp.norm()).norm();
+        weight_direction.push(direction);
+    }
+    Ok(WidthResult {
+        weight_norm,
+        weight_direction,
+        function,
+        predicted,
+        measured,
+        loss: final_loss,
+    })
+}
+
+/// Trains the finite network at every width of `config` on `data` with full-batch gradient
+/// descent (backprop, MSE, `steps` steps, learning rate `lr`, the same seed at every width) and
+/// measures the relative errors of the three §4 predictions (see [`DynamicsErrors`]), then fits
+/// the log-log slopes ([`pooled_log_slope`]).
+///
+/// The analytic kernels are computed once (they do not depend on the width); the predictions use
+/// each network's own initial outputs `f_0` in `r_0 = f_0(X) − Y`.
+///
+/// # Errors
+/// [`NtkError::UnstableLearningRate`] (before any training) if `lr ≥ N·C/λ_max(T^L)`;
+/// [`NtkError::Diverged`] if a finite network's loss becomes non-finite anyway;
+/// [`NtkError::Shape`]/[`NtkError::NonFinite`] for inconsistent data;
+/// [`NtkError::InvalidOption`] for an empty width list, a zero width or zero steps.
+pub fn dynamics_experiment(
+    config: &DynamicsConfig,
+    data: &RegressionData,
+) -> Result<DynamicsReport, NtkError> {
+    let (n, n0) = data.x_train.shape();
+    let outputs = data.y_train.ncols();
+    if n == 0 || n0 == 0 {
+        return Err(NtkError::InvalidOption {
+            name: "--train-size".into(),
+            reason: format!("need training inputs, got {n} × {n0}"),
+        });
+    }
+    if data.y_train.nrows() != n || outputs == 0 {
+        return Err(shape_err(
+            "training targets",
+            format!("{n} × C"),
+            data.y_train.shape(),
+        ));
+    }
+    if data.x_test.ncols() != n0 || data.x_test.nrows() == 0 {
+        return Err(shape_err(
+            "test inputs",
+            format!("P × {n0} (P ≥ 1)"),
+            data.x_test.shape(),
+        ));
+    }
+    check_finite("training inputs", &data.x_train)?;
+    check_finite("training targets", &data.y_train)?;
+    check_finite("test inputs", &data.x_test)?;
+    if config.widths.is_empty() || config.widths.contains(&0) {
+        return Err(NtkError::InvalidOption {
+            name: "--widths".into(),
+            reason: format!("need positive widths, got {:?}", config.widths),
+        });
+    }
+    if config.steps == 0 {
+        return Err(NtkError::InvalidOption {
+            name: "--steps".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    let infinite = InfiniteMlp::from_spec(&config.spec(n0, config.widths[0], outputs))?;
+    let options = KernelOptions {
+        quadrature: config.quadrature,
+        ..KernelOptions::default()
+    };
+    let train = infinite.kernels(&data.x_train, None, &KernelRequest::all(), &options)?;
+    let test = infinite.kernels(
+        &data.x_test,
+        Some(&data.x_train),
+        &KernelRequest {
+            nngp: false,
+            ntk: true,
+            layers: false,
+        },
+        &options,
+    )?;
+    let dynamics = KernelDynamics::new(train.ntk.as_ref().expect("requested"), outputs, config.lr)?;
+    dynamics.check_stable()?;
+    let weight_shares = (1..=infinite.layers)
+        .map(|l| train.weight_share(l))
+        .collect();
+    let theory = Theory {
+        test_ntk: test.ntk.expect("requested"),
+        dynamics,
+        weight_shares,
+    };
+    let mut errors = DynamicsErrors::default();
+    let mut predicted_weight_norm = Vec::new();
+    let mut measured_weight_norm = Vec::new();
+    let mut final_train_loss = Vec::new();
+    let mut seconds = Vec::new();
+    for &width in &config.widths {
+        let start = Instant::now();
+        let spec = config.spec(n0, width, outputs);
+        let r = match config.precision {
+            Precision::F32 => run_width::<f32>(config, &spec, data, &theory)?,
+            Precision::F64 => run_width::<f64>(config, &spec, data, &theory)?,
+        };
+        errors.weight_norm.push(r.weight_norm);
+        errors.weight_direction.push(r.weight_direction);
+        errors.function.push(r.function);
+        predicted_weight_norm.push(r.predicted);
+        measured_weight_norm.push(r.measured);
+        final_train_loss.push(r.loss);
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    let per_layer = |m: &Vec<Vec<f64>>| -> Vec<Vec<f64>> {
+        let layers = m.first().map_or(0, |v| v.len());
+        (0..layers)
+            .map(|l| m.iter().map(|w| w[l]).collect())
+            .collect()
+    };
+    let slopes = DynamicsSlopes {
+        weight_norm: pooled_log_slope(&config.widths, &per_layer(&errors.weight_norm)),
+        weight_direction: pooled_log_slope(&config.widths, &per_layer(&errors.weight_direction)),
+        function: pooled_log_slope(&config.widths, std::slice::from_ref(&errors.function)),
+    };
+    Ok(DynamicsReport {
+        widths: config.widths.clone(),
+        errors,
+        slopes,
+        max_stable_lr: theory.dynamics.max_stable_lr(),
+        activation: config.activation.name().to_string(),
+        hidden_layers: config.hidden_layers,
+        steps: config.steps,
+        lr: config.lr,
+        seed: config.seed,
+        train_size: n,
+        precision: config.precision,
+        predicted_weight_norm,
+        measured_weight_norm,
+        final_train_loss,
         seconds,
     })
 }

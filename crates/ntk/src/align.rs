@@ -1,0 +1,717 @@
+//! Alignment of weight changes (THEORY.md §5) and the shadow accumulation of the predicted
+//! update during a backprop run.
+//!
+//! For a layer's weight change `ΔW` (`n_out × n_in`, trained minus initial) and a reference
+//! `ΔW_ref`, with `M = ΔWᵀΔW`:
+//!
+//! * **score** `cos(M, M_ref) = ⟨M, M_ref⟩_F / (‖M‖_F ‖M_ref‖_F) ∈ [0, 1]` (both are PSD). Since
+//!   `⟨ΔWᵀΔW, ΔW_refᵀΔW_ref⟩ = ‖ΔW ΔW_refᵀ‖_F²` and `‖ΔWᵀΔW‖_F = ‖ΔW ΔWᵀ‖_F`, it is computed
+//!   from Gram matrices on the *smaller* side: `n_out × n_out` products when `n_out ≤ n_in`
+//!   (three products of cost `n_out² n_in`), `n_in × n_in` otherwise (two of cost
+//!   `n_in² n_out`). The `n × n` Gram of the larger side is never formed.
+//! * **probe estimate**: with Gaussian probes `z`, `E⟨Mz, M_ref z⟩ = ⟨M, M_ref⟩_F` and
+//!   `E‖Mz‖² = ‖M‖_F²`, so `Σ_k ⟨Mz_k, M_ref z_k⟩ / √(Σ_k ‖Mz_k‖² Σ_k ‖M_ref z_k‖²)` estimates the
+//!   score (the reference experiments' estimator); cost `4 n_out n_in` per probe.
+//! * **controls**: the score with the entries of `ΔW` shuffled, and with a fresh Gaussian matrix.
+//! * **input-span fraction** `‖ΔW P_A‖_F² / ‖ΔW‖_F²`, `P_A` the orthogonal projector onto the
+//!   span of the layer's initial training activities (the rows of `A_0`, `N × n_in`). The span is
+//!   found by a pivoted Cholesky factorisation of the Gram on the smaller side (`A_0 A_0ᵀ` if
+//!   `n_in > N`, else `A_0ᵀA_0`), stopping when the largest remaining pivot falls below `1e-10`
+//!   of the largest diagonal entry (directions whose residual norm is below `1e-5` of the largest
+//!   activity norm count as inside the span). An Align-zero update has fraction exactly 1.
+//!
+//! [`ShadowAccumulator`] accumulates the Align-zero update `−lr · m_l G_0^l(x)ᵀ e · a_0^{l−1}` with
+//! the batches and the live errors of a training run, from its own copy of the initial network,
+//! without touching the trained one. [`align_layers`] turns an (initial, trained, shadow) triple
+//! into the per-layer numbers of `widealign align`.
+//!
+//! ```
+//! use widealign_ntk::align::{alignment_score, input_span_fraction};
+//! use widealign_tensor::Mat;
+//! let dw = Mat::<f64>::from_row_slice(2, 3, &[1.0, 2.0, 0.0, 0.0, 1.0, 1.0]);
+//! assert!((alignment_score(&dw, &(&dw * 3.0)).unwrap() - 1.0).abs() < 1e-15);
+//! // rows of ΔW·R for an orthogonal R have the same M up to rotation: not aligned in general
+//! let a = Mat::<f64>::from_row_slice(1, 3, &[1.0, 0.0, 0.0]); // one activity along e_1
+//! let f = input_span_fraction(&dw, &a).unwrap();
+//! assert!((f - 1.0 / 7.0).abs() < 1e-14); // ‖ΔW e_1‖² / ‖ΔW‖² = 1/7
+//! ```
+
+use serde::Serialize;
+use widealign_models::{
+    backward_signals_into, gradients_into, Feedback, Grads, Mlp, Pathway, Signals, Trace,
+};
+use widealign_tensor::{
+    elementwise, gemm, reduce,
+    rng::{self, SeedStream},
+    Float, Mat,
+};
+
+use crate::error::shape_err;
+use crate::NtkError;
+
+fn same_shape<T: Float>(a: &Mat<T>, b: &Mat<T>) -> Result<(), NtkError> {
+    if a.shape() != b.shape() {
+        return Err(shape_err(
+            "reference weight change",
+            format!("{} × {} (like the weight change)", a.nrows(), a.ncols()),
+            b.shape(),
+        ));
+    }
+    Ok(())
+}
+
+/// The Gram matrix on the smaller side: `AAᵀ` if `rows ≤ cols`, else `AᵀA`.
+fn small_gram<T: Float>(a: &Mat<T>) -> Mat<T> {
+    if a.nrows() <= a.ncols() {
+        gemm::matmul_nt(a, a)
+    } else {
+        gemm::matmul_tn(a, a)
+    }
+}
+
+fn fro2<T: Float>(m: &Mat<T>) -> f64 {
+    reduce::dot(m.as_slice(), m.as_slice())
+}
+
+/// The exact alignment score `cos(ΔWᵀΔW, ΔW_refᵀΔW_ref)` (see the module docs for the cost).
+///
+/// Returns NaN if either change is zero (the score is undefined; JSON writes `null`).
+///
+/// # Errors
+/// [`NtkError::Shape`] if the shapes differ.
+pub fn alignment_score<T: Float>(dw: &Mat<T>, dw_ref: &Mat<T>) -> Result<f64, NtkError> {
+    same_shape(dw, dw_ref)?;
+    let g = small_gram(dw);
+    let gr = small_gram(dw_ref);
+    Ok(score_from_grams(dw, dw_ref, &g, &gr))
+}
+
+fn score_from_grams<T: Float>(dw: &Mat<T>, dw_ref: &Mat<T>, g: &Mat<T>, gr: &Mat<T>) -> f64 {
+    let num = if dw.nrows() <= dw.ncols() {
+        fro2(&gemm::matmul_nt(dw, dw_ref))
+    } else {
+        reduce::dot(g.as_slice(), gr.as_slice())
+    };
+    let den = (fro2(g) * fro2(gr)).sqrt();
+    if den == 0.0 {
+        f64::NAN
+    } else {
+        (num / den).clamp(0.0, 1.0)
+    }
+}
+
+/// The probe estimate of the alignment score with `probes` Gaussian probes drawn from
+/// `seeds.rng("probes")`.
+///
+/// # Errors
+/// [`NtkError::Shape`] if the shapes differ; [`NtkError::InvalidOption`] for zero probes.
+pub fn probe_alignment<T: Float>(
+    dw: &Mat<T>,
+    dw_ref: &Mat<T>,
+    probes: usize,
+    seeds: &SeedStream,
+) -> Result<f64, NtkError> {
+    same_shape(dw, dw_ref)?;
+    if probes == 0 {
+        return Err(NtkError::InvalidOption {
+            name: "probes".into(),
+            reason: "need at least one probe".into(),
+        });
+    }
+    let z: Mat<T> = seeds.gaussian_matrix("probes", dw.ncols(), probes, 1.0);
+    let mz = gemm::matmul_tn(dw, &gemm::matmul(dw, &z));
+    let mrz = gemm::matmul_tn(dw_ref, &gemm::matmul(dw_ref, &z));
+    let num = reduce::dot(mz.as_slice(), mrz.as_slice());
+    let den = (fro2(&mz) * fro2(&mrz)).sqrt();
+    Ok(if den == 0.0 { f64::NAN } else { num / den })
+}
+
+/// `ΔW` with its entries randomly permuted (stream `seeds.rng("shuffle")`).
+pub fn shuffled<T: Float>(dw: &Mat<T>, seeds: &SeedStream) -> Mat<T> {
+    let mut v: Vec<T> = dw.as_slice().to_vec();
+    let mut r = seeds.rng("shuffle");
+    rng::shuffle(&mut r, &mut v);
+    Mat::from_vec(dw.nrows(), dw.ncols(), v)
+}
+
+/// An orthonormal basis `Q` (`n_in × r`) of the span of the rows of an activity matrix, or
+/// `None` when the span is the whole space.
+#[derive(Clone, Debug)]
+pub struct SpanBasis {
+    q: Option<Mat<f64>>,
+    rank: usize,
+    dim: usize,
+}
+
+/// Pivoted Cholesky of a PSD matrix: returns the pivot order and `L` (`n × r`, rows in the
+/// original indexing) with `K ≈ L Lᵀ`, stopping at pivots below `tol · max diag`.
+fn pivoted_cholesky(k: &Mat<f64>, tol: f64) -> (Vec<usize>, Mat<f64>) {
+    let n = k.nrows();
+    let mut d: Vec<f64> = (0..n).map(|i| k[(i, i)]).collect();
+    let dmax = d.iter().cloned().fold(0.0, f64::max);
+    let mut perm: Vec<usize> = (0..n).collect();
+    // columns of L stored as rows of `cols` for cache-friendly dot products: lt[k][i] = L[i, k]
+    let mut lt: Vec<Vec<f64>> = Vec::new();
+    for step in 0..n {
+        let (p, &best) = perm[step..]
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| (j, &d[i]))
+            .fold(
+                (0, &f64::NEG_INFINITY),
+                |acc, x| if *x.1 > *acc.1 { x } else { acc },
+            );
+        if dmax <= 0.0 || best <= tol * dmax {
+            break;
+        }
+        perm.swap(step, step + p);
+        let piv = perm[step];
+        let lkk = best.sqrt();
+        let mut col = vec![0.0; n];
+        col[piv] = lkk;
+        let rest: Vec<usize> = perm[step + 1..].to_vec();
+        let vals: Vec<f64> = {
+            use rayon::prelude::*;
+            rest.par_iter()
+                .map(|&i| {
+                    let s: f64 = lt.iter().map(|c| c[i] * c[piv]).sum();
+                    (k[(i, piv)] - s) / lkk
+                })
+                .collect()
+        };
+        for (&i, v) in rest.iter().zip(vals) {
+            col[i] = v;
+            d[i] -= v * v;
+        }
+        d[piv] = 0.0;
+        lt.push(col);
+    }
+    let r = lt.len();
+    let l = Mat::from_fn(n, r, |i, j| lt[j][i]);
+    (perm[..r].to_vec(), l)
+}
+
+impl SpanBasis {
+    /// Relative pivot tolerance of the rank decision.
+    pub const TOLERANCE: f64 = 1e-10;
+
+    /// The span of the rows of `activities` (`N × n_in`), computed in `f64`.
+    ///
+    /// Cost: one Gram product on the smaller side, a pivoted Cholesky `O(s·r²)`
+    /// (`s = min(N, n_in)`, `r` the rank) and `O(n_in·r²)` to orthonormalise.
+    pub fn new<T: Float>(activities: &Mat<T>) -> Self {
+        let a = activities.map(|v| v.as_f64());
+        let (n, dim) = a.shape();
+        let basis: Mat<f64> = if dim <= n {
+            let g = gemm::matmul_tn(&a, &a);
+            let (_, l) = pivoted_cholesky(&g, Self::TOLERANCE);
+            if l.ncols() == dim {
+                return SpanBasis {
+                    q: None,
+                    rank: dim,
+                    dim,
+                };
+            }
+            l
+        } else {
+            let k = gemm::matmul_nt(&a, &a);
+            let (sel, _) = pivoted_cholesky(&k, Self::TOLERANCE);
+            Mat::from_fn(dim, sel.len(), |i, j| a[(sel[j], i)])
+        };
+        let rank = basis.ncols();
+        if rank == 0 {
+            return SpanBasis {
+                q: Some(Mat::zeros(dim, 0)),
+                rank,
+                dim,
+            };
+        }
+        // Q = B C^{-T} with C Cᵀ = BᵀB (Cholesky), so QᵀQ = I
+        let btb = gemm::matmul_tn(&basis, &basis);
+        let q = match nalgebra::Cholesky::new(btb) {
+            Some(ch) => {
+                let c = ch.l();
+                let cinv_t = c
+                    .solve_lower_triangular(&Mat::identity(rank, rank))
+                    .expect("positive diagonal")
+                    .transpose();
+                gemm::matmul(&basis, &cinv_t)
+            }
+            None => {
+                // numerically rank-deficient selection: fall back to an SVD basis
+                let svd = basis.clone().svd(true, false);
+                let u = svd.u.expect("requested");
+                let smax = svd.singular_values.max();
+                let keep: Vec<usize> = (0..svd.singular_values.len())
+                    .filter(|&i| svd.singular_values[i] > 1e-8 * smax)
+                    .collect();
+                Mat::from_fn(dim, keep.len(), |i, j| u[(i, keep[j])])
+            }
+        };
+        let rank = q.ncols();
+        SpanBasis {
+            q: Some(q),
+            rank,
+            dim,
+        }
+    }
+
+    /// Dimension `r` of the span.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// `‖ΔW P_A‖_F² / ‖ΔW‖_F²` (NaN for a zero change).
+    ///
+    /// # Errors
+    /// [`NtkError::Shape`] if `ΔW` does not have `n_in` columns.
+    pub fn fraction<T: Float>(&self, dw: &Mat<T>) -> Result<f64, NtkError> {
+        if dw.ncols() != self.dim {
+            return Err(shape_err(
+                "weight change",
+                format!("n_out × {}", self.dim),
+                dw.shape(),
+            ));
+        }
+        let total = fro2(dw);
+        if total == 0.0 {
+            return Ok(f64::NAN);
+        }
+        let Some(q) = &self.q else {
+            return Ok(1.0);
+        };
+        let d = dw.map(|v| v.as_f64());
+        let proj = gemm::matmul(&d, q);
+        Ok((fro2(&proj) / total).clamp(0.0, 1.0))
+    }
+}
+
+/// `‖ΔW P_A‖_F² / ‖ΔW‖_F²` for the span of the rows of `activities` (`N × n_in`).
+///
+/// # Errors
+/// [`NtkError::Shape`] if the column counts differ.
+pub fn input_span_fraction<T: Float>(dw: &Mat<T>, activities: &Mat<T>) -> Result<f64, NtkError> {
+    if dw.ncols() != activities.ncols() {
+        return Err(shape_err(
+            "activities",
+            format!("N × {} (the layer's input width)", dw.ncols()),
+            activities.shape(),
+        ));
+    }
+    SpanBasis::new(activities).fraction(dw)
+}
+
+/// Accumulates, during a training run, the Align-zero update that the theory predicts:
+/// for every observed batch `X` with live output error `E` and learning rate `lr`,
+/// `ΔW^l_ref ← ΔW^l_ref − lr · m_l · D_0^lᵀ A_0^{l−1}` and `Δb^l_ref ← Δb^l_ref − lr · s Σ D_0^l`,
+/// where `D_0, A_0` come from the network frozen at initialisation (its own copy) on `X`.
+/// The trained network is never read or written.
+///
+/// Cost per batch: one forward and one backward pass of the initial network.
+///
+/// ```
+/// use widealign_models::{Mlp, MlpSpec};
+/// use widealign_ntk::align::ShadowAccumulator;
+/// use widealign_tensor::{Activation, Mat};
+/// let spec = MlpSpec::new(3, vec![8], 2, Activation::Relu);
+/// let net = Mlp::<f32>::new(&spec, 0).unwrap();
+/// let mut shadow = ShadowAccumulator::new(&net);
+/// let x = Mat::from_element(4, 3, 0.5f32);
+/// let err = Mat::from_element(4, 2, 0.1f32);
+/// shadow.observe(&x, &err, 0.5).unwrap();
+/// assert_eq!(shadow.steps(), 1);
+/// assert!(shadow.weight_changes()[1].iter().any(|&v| v != 0.0));
+/// assert!(shadow.observe(&x, &Mat::zeros(4, 3), 0.5).is_err());
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShadowAccumulator<T: Float> {
+    initial: Mlp<T>,
+    dw: Vec<Mat<T>>,
+    db: Vec<Vec<T>>,
+    steps: usize,
+    trace: Trace<T>,
+    signals: Signals<T>,
+    grads: Grads<T>,
+}
+
+impl<T: Float> ShadowAccumulator<T> {
+    /// Starts from zero changes, keeping a copy of `initial` (the network at initialisation).
+    pub fn new(initial: &Mlp<T>) -> Self {
+        ShadowAccumulator {
+            dw: initial
+                .weights
+                .iter()
+                .map(|w| Mat::zeros(w.nrows(), w.ncols()))
+                .collect(),
+            db: initial
+                .biases
+                .iter()
+                .map(|b| vec![T::zero(); b.len()])
+                .collect(),
+            initial: initial.clone(),
+            steps: 0,
+            trace: Trace::zeros(&initial.spec, 0),
+            signals: Signals::new(),
+            grads: Grads::new(),
+        }
+    }
+
+    /// Adds one step's Align-zero update for the batch `x_batch` (`B × n_0`) with the live
+    /// network's output error `err = ∂L/∂f` (`B × C`) and learning rate `lr`.
+    ///
+    /// # Errors
+    /// [`NtkError::Shape`] if `x_batch` or `err` has the wrong shape.
+    pub fn observe(&mut self, x_batch: &Mat<T>, err: &Mat<T>, lr: T) -> Result<(), NtkError> {
+        let spec = &self.initial.spec;
+        if x_batch.ncols() != spec.input_dim {
+            return Err(shape_err(
+                "shadow batch",
+                format!("B × {}", spec.input_dim),
+                x_batch.shape(),
+            ));
+        }
+        if err.shape() != (x_batch.nrows(), spec.output_dim) {
+            return Err(shape_err(
+                "shadow error",
+                format!("{} × {}", x_batch.nrows(), spec.output_dim),
+                err.shape(),
+            ));
+        }
+        self.initial.forward_into(x_batch, &mut self.trace)?;
+        let pathway = Pathway {
+            feedback: Feedback::Weights(&self.initial.weights),
+            derivatives: &self.trace,
+        };
+        backward_signals_into(spec, &pathway, err, &mut self.signals);
+        gradients_into(spec, &self.signals, &self.trace, &mut self.grads);
+        for (acc, g) in self.dw.iter_mut().zip(&self.grads.weights) {
+            if let Some(g) = g {
+                elementwise::axpy(-lr, g.as_slice(), acc.as_mut_slice());
+            }
+        }
+        for (acc, g) in self.db.iter_mut().zip(&self.grads.biases) {
+            if let Some(g) = g {
+                elementwise::axpy(-lr, g, acc);
+            }
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// Accumulated weight changes `ΔW^l_ref` at index `l − 1`.
+    pub fn weight_changes(&self) -> &[Mat<T>] {
+        &self.dw
+    }
+
+    /// Accumulated bias changes `Δb^l_ref` at index `l − 1`.
+    pub fn bias_changes(&self) -> &[Vec<T>] {
+        &self.db
+    }
+
+    /// Number of observed steps.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The initial network the shadow reads.
+    pub fn initial(&self) -> &Mlp<T> {
+        &self.initial
+    }
+}
+
+/// Options of [`align_layers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlignOptions {
+    /// Gaussian probes for the probe estimate.
+    pub probes: usize,
+    /// Seed of the probes and of the controls.
+    pub seed: u64,
+}
+
+impl Default for AlignOptions {
+    /// 100 probes, seed 0.
+    fn default() -> Self {
+        AlignOptions {
+            probes: 100,
+            seed: 0,
+        }
+    }
+}
+
+/// The alignment numbers of one layer.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LayerAlignment {
+    /// Layer `l` (1-based).
+    pub layer: usize,
+    /// Exact score of the trained change against the shadow (predicted) change.
+    pub score: f64,
+    /// Probe estimate of the same score.
+    pub probe_score: f64,
+    /// Control: the trained change with shuffled entries.
+    pub shuffled: f64,
+    /// Control: a fresh Gaussian matrix.
+    pub random: f64,
+    /// Input-span fraction of the trained change.
+    pub input_span: f64,
+}
+
+/// Per-layer alignment of a training run: `trained − initial` against the shadow's accumulated
+/// update, with the probe estimate, the two controls, and the input-span fraction of the trained
+/// change for the span of the initial network's activities on `train_inputs` (all training
+/// inputs, `N × n_0`). Controls and probes use the streams of
+/// `SeedStream::new(seed).child("align").child("layer{l}")`.
+///
+/// Cost per layer `n_out × n_in`: a few Gram products `min(n_out, n_in)² · max(n_out, n_in)`,
+/// the span basis ([`SpanBasis::new`]) and the probes.
+///
+/// # Errors
+/// [`NtkError::Shape`] if the networks' shapes differ from each other or from the shadow's, or
+/// `train_inputs` has the wrong width; [`NtkError::InvalidOption`] for zero probes.
+pub fn align_layers<T: Float>(
+    initial: &Mlp<T>,
+    trained: &Mlp<T>,
+    shadow: &ShadowAccumulator<T>,
+    train_inputs: &Mat<T>,
+    options: &AlignOptions,
+) -> Result<Vec<LayerAlignment>, NtkError> {
+    let depth = initial.depth();
+    if trained.depth() != depth || shadow.dw.len() != depth {
+        return Err(NtkError::Shape {
+            what: "networks".into(),
+            expected: format!("{depth} layers in the initial, trained and shadow networks"),
+            got: format!("{} and {}", trained.depth(), shadow.dw.len()),
+        });
+    }
+    if train_inputs.ncols() != initial.spec.input_dim {
+        return Err(shape_err(
+            "training inputs",
+            format!("N × {}", initial.spec.input_dim),
+            train_inputs.shape(),
+        ));
+    }
+    let trace0 = initial.forward(train_inputs)?;
+    let root = SeedStream::new(options.seed).child("align");
+    let mut out = Vec::with_capacity(depth);
+    for l in 1..=depth {
+        let w0 = &initial.weights[l - 1];
+        let w1 = &trained.weights[l - 1];
+        if w1.shape() != w0.shape() {
+            return Err(shape_err(
+                &format!("trained layer {l} weight"),
+                format!("{} × {}", w0.nrows(), w0.ncols()),
+                w1.shape(),
+            ));
+        }
+        let dw = w1 - w0;
+        let dref = &shadow.dw[l - 1];
+        same_shape(&dw, dref)?;
+        let seeds = root.child(&format!("layer{l}"));
+        let g = small_gram(&dw);
+        let gr = small_gram(dref);
+        let score = score_from_grams(&dw, dref, &g, &gr);
+        let probe_score = probe_alignment(&dw, dref, options.probes, &seeds)?;
+        let sh = shuffled(&dw, &seeds);
+        let shuffled_score = score_from_grams(&sh, dref, &small_gram(&sh), &gr);
+        let rnd: Mat<T> = seeds.gaussian_matrix("random", dw.nrows(), dw.ncols(), 1.0);
+        let random_score = score_from_grams(&rnd, dref, &small_gram(&rnd), &gr);
+        let input_span = SpanBasis::new(&trace0.act[l - 1]).fraction(&dw)?;
+        out.push(LayerAlignment {
+            layer: l,
+            score,
+            probe_score,
+            shuffled: shuffled_score,
+            random: random_score,
+            input_span,
+        });
+    }
+    Ok(out)
+}
+
+/// One layer's numbers across widths (part of [`AlignReport`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AlignSeries {
+    /// Layer `l` (1-based).
+    pub layer: usize,
+    /// Exact score per width.
+    pub score: Vec<f64>,
+    /// Probe estimate per width.
+    pub probe_score: Vec<f64>,
+    /// Shuffled control per width.
+    pub shuffled: Vec<f64>,
+    /// Random control per width.
+    pub random: Vec<f64>,
+    /// Input-span fraction per width.
+    pub input_span: Vec<f64>,
+}
+
+/// The JSON of `widealign align --json`:
+/// `{"widths": [...], "layers": [{"layer": 1, "score": [per width], "probe_score": [...],
+/// "shuffled": [...], "random": [...], "input_span": [...]}, ...]}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AlignReport {
+    /// Widths in the order they were added.
+    pub widths: Vec<usize>,
+    /// One series per layer.
+    pub layers: Vec<AlignSeries>,
+}
+
+impl AlignReport {
+    /// An empty report.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one width's per-layer results (from [`align_layers`]).
+    ///
+    /// # Errors
+    /// [`NtkError::Shape`] if the number of layers differs from earlier widths.
+    pub fn push(&mut self, width: usize, layers: &[LayerAlignment]) -> Result<(), NtkError> {
+        if self.widths.is_empty() {
+            self.layers = layers
+                .iter()
+                .map(|a| AlignSeries {
+                    layer: a.layer,
+                    ..AlignSeries::default()
+                })
+                .collect();
+        } else if layers.len() != self.layers.len() {
+            return Err(NtkError::Shape {
+                what: "alignment layers".into(),
+                expected: format!("{} layers (as for earlier widths)", self.layers.len()),
+                got: format!("{}", layers.len()),
+            });
+        }
+        self.widths.push(width);
+        for (s, a) in self.layers.iter_mut().zip(layers) {
+            s.score.push(a.score);
+            s.probe_score.push(a.probe_score);
+            s.shuffled.push(a.shuffled);
+            s.random.push(a.random);
+            s.input_span.push(a.input_span);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use widealign_models::{backward_signals, gradients, Loss, MlpSpec};
+    use widealign_tensor::Activation;
+
+    fn naive_score(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
+        let m = a.transpose() * a;
+        let mr = b.transpose() * b;
+        m.dot(&mr) / (m.norm() * mr.norm())
+    }
+
+    #[test]
+    fn exact_score_matches_definition_on_both_sides() {
+        let s = SeedStream::new(1);
+        for (r, c) in [(3, 7), (7, 3), (5, 5)] {
+            let a: Mat<f64> = s.gaussian_matrix("a", r, c, 1.0);
+            let b: Mat<f64> = &a + s.gaussian_matrix::<f64>("b", r, c, 0.7);
+            let x = alignment_score(&a, &b).unwrap();
+            assert!((x - naive_score(&a, &b)).abs() < 1e-13, "{r}x{c}");
+            assert!((0.0..=1.0).contains(&x));
+            // the probe estimate converges to it
+            let p = probe_alignment(&a, &b, 4000, &s).unwrap();
+            assert!((p - x).abs() < 0.02, "probe {p} vs exact {x}");
+        }
+        assert!(
+            alignment_score(&Mat::<f64>::zeros(2, 2), &Mat::identity(2, 2))
+                .unwrap()
+                .is_nan()
+        );
+        assert!(alignment_score(&Mat::<f64>::zeros(2, 2), &Mat::zeros(2, 3)).is_err());
+    }
+
+    #[test]
+    fn span_fraction_properties() {
+        let s = SeedStream::new(2);
+        // 4 activities in R^10 (n_in > N) and 20 activities of rank 3 in R^6 (n_in ≤ N)
+        let a: Mat<f64> = s.gaussian_matrix("a", 4, 10, 1.0);
+        let basis = SpanBasis::new(&a);
+        assert_eq!(basis.rank(), 4);
+        let inside = s.gaussian_matrix::<f64>("c", 5, 4, 1.0) * &a;
+        assert!((basis.fraction(&inside).unwrap() - 1.0).abs() < 1e-12);
+        let outside: Mat<f64> = s.gaussian_matrix("o", 5, 10, 1.0);
+        let f = basis.fraction(&outside).unwrap();
+        assert!(f > 0.05 && f < 0.9, "{f}");
+        // compare with an explicit projector
+        let p = a.transpose() * (&a * a.transpose()).try_inverse().unwrap() * &a;
+        let expect = (&outside * &p).norm_squared() / outside.norm_squared();
+        assert!((f - expect).abs() < 1e-12);
+        let low =
+            s.gaussian_matrix::<f64>("l", 20, 3, 1.0) * s.gaussian_matrix::<f64>("m", 3, 6, 1.0);
+        let b = SpanBasis::new(&low);
+        assert_eq!(b.rank(), 3);
+        let p = low.clone().pseudo_inverse(1e-10).unwrap() * &low;
+        let d: Mat<f64> = s.gaussian_matrix("d", 4, 6, 1.0);
+        let expect = (&d * &p).norm_squared() / d.norm_squared();
+        assert!((b.fraction(&d).unwrap() - expect).abs() < 1e-10);
+        let full: Mat<f64> = s.gaussian_matrix("f", 20, 6, 1.0);
+        assert_eq!(SpanBasis::new(&full).fraction(&d).unwrap(), 1.0);
+    }
+
+    #[test]
+    fn shadow_equals_linearised_gradient_and_leaves_nets_alone() {
+        let spec = MlpSpec::new(4, vec![12, 9], 3, Activation::Tanh);
+        let net0 = Mlp::<f64>::new(&spec, 3).unwrap();
+        let s = SeedStream::new(4);
+        let x: Mat<f64> = s.gaussian_matrix("x", 10, 4, 1.0);
+        let y: Mat<f64> = s.gaussian_matrix("y", 10, 3, 1.0);
+        let mut shadow = ShadowAccumulator::new(&net0);
+        let mut net = net0.clone();
+        let lr = 0.3;
+        let mut expect: Vec<Mat<f64>> = net0.weights.iter().map(|w| w * 0.0).collect();
+        for step in 0..5 {
+            let batch = x.rows(2 * step, 2).into_owned();
+            let yb = y.rows(2 * step, 2).into_owned();
+            let tr = net.forward(&batch).unwrap();
+            let (_, err) = Loss::Mse.evaluate(tr.output(), &yb).unwrap();
+            shadow.observe(&batch, &err, lr).unwrap();
+            // the Align-zero update by hand: frozen pathway and frozen activities
+            let t0 = net0.forward(&batch).unwrap();
+            let p = Pathway {
+                feedback: Feedback::Weights(&net0.weights),
+                derivatives: &t0,
+            };
+            let g = gradients(&spec, &backward_signals(&spec, &p, &err), &t0);
+            for (e, gw) in expect.iter_mut().zip(&g.weights) {
+                *e -= gw.as_ref().unwrap() * lr;
+            }
+            // train the live net with backprop
+            let pl = Pathway {
+                feedback: Feedback::Weights(&net.weights),
+                derivatives: &tr,
+            };
+            let gl = gradients(&spec, &backward_signals(&spec, &pl, &err), &tr);
+            net.apply_update(&gl, lr);
+        }
+        for (a, b) in shadow.weight_changes().iter().zip(&expect) {
+            assert!((a - b).abs().max() < 1e-14);
+        }
+        assert_eq!(shadow.initial(), &net0);
+        // Align-zero updates lie in the span of the initial activities (exactly, up to rounding)
+        let t0 = net0.forward(&x).unwrap();
+        for l in 0..3 {
+            let f = input_span_fraction(&shadow.weight_changes()[l], &t0.act[l]).unwrap();
+            assert!((f - 1.0).abs() < 1e-10, "layer {} fraction {f}", l + 1);
+        }
+        let res = align_layers(&net0, &net, &shadow, &x, &AlignOptions::default()).unwrap();
+        assert_eq!(res.len(), 3);
+        for a in &res {
+            // after 5 small steps backprop and its linearisation are close
+            assert!(a.score > 0.99, "{a:?}");
+            assert!((a.probe_score - a.score).abs() < 0.05, "{a:?}");
+            assert!(a.random < a.score && a.shuffled < a.score, "{a:?}");
+        }
+        let mut report = AlignReport::new();
+        report.push(12, &res).unwrap();
+        report.push(24, &res).unwrap();
+        assert!(report.push(48, &res[..2]).is_err());
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.starts_with("{\"widths\":[12,24],\"layers\":[{\"layer\":1,\"score\":["));
+    }
+}
