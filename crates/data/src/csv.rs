@@ -196,10 +196,10 @@ pub fn parse(bytes: &[u8], file: &str, opts: &CsvOptions) -> Result<CsvTable> {
         labels.push(label as usize);
     }
     let Some((w, _)) = width else {
-        let what = if header.is_some() {
-            "only a header"
-        } else {
-            "empty"
+        let what = match (&header, opts.header) {
+            (Some(_), None) => "only a header (its last field is not a number)",
+            (Some(_), _) => "only a header",
+            (None, _) => "empty",
         };
         return Err(err(
             file,
@@ -279,7 +279,10 @@ mod tests {
         let cases = [
             ("", "t.csv: line 1: empty: no data rows"),
             ("\n\n", "t.csv: line 1: empty: no data rows"),
-            ("a,b\n", "t.csv: line 1: only a header: no data rows"),
+            (
+                "a,b\n",
+                "t.csv: line 1: only a header (its last field is not a number): no data rows",
+            ),
             (
                 "1,2,0\n1,0\n",
                 "t.csv: line 2: ragged table: 2 fields, but line 1 has 3",

@@ -1,7 +1,7 @@
 //! Downloading MNIST, Fashion-MNIST and KMNIST (cargo feature `download`).
 //!
 //! [`fetch`] puts a dataset's four IDX `.gz` files into `DATA_DIR/NAME` (see
-//! [`data_dir`](crate::data_dir)), where [`load`](crate::load) then finds it. For each file:
+//! [`data_dir`](crate::data_dir())), where [`load`](crate::load()) then finds it. For each file:
 //!
 //! 1. a file already present with the expected SHA-256 is kept and not downloaded again (a file
 //!    present with another checksum is an error: it is never overwritten);

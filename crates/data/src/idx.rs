@@ -149,8 +149,21 @@ fn read_header(s: &mut Stream<'_>, kind: Kind) -> Result<IdxHeader> {
     for _ in 0..nd {
         dims.push(s.read_u32_be("the dimension sizes")? as usize);
     }
-    let claimed: u128 = dims.iter().map(|&d| d as u128).product();
-    s.check_claim(claimed, Position::Byte(4))?;
+    // Both the per-sample size and the total are bounded, so an empty file (N = 0) cannot
+    // smuggle in an absurd sample size either.
+    let per_sample: u128 = dims[1..].iter().map(|&d| d as u128).product();
+    if per_sample > crate::MAX_PAYLOAD_BYTES as u128 {
+        return Err(DataError::TooLarge {
+            file: s.file.clone(),
+            pos: Position::Byte(8),
+            claimed: per_sample,
+            message: format!(
+                "per sample, more than the limit of {} bytes",
+                crate::MAX_PAYLOAD_BYTES
+            ),
+        });
+    }
+    s.check_claim(per_sample * dims[0] as u128, Position::Byte(4))?;
     if kind == Kind::Images && dims[0] > 0 && dims[1..].contains(&0) {
         return Err(DataError::Format {
             file: s.file.clone(),
@@ -172,7 +185,7 @@ fn read_images_from(s: &mut Stream<'_>) -> Result<IdxImages> {
     let d = h.sample_len();
     let mut x = Mat::<f32>::zeros(n, d);
     let lut = byte_scale_table(255.0);
-    let rows_per_block = block_rows(d).min(n.max(1));
+    let rows_per_block = block_rows(d).min(n);
     let mut buf = vec![0u8; rows_per_block * d];
     let data = x.as_mut_slice();
     let mut i0 = 0;
@@ -413,6 +426,35 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "l: byte 10: label 10 is not below the class count 10"
+        );
+    }
+
+    #[test]
+    fn empty_file_with_absurd_sample_size_is_rejected() {
+        // found by fuzzing: N = 0 with a huge per-sample size made the decoder allocate a
+        // block buffer of that size
+        let mut b = vec![0, 0, 8, 3];
+        for d in [0u32, 0xffff_ffff, 0xffff_ffff] {
+            b.extend_from_slice(&d.to_be_bytes());
+        }
+        let e = parse_images(&b, "zero").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::TooLarge {
+                    pos: Position::Byte(8),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let mut b = vec![0, 0, 8, 2];
+        for d in [0u32, 0x1000_0000] {
+            b.extend_from_slice(&d.to_be_bytes());
+        }
+        assert_eq!(
+            parse_images(&b, "zero").unwrap().x.shape(),
+            (0, 0x1000_0000)
         );
     }
 

@@ -40,7 +40,7 @@
 //! assert_eq!(n, 1442);
 //! ```
 //!
-//! Optional feature `download` adds [`download`](crate::download) (`widealign data fetch`):
+//! Optional feature `download` adds the module `download` (`widealign data fetch`):
 //! MNIST, Fashion-MNIST and KMNIST from their hosts, SHA-256 verified and resumable.
 
 pub mod cifar;

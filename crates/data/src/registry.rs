@@ -521,12 +521,14 @@ fn prepare(name: String, raw: Raw, opts: &LoadOptions) -> Result<Dataset> {
                     }
                 }
             }
-            Split::Sequences(_) => return Err(DataError::option(
-                "--standardize",
-                format!(
+            Split::Sequences(_) => {
+                return Err(DataError::option(
+                    "--standardize",
+                    format!(
                     "{name} is a sequence task; standardisation applies to feature vectors only"
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok(Dataset {
