@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use widealign_tensor::{rng, rng::SeedStream, Mat};
+use widealign_data::preprocess;
+use widealign_tensor::{rng::SeedStream, Mat};
 
 use crate::{EpochRecord, ModelKind, RulesError, TrainConfig, TrainResult};
 
@@ -80,13 +81,19 @@ pub struct StepView<'a> {
     pub lr: f64,
 }
 
+/// A progress observer (see [`Progress`]).
+pub type ProgressFn<'a> = Box<dyn FnMut(&Progress<'_>) + 'a>;
+
+/// A per-step observer (see [`StepView`]).
+pub type StepHookFn<'a> = Box<dyn FnMut(&StepView<'_>) + 'a>;
+
 /// Optional observers of a training run.
 #[derive(Default)]
 pub struct Callbacks<'a> {
     /// Called at the start, after every step, after every epoch and on divergence.
-    pub progress: Option<Box<dyn FnMut(&Progress<'_>) + 'a>>,
+    pub progress: Option<ProgressFn<'a>>,
     /// Called once per step with the batch and the live error, before the update.
-    pub step_hook: Option<Box<dyn FnMut(&StepView<'_>) + 'a>>,
+    pub step_hook: Option<StepHookFn<'a>>,
     /// When set to true (e.g. by a Ctrl-C handler), training stops before the next step with
     /// [`RulesError::Interrupted`].
     pub stop: Option<&'a AtomicBool>,
@@ -177,15 +184,13 @@ pub(crate) fn run(
     let train_ref = train0.loss.max(1e-12);
     let test_ref = test0.loss.max(1e-12);
     let shuffles = SeedStream::new(cfg.seed).child("shuffle");
-    let mut order: Vec<usize> = (0..n).collect();
     'epochs: for epoch in 1..=cfg.epochs {
         if diverged_epoch.is_some() {
             break;
         }
-        order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
-        rng::shuffle(&mut shuffles.rng(&format!("epoch{epoch}")), &mut order);
+        let order = preprocess::epoch_order(n, &shuffles, epoch);
         let mut loss_sum = 0.0;
-        for (s, rows) in order.chunks(batch).enumerate() {
+        for (s, rows) in preprocess::batches(&order, batch).enumerate() {
             if callbacks.stop.is_some_and(|f| f.load(Ordering::Relaxed)) {
                 return Err(RulesError::Interrupted { epoch, step: s + 1 });
             }

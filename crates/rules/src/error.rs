@@ -54,6 +54,9 @@ pub enum RulesError {
         /// Step within the epoch (1-based).
         step: usize,
     },
+    /// An error from the data layer (e.g. a training subset larger than the split).
+    #[error(transparent)]
+    Data(#[from] widealign_data::DataError),
     /// An error from the model layer (shapes, specs).
     #[error(transparent)]
     Model(#[from] ModelError),

@@ -60,26 +60,30 @@ impl<T: Float> Network for Mlp<T> {
 
 /// The frozen network's per-example pre-activations (and, for Align-zero, activities) on a fixed
 /// training set, so each step gathers rows instead of running the frozen forward pass.
+///
+/// Stored transposed, one example per column (`features × N`), so gathering a batch reads
+/// `B` contiguous vectors instead of touching every cache line of an `N × features` matrix.
 #[derive(Clone, Debug)]
 struct FrozenCache<T: Float> {
-    /// The training inputs (`N × n_0`), to check that a batch's rows are the cached ones.
-    x: Mat<T>,
-    /// `H_0^l` for `l = 1..L−1` (`N × n_l`).
+    /// Two checksums per training input (`Σ_j x_j`, `Σ_j (j+1)·x_j`, in `f64`), to check that
+    /// a batch's rows are the cached examples.
+    x_sums: Vec<[f64; 2]>,
+    /// `H_0^lᵀ` for `l = 1..L−1` (`n_l × N`).
     pre: Vec<Mat<T>>,
-    /// `A_0^l` for `l = 1..L−1` (`N × n_l`); empty unless the rule uses frozen activities.
+    /// `A_0^lᵀ` for `l = 1..L−1` (`n_l × N`); empty unless the rule uses frozen activities.
     act: Vec<Mat<T>>,
 }
 
 impl<T: Float> FrozenCache<T> {
     fn bytes(&self) -> usize {
-        let n: usize = std::iter::once(&self.x)
-            .chain(&self.pre)
-            .chain(&self.act)
-            .map(|m| m.len())
-            .sum();
-        n * std::mem::size_of::<T>()
+        let n: usize = self.pre.iter().chain(&self.act).map(|m| m.len()).sum();
+        n * std::mem::size_of::<T>() + self.x_sums.len() * std::mem::size_of::<[f64; 2]>()
     }
 }
+
+/// The training loop caches the frozen trace only when it needs at most this many bytes (2 GiB);
+/// beyond it, the frozen forward pass runs every step.
+pub const FROZEN_CACHE_BUDGET: usize = 2 << 30;
 
 /// A credit-assignment rule for an [`Mlp`]: see the module docs for what each [`RuleKind`] reads.
 #[derive(Clone, Debug)]
@@ -182,8 +186,8 @@ impl<T: Float> MlpRule<T> {
     /// instead of running the frozen forward pass. Returns the cache's size in bytes (0 for the
     /// rules that do not read a frozen trace, which cache nothing).
     ///
-    /// Memory: `N·(n_0 + Σ_{l<L} n_l)` values (align-ada) or `N·(n_0 + 2·Σ_{l<L} n_l)`
-    /// (align-zero). See `docs/decisions/align-zero-cache.md` for the measured trade-off.
+    /// Memory: `N·Σ_{l<L} n_l` values (align-ada) or `N·2·Σ_{l<L} n_l` (align-zero), plus two
+    /// `f64` checksums per example. See `docs/decisions/align-zero-cache.md` for the measured trade-off.
     ///
     /// # Errors
     /// [`RulesError::Model`] if `x_train` does not have `n_0` columns.
@@ -198,9 +202,9 @@ impl<T: Float> MlpRule<T> {
         let widths = self.spec.widths();
         let depth = self.spec.depth();
         let n = x_train.nrows();
-        let mut pre: Vec<Mat<T>> = (1..depth).map(|l| Mat::zeros(n, widths[l])).collect();
+        let mut pre: Vec<Mat<T>> = (1..depth).map(|l| Mat::zeros(widths[l], n)).collect();
         let mut act: Vec<Mat<T>> = if keep_act {
-            (1..depth).map(|l| Mat::zeros(n, widths[l])).collect()
+            (1..depth).map(|l| Mat::zeros(widths[l], n)).collect()
         } else {
             Vec::new()
         };
@@ -216,22 +220,39 @@ impl<T: Float> MlpRule<T> {
             frozen.forward_into(&xs, &mut trace)?;
             for l in 1..depth {
                 pre[l - 1]
-                    .rows_mut(start, rows)
-                    .copy_from(&trace.pre[l - 1]);
+                    .columns_mut(start, rows)
+                    .tr_copy_from(&trace.pre[l - 1]);
                 if keep_act {
-                    act[l - 1].rows_mut(start, rows).copy_from(&trace.act[l]);
+                    act[l - 1]
+                        .columns_mut(start, rows)
+                        .tr_copy_from(&trace.act[l]);
                 }
             }
             start += rows;
         }
         let cache = FrozenCache {
-            x: x_train.clone(),
+            x_sums: (0..n).map(|i| row_sums(x_train, i)).collect(),
             pre,
             act,
         };
         let bytes = cache.bytes();
         self.cache = Some(cache);
         Ok(bytes)
+    }
+
+    /// Bytes that [`MlpRule::cache_frozen_trace`] would use for `n` training examples
+    /// (0 for the rules that cache nothing).
+    pub fn frozen_cache_size(&self, n: usize) -> usize {
+        if !self.kind.uses_frozen_trace() {
+            return 0;
+        }
+        let hidden: usize = self.spec.hidden.iter().sum();
+        let per_layer_sets = if self.kind == RuleKind::AlignZero {
+            2
+        } else {
+            1
+        };
+        n * (per_layer_sets * hidden * std::mem::size_of::<T>() + std::mem::size_of::<[f64; 2]>())
     }
 
     /// Size in bytes of the frozen-trace cache (0 without one).
@@ -320,7 +341,7 @@ fn frozen_trace_into<T: Float>(
         return Ok(());
     };
     let depth = frozen.depth();
-    let n = cache.x.nrows();
+    let n = cache.x_sums.len();
     if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
         return Err(RulesError::Cache(format!(
             "row {bad} requested, the cache holds {n} training rows"
@@ -328,14 +349,18 @@ fn frozen_trace_into<T: Float>(
     }
     trace.pre.resize_with(depth, || Mat::zeros(0, 0));
     trace.act.resize_with(depth, || Mat::zeros(0, 0));
-    gather_rows(&cache.x, rows, &mut trace.act[0]);
-    if trace.act[0] != *x {
-        return Err(RulesError::Cache(
-            "the batch's inputs differ from the cached training rows (the cache needs a fixed \
-             training set)"
-                .into(),
-        ));
+    if let Some(i) = (0..rows.len()).find(|&i| row_sums(x, i) != cache.x_sums[rows[i]]) {
+        return Err(RulesError::Cache(format!(
+            "batch row {i} differs from cached training row {} (the cache needs a fixed \
+             training set)",
+            rows[i]
+        )));
     }
+    let a0 = &mut trace.act[0];
+    if a0.shape() != x.shape() {
+        *a0 = Mat::zeros(x.nrows(), x.ncols());
+    }
+    a0.copy_from(x);
     for l in 1..depth {
         gather_rows(&cache.pre[l - 1], rows, &mut trace.pre[l - 1]);
         if !cache.act.is_empty() {
@@ -347,24 +372,39 @@ fn frozen_trace_into<T: Float>(
     Ok(())
 }
 
-/// `dst ← src[rows, :]` (reusing `dst`'s allocation when the shape matches).
+/// Checksums of row `i` of `x`: `[Σ_j x_ij, Σ_j (j+1)·x_ij]` in `f64`.
+fn row_sums<T: Float>(x: &Mat<T>, i: usize) -> [f64; 2] {
+    let mut s = [0.0, 0.0];
+    for j in 0..x.ncols() {
+        let v = x[(i, j)].as_f64();
+        s[0] += v;
+        s[1] += (j + 1) as f64 * v;
+    }
+    s
+}
+
+/// `dst ← (src[:, rows])ᵀ`: example columns of a `features × N` cache into a `B × features`
+/// batch (reusing `dst`'s allocation when the shape matches). Feature blocks of 64 keep the
+/// strided writes within a few kilobytes.
 fn gather_rows<T: Float>(src: &Mat<T>, rows: &[usize], dst: &mut Mat<T>) {
-    let (n, c) = src.shape();
-    if dst.shape() != (rows.len(), c) {
-        *dst = Mat::zeros(rows.len(), c);
-    }
-    if n == 0 || rows.is_empty() {
-        return;
-    }
+    let c = src.nrows();
     let b = rows.len();
-    for (s, d) in src
-        .as_slice()
-        .chunks_exact(n)
-        .zip(dst.as_mut_slice().chunks_exact_mut(b))
-    {
-        for (dv, &r) in d.iter_mut().zip(rows) {
-            *dv = s[r];
+    if dst.shape() != (b, c) {
+        *dst = Mat::zeros(b, c);
+    }
+    let s = src.as_slice();
+    let d = dst.as_mut_slice();
+    const BLOCK: usize = 64;
+    let mut j0 = 0;
+    while j0 < c {
+        let j1 = (j0 + BLOCK).min(c);
+        for (i, &r) in rows.iter().enumerate() {
+            let col = &s[r * c + j0..r * c + j1];
+            for (jj, &v) in col.iter().enumerate() {
+                d[(j0 + jj) * b + i] = v;
+            }
         }
+        j0 = j1;
     }
 }
 

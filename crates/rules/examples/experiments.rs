@@ -1,0 +1,379 @@
+//! The experiments of issue 4 at this machine's scale, printing markdown tables.
+//!
+//! ```text
+//! cargo run --release -p widealign-rules --example experiments -- digits  [--widths 64,256,1024,4096] [--epochs 40] [--rules bp,align-zero,...]
+//! cargo run --release -p widealign-rules --example experiments -- add     [--widths 64,256,1024] [--epochs 200] [--rules bp,align-ada,align-zero,readout]
+//! cargo run --release -p widealign-rules --example experiments -- lowdata [--sizes 100,300,1000] [--width 1024] [--epochs 40]
+//! cargo run --release -p widealign-rules --example experiments -- time    [--model mlp|rnn] [--width 1024] [--rules ...] [--epochs 1]
+//! cargo run --release -p widealign-rules --example experiments -- cache   [--width 1024] [--rule align-zero] [--off]
+//! ```
+//!
+//! Every run: NTK parameterisation, s_w = 1, s_b = 0.1, zero biases, relu, plain SGD, seed 0
+//! (unless `--seed`). Digits: depth 2, lr 5, batch 100. Add: RNN, lr 0.001, batch 50.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use widealign_data::{load, LoadOptions, Sequences, Split};
+use widealign_models::{Loss, Mlp};
+use widealign_rules::{
+    train, Callbacks, MlpRule, ModelKind, Rule, RuleKind, StepInput, TrainConfig, TrainResult,
+};
+use widealign_tensor::{rng::SeedStream, Mat};
+
+fn arg(args: &HashMap<String, String>, key: &str, default: &str) -> String {
+    args.get(key)
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn list<T: std::str::FromStr>(s: &str) -> Vec<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    s.split(',')
+        .map(|v| v.trim().parse().expect("list entry"))
+        .collect()
+}
+
+fn rules(s: &str) -> Vec<RuleKind> {
+    if s == "all" {
+        RuleKind::ALL.to_vec()
+    } else {
+        list(s)
+    }
+}
+
+fn run(cfg: &TrainConfig, data: &widealign_data::Dataset) -> TrainResult {
+    let t = Instant::now();
+    let r = train(cfg, data, Callbacks::default()).expect("training run");
+    eprintln!(
+        "  {} width {} train_size {:?}: test_loss {:.5} acc {:?} best_loss {:.5} diverged {:?} ({:.1} s)",
+        cfg.rule,
+        cfg.width,
+        cfg.train_size,
+        r.test_loss,
+        r.test_accuracy,
+        r.best_test_loss,
+        r.diverged_epoch,
+        t.elapsed().as_secs_f64()
+    );
+    r
+}
+
+fn acc_cell(r: &TrainResult) -> String {
+    if r.diverged {
+        format!("diverged (epoch {})", r.diverged_epoch.unwrap_or(0))
+    } else {
+        format!("{:.2}", 100.0 * r.test_accuracy.unwrap_or(f64::NAN))
+    }
+}
+
+fn digits_cfg(seed: u64) -> TrainConfig {
+    TrainConfig {
+        model: ModelKind::Mlp,
+        dataset: "digits".into(),
+        depth: 2,
+        lr: 5.0,
+        batch_size: 100,
+        epochs: 40,
+        seed,
+        ..TrainConfig::default()
+    }
+}
+
+fn digits(args: &HashMap<String, String>) {
+    let widths: Vec<usize> = list(&arg(args, "widths", "64,256,1024,4096"));
+    let rules = rules(&arg(args, "rules", "all"));
+    let epochs: usize = arg(args, "epochs", "40").parse().unwrap();
+    let seed: u64 = arg(args, "seed", "0").parse().unwrap();
+    let data = load("digits", &LoadOptions::default()).expect("digits");
+    let mut table = vec![vec![String::new(); widths.len()]; rules.len()];
+    for (j, &w) in widths.iter().enumerate() {
+        for (i, &rule) in rules.iter().enumerate() {
+            let cfg = TrainConfig {
+                rule,
+                width: w,
+                epochs,
+                ..digits_cfg(seed)
+            };
+            table[i][j] = acc_cell(&run(&cfg, &data));
+        }
+    }
+    println!(
+        "\nDigits, MLP depth 2, lr 5, batch 100, {epochs} epochs, seed {seed}: test accuracy (%) after the last epoch\n"
+    );
+    print!("| rule |");
+    widths.iter().for_each(|w| print!(" {w} |"));
+    print!("\n|---|");
+    widths.iter().for_each(|_| print!("---|"));
+    println!();
+    for (i, rule) in rules.iter().enumerate() {
+        print!("| {rule} |");
+        table[i].iter().for_each(|c| print!(" {c} |"));
+        println!();
+    }
+}
+
+fn constant_loss(s: &Sequences, c: f32) -> f64 {
+    let pred: Vec<Mat<f32>> =
+        s.y.iter()
+            .map(|y| Mat::from_element(y.nrows(), y.ncols(), c))
+            .collect();
+    Loss::Mse.evaluate_sequence(&pred, &s.y).unwrap().0
+}
+
+fn add(args: &HashMap<String, String>) {
+    let widths: Vec<usize> = list(&arg(args, "widths", "64,256,1024"));
+    let rules = rules(&arg(args, "rules", "bp,align-ada,align-zero,readout"));
+    let epochs: usize = arg(args, "epochs", "200").parse().unwrap();
+    let seed: u64 = arg(args, "seed", "0").parse().unwrap();
+    let lr: f64 = arg(args, "lr", "0.001").parse().unwrap();
+    let data = load("add", &LoadOptions::default()).expect("add task");
+    let Split::Sequences(test) = &data.test else {
+        panic!("add is a sequence dataset")
+    };
+    let half = constant_loss(test, 0.5);
+    let mut table = vec![vec![String::new(); widths.len()]; rules.len()];
+    for (j, &w) in widths.iter().enumerate() {
+        for (i, &rule) in rules.iter().enumerate() {
+            let cfg = TrainConfig {
+                model: ModelKind::Rnn,
+                dataset: "add".into(),
+                rule,
+                width: w,
+                epochs,
+                lr,
+                batch_size: 50,
+                seed,
+                ..TrainConfig::default()
+            };
+            let r = run(&cfg, &data);
+            table[i][j] = if r.diverged {
+                format!(
+                    "{:.4} (diverged epoch {})",
+                    r.best_test_loss,
+                    r.diverged_epoch.unwrap_or(0)
+                )
+            } else {
+                format!("{:.4}", r.best_test_loss)
+            };
+        }
+    }
+    println!(
+        "\nAdd task (T = 100, 300 train / 100 test sequences), ReLU RNN, lr {lr}, batch 50, {epochs} epochs, seed {seed}: \
+         best test loss (MSE summed over the 100 steps, mean over sequences)\n"
+    );
+    print!("| rule |");
+    widths.iter().for_each(|w| print!(" {w} |"));
+    print!("\n|---|");
+    widths.iter().for_each(|_| print!("---|"));
+    println!();
+    for (i, rule) in rules.iter().enumerate() {
+        print!("| {rule} |");
+        table[i].iter().for_each(|c| print!(" {c} |"));
+        println!();
+    }
+    print!("| predict 0.5 |");
+    widths.iter().for_each(|_| print!(" {half:.4} |"));
+    println!();
+}
+
+fn lowdata(args: &HashMap<String, String>) {
+    let sizes: Vec<usize> = list(&arg(args, "sizes", "100,300,1000"));
+    let width: usize = arg(args, "width", "1024").parse().unwrap();
+    let rules = rules(&arg(args, "rules", "all"));
+    let epochs: usize = arg(args, "epochs", "40").parse().unwrap();
+    let seed: u64 = arg(args, "seed", "0").parse().unwrap();
+    let mut table = vec![vec![String::new(); sizes.len()]; rules.len()];
+    for (j, &k) in sizes.iter().enumerate() {
+        let opts = LoadOptions {
+            seed,
+            train_size: Some(k),
+            ..LoadOptions::default()
+        };
+        let data = load("digits", &opts).expect("digits subset");
+        for (i, &rule) in rules.iter().enumerate() {
+            let cfg = TrainConfig {
+                rule,
+                width,
+                epochs,
+                train_size: Some(k),
+                ..digits_cfg(seed)
+            };
+            table[i][j] = acc_cell(&run(&cfg, &data));
+        }
+    }
+    println!(
+        "\nLow data: digits, stratified training subsets, MLP depth 2 width {width}, lr 5, batch 100, {epochs} epochs, seed {seed}: test accuracy (%) on the 355 test digits\n"
+    );
+    print!("| rule |");
+    sizes.iter().for_each(|k| print!(" {k} examples |"));
+    print!("\n|---|");
+    sizes.iter().for_each(|_| print!("---|"));
+    println!();
+    for (i, rule) in rules.iter().enumerate() {
+        print!("| {rule} |");
+        table[i].iter().for_each(|c| print!(" {c} |"));
+        println!();
+    }
+}
+
+/// Mean seconds per training run divided by steps, for each rule.
+fn time(args: &HashMap<String, String>) {
+    let model = arg(args, "model", "mlp");
+    let width: usize = arg(args, "width", "1024").parse().unwrap();
+    let rules = rules(&arg(args, "rules", "bp,align-ada,align-zero"));
+    let epochs: usize = arg(args, "epochs", "1").parse().unwrap();
+    let (data, base) = if model == "rnn" {
+        (
+            load("add", &LoadOptions::default()).unwrap(),
+            TrainConfig {
+                model: ModelKind::Rnn,
+                dataset: "add".into(),
+                lr: 0.001,
+                batch_size: 50,
+                ..TrainConfig::default()
+            },
+        )
+    } else {
+        (
+            load("digits", &LoadOptions::default()).unwrap(),
+            digits_cfg(0),
+        )
+    };
+    for rule in rules {
+        let cfg = TrainConfig {
+            rule,
+            width,
+            epochs,
+            cache_frozen: !args.contains_key("no-cache"),
+            ..base.clone()
+        };
+        let t = Instant::now();
+        let r = train(&cfg, &data, Callbacks::default()).unwrap();
+        let total = t.elapsed().as_secs_f64();
+        println!(
+            "{model} width {width} {rule}: {epochs} epoch(s), {} steps, {:.3} s total, {:.2} ms/step (incl. evaluation)",
+            r.steps,
+            total,
+            1e3 * total / r.steps as f64
+        );
+    }
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Align-ada/zero step time and memory with and without the per-example frozen-trace cache.
+fn cache(args: &HashMap<String, String>) {
+    let width: usize = arg(args, "width", "1024").parse().unwrap();
+    let kind: RuleKind = arg(args, "rule", "align-zero").parse().unwrap();
+    let steps: usize = arg(args, "steps", "200").parse().unwrap();
+    let use_cache = !args.contains_key("off");
+    let data = load("digits", &LoadOptions::default()).unwrap();
+    let train_split = data.train.as_tabular().unwrap();
+    let cfg = TrainConfig {
+        rule: kind,
+        width,
+        ..digits_cfg(0)
+    };
+    let spec = cfg.mlp_spec(64, 10).unwrap();
+    let mut net = Mlp::<f32>::new(&spec, 0).unwrap();
+    let rss0 = peak_rss_kib();
+    let t = Instant::now();
+    let mut rule = MlpRule::new(kind, &net).unwrap();
+    let bytes = if use_cache {
+        rule.cache_frozen_trace(&train_split.x).unwrap()
+    } else {
+        0
+    };
+    let setup = t.elapsed().as_secs_f64();
+    let n = train_split.len();
+    let mut rng = SeedStream::new(0).child("bench").rng("rows");
+    let mut bp = MlpRule::new(RuleKind::Bp, &net).unwrap();
+    let mut net_bp = net.clone();
+    // Interleave bp and rule steps on the same batches; medians resist the other processes' load.
+    let one_step = |rule: &mut MlpRule<f32>, net: &mut Mlp<f32>, rows: &[usize]| -> f64 {
+        let b = train_split.batch(rows);
+        let t = Instant::now();
+        let live = net.forward(&b.x).unwrap();
+        let (_, err) = Loss::Mse.evaluate(live.output(), &b.y).unwrap();
+        let step = StepInput {
+            x: &b.x,
+            rows: Some(rows),
+            live: &live,
+            err: &err,
+        };
+        let g = rule.update(net, &step).unwrap();
+        net.apply_update(g, 0.1);
+        t.elapsed().as_secs_f64()
+    };
+    let (mut t_bp, mut t_rule) = (Vec::new(), Vec::new());
+    for s in 0..steps {
+        let rows: Vec<usize> = (0..100)
+            .map(|_| widealign_tensor::rng::below(&mut rng, n as u64) as usize)
+            .collect();
+        let a = one_step(&mut bp, &mut net_bp, &rows);
+        let b = one_step(&mut rule, &mut net, &rows);
+        if s >= 10 {
+            t_bp.push(a);
+            t_rule.push(b);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (t_bp, t_rule) = (median(&mut t_bp), median(&mut t_rule));
+    println!(
+        "width {width} {kind} cache {}: setup {:.3} s, cache {:.1} MB, median step {:.3} ms (bp {:.3} ms, ratio {:.3}), peak RSS growth {:.1} MB (VmHWM {:.1} MB)",
+        if use_cache { "on" } else { "off" },
+        setup,
+        bytes as f64 / 1e6,
+        1e3 * t_rule,
+        1e3 * t_bp,
+        t_rule / t_bp,
+        (peak_rss_kib().saturating_sub(rss0)) as f64 / 1024.0,
+        peak_rss_kib() as f64 / 1024.0,
+    );
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first().cloned() else {
+        eprintln!("usage: experiments digits|add|lowdata|time|cache [--key value ...]");
+        std::process::exit(2);
+    };
+    let mut args = HashMap::new();
+    let mut i = 1;
+    while i < argv.len() {
+        let key = argv[i].trim_start_matches("--").to_string();
+        if i + 1 < argv.len() && !argv[i + 1].starts_with("--") {
+            args.insert(key, argv[i + 1].clone());
+            i += 2;
+        } else {
+            args.insert(key, String::new());
+            i += 1;
+        }
+    }
+    match cmd.as_str() {
+        "digits" => digits(&args),
+        "add" => add(&args),
+        "lowdata" => lowdata(&args),
+        "time" => time(&args),
+        "cache" => cache(&args),
+        other => {
+            eprintln!("unknown experiment {other}");
+            std::process::exit(2);
+        }
+    }
+}
