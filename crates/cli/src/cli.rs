@@ -142,7 +142,7 @@ impl RuleName {
     }
 
     /// All seven rules in the order reports list them.
-    #[allow(dead_code)] // used once the reproduce experiments are wired
+    #[allow(dead_code)] // used by reproduce, which is being wired
     pub const ALL: [RuleName; 7] = [
         RuleName::Bp,
         RuleName::AlignZero,

@@ -10,7 +10,7 @@ use crate::error::CliError;
 use crate::progress::{Bar, Progress};
 use crate::runner::{RunEvent, RunRecord, RunResult};
 use crate::sweep::{self, SweepPlan};
-use crate::trainer::run_train;
+use crate::trainer::Trainer;
 use crate::{emit, STOP};
 
 /// Draws the epoch and step bars of one run (log lines per epoch when `log_epochs`).
@@ -86,7 +86,7 @@ pub fn train(a: &TrainArgs, progress: &Progress) -> Result<(), CliError> {
     }
     let result = {
         let mut rp = RunProgress::new(progress, &cfg, true);
-        run_train(&cfg, &mut |ev| rp.event(ev))?
+        Trainer::new().run(&cfg, &mut |ev| rp.event(ev))?
     };
     let human = describe(&cfg, &result);
     let record = RunRecord::new(&cfg, result, None);
@@ -171,9 +171,10 @@ pub fn sweep(a: &SweepArgs, progress: &Progress) -> Result<(), CliError> {
         out: &a.out,
         resume: a.resume,
     };
+    let mut trainer = Trainer::new();
     let mut exec = |cfg: &TrainConfig, obs: &mut crate::runner::Observer<'_>| {
         let mut rp = RunProgress::new(progress, cfg, false);
-        run_train(cfg, &mut |ev| rp.event(ev) && obs(ev))
+        trainer.run(cfg, &mut |ev| rp.event(ev) && obs(ev))
     };
     let summary = sweep::run_sweep(&plan, &mut exec, progress, &STOP)?;
     progress.log(&format!(

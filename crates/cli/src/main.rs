@@ -16,6 +16,7 @@ mod commands;
 mod config;
 mod data_cmd;
 mod error;
+mod experiments;
 #[allow(dead_code)] // used by reproduce (being wired)
 mod fsutil;
 #[allow(dead_code)] // used by reproduce (being wired)
@@ -68,7 +69,12 @@ fn dispatch(command: Command, progress: &Progress) -> Result<(), CliError> {
             commands::sweep(&a, progress)
         }
         Command::Ntk(a) => theory_cmd::ntk(&a),
-        Command::Reproduce(_) | Command::Dynamics(_) | Command::Align(_) => {
+        Command::Dynamics(a) => experiments::dynamics_cmd(&a),
+        Command::Align(a) => {
+            install_ctrl_c(progress);
+            experiments::align_cmd(&a, progress)
+        }
+        Command::Reproduce(_) => {
             Err(CliError::Failure(
                 "this command needs the widealign-rules and widealign-ntk layers, which this build does not have yet".into(),
             ))

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 
 /// Something a training run reports while it trains.
-#[allow(dead_code)] // constructed by the training glue once widealign-rules lands
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunEvent {
     /// A mini-batch step finished.
@@ -31,11 +30,9 @@ pub type Observer<'a> = dyn FnMut(&RunEvent) -> bool + 'a;
 /// Metrics after one epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
-    /// 1-based epoch.
+    /// 0 for the evaluation at initialisation, then `1..=epochs`.
     pub epoch: usize,
-    /// Epochs in the run.
-    pub epochs: usize,
-    /// Mean training loss over the epoch's mini-batches.
+    /// Epoch 0: loss on the whole training set; later: mean mini-batch loss of the epoch.
     #[serde(deserialize_with = "f64_or_nan")]
     pub train_loss: f64,
     /// Loss on the test split.
@@ -43,11 +40,22 @@ pub struct EpochRecord {
     pub test_loss: f64,
     /// Accuracy on the test split (classification only).
     pub test_accuracy: Option<f64>,
+    /// Seconds since the start of training.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// The outcome of one run. A diverged run is a result, not an error.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
+    /// Epochs completed before the end (or before divergence).
+    pub epochs_completed: usize,
+    /// Training examples used.
+    #[serde(default)]
+    pub train_examples: usize,
+    /// Optimisation steps taken.
+    #[serde(default)]
+    pub steps: usize,
     /// Training loss of the last completed epoch.
     #[serde(deserialize_with = "f64_or_nan")]
     pub train_loss: f64,
@@ -59,7 +67,7 @@ pub struct RunResult {
     /// Lowest test loss over the epochs.
     #[serde(deserialize_with = "f64_or_nan")]
     pub best_test_loss: f64,
-    /// Epoch of the lowest test loss (1-based; 0 when no epoch completed).
+    /// Epoch of the lowest test loss (0: at initialisation).
     pub best_epoch: usize,
     /// Highest test accuracy over the epochs (classification only).
     pub best_test_accuracy: Option<f64>,
@@ -67,8 +75,6 @@ pub struct RunResult {
     pub diverged: bool,
     /// The epoch in which the run diverged.
     pub diverged_epoch: Option<usize>,
-    /// Epochs completed before the end (or before divergence).
-    pub epochs_completed: usize,
     /// Wall-clock seconds of the run.
     pub seconds: f64,
     /// Per-epoch metrics.
@@ -141,8 +147,9 @@ impl RunRecord {
     }
 }
 
-/// Summarises a run's history into a [`RunResult`].
-#[allow(dead_code)] // used by the training glue once widealign-rules lands
+/// Summarises a history (epoch 0 first, if present) into a [`RunResult`] (train_examples and
+/// steps are left 0 for the caller to fill in).
+#[cfg(test)]
 pub fn summarise(
     history: Vec<EpochRecord>,
     diverged_epoch: Option<usize>,
@@ -154,6 +161,7 @@ pub fn summarise(
         .filter(|e| e.test_loss.is_finite())
         .map(|e| (e.epoch, e.test_loss))
         .fold((0, f64::INFINITY), |b, x| if x.1 < b.1 { x } else { b });
+
     let best_test_accuracy = history
         .iter()
         .filter_map(|e| e.test_accuracy)
@@ -168,7 +176,9 @@ pub fn summarise(
         best_test_accuracy,
         diverged: diverged_epoch.is_some(),
         diverged_epoch,
-        epochs_completed: history.len(),
+        epochs_completed: history.iter().filter(|e| e.epoch > 0).count(),
+        train_examples: 0,
+        steps: 0,
         seconds,
         history,
     }
@@ -181,7 +191,7 @@ mod tests {
     fn rec(epoch: usize, test_loss: f64, acc: f64) -> EpochRecord {
         EpochRecord {
             epoch,
-            epochs: 3,
+            seconds: epoch as f64,
             train_loss: test_loss * 0.9,
             test_loss,
             test_accuracy: Some(acc),

@@ -316,3 +316,417 @@ fn data_list_and_info_json_contracts() {
     let o = run(&["data", "info", "csv:/definitely/not/here.csv"]);
     assert_bad_input(&o, "here.csv");
 }
+
+/// Keys every train/sweep record carries (ARCHITECTURE.md contract plus history and config).
+const RECORD_KEYS: [&str; 15] = [
+    "rule",
+    "width",
+    "depth",
+    "seed",
+    "epochs",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "best_test_loss",
+    "diverged",
+    "diverged_epoch",
+    "seconds",
+    "config",
+    "history",
+    "widealign_version",
+];
+
+const TINY: [&str; 8] = [
+    "--width",
+    "16",
+    "--epochs",
+    "2",
+    "--train-size",
+    "100",
+    "--batch-size",
+    "50",
+];
+
+#[test]
+fn train_json_contract_and_out_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut args = vec![
+        "train",
+        "--rule",
+        "align-zero",
+        "--json",
+        "--out",
+        "r.jsonl",
+    ];
+    args.extend(TINY);
+    let o = run_in(d, &args, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    for k in RECORD_KEYS {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(v["rule"], "align-zero");
+    assert_eq!(v["width"], 16);
+    assert_eq!(v["diverged"], false);
+    assert_eq!(v["history"].as_array().unwrap().len(), 3); // epoch 0 + 2
+    let acc = v["test_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let line = std::fs::read_to_string(d.join("r.jsonl")).unwrap();
+    assert_eq!(line.lines().count(), 1);
+    let w: Value = serde_json::from_str(line.trim_end()).unwrap();
+    assert_eq!(w["config"], v["config"]);
+    // progress went to stderr, stdout holds only the JSON line
+    assert_eq!(stdout(&o).lines().count(), 1);
+}
+
+#[test]
+fn diverged_run_is_a_result_with_exit_0() {
+    let mut args = vec!["train", "--lr", "1e6", "--json"];
+    args.extend(TINY);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["diverged"], true);
+    assert!(v["diverged_epoch"].as_u64().unwrap() >= 1);
+    assert!(!stdout(&o).contains("NaN"));
+}
+
+#[test]
+fn train_on_bad_datasets_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("t.csv"), "1,2,0\n3,4,1\n5,x,0\n").unwrap();
+    let cases: [(&str, &str); 4] = [
+        ("nosuch", "nosuch"),
+        ("csv:t.csv", "t.csv"),
+        ("idx:empty", "empty"),
+        ("csv:missing.csv", "missing.csv"),
+    ];
+    std::fs::create_dir(d.join("empty")).unwrap();
+    for (name, needle) in cases {
+        let mut args = vec!["train", "--dataset", name];
+        args.extend(TINY);
+        let o = run_in(d, &args, &[]);
+        assert_bad_input(&o, needle);
+    }
+    let o = run_in(
+        d,
+        &[
+            "train",
+            "--model",
+            "rnn",
+            "--dataset",
+            "digits",
+            "--width",
+            "8",
+        ],
+        &[],
+    );
+    assert_bad_input(&o, "digits");
+}
+
+const REAL_GRID: &str = r#"
+[base]
+train_size = 100
+batch_size = 50
+epochs = 1
+[grid]
+rule = ["bp", "align-ada"]
+width = [8, 16]
+seed = [0, 1]
+"#;
+
+fn lines_of(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn sweep_writes_one_line_per_run_and_shards_give_the_same_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("s.toml"), REAL_GRID).unwrap();
+    let o = run_in(
+        d,
+        &[
+            "sweep",
+            "--config",
+            "s.toml",
+            "--out",
+            "all.jsonl",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let summary = last_json(&o);
+    assert_eq!(summary["runs_total"], 8);
+    assert_eq!(summary["completed"], 8);
+    let all = lines_of(&d.join("all.jsonl"));
+    assert_eq!(all.len(), 8);
+    for (i, v) in all.iter().enumerate() {
+        assert_eq!(v["run_index"], i);
+        for k in RECORD_KEYS {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(v["config"]["train_size"], 100);
+    }
+    let mut sharded = Vec::new();
+    for s in ["0/2", "1/2"] {
+        let out = format!("s{}.jsonl", &s[..1]);
+        let o = run_in(
+            d,
+            &["sweep", "--config", "s.toml", "--out", &out, "--shard", s],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        sharded.extend(lines_of(&d.join(out)));
+    }
+    assert_eq!(sharded.len(), 8);
+    sharded.sort_by_key(|v| v["run_index"].as_u64());
+    for (a, b) in all.iter().zip(&sharded) {
+        assert_eq!(a["config"], b["config"]);
+        // same seed, same numbers, whichever process ran it
+        assert_eq!(a["test_loss"], b["test_loss"]);
+        assert_eq!(
+            a["history"].as_array().unwrap().len(),
+            b["history"].as_array().unwrap().len()
+        );
+    }
+    // Without --resume an existing results file is refused; with it, nothing is rerun.
+    let o = run_in(
+        d,
+        &["sweep", "--config", "s.toml", "--out", "all.jsonl"],
+        &[],
+    );
+    assert_bad_input(&o, "--resume");
+    let o = run_in(
+        d,
+        &[
+            "sweep",
+            "--config",
+            "s.toml",
+            "--out",
+            "all.jsonl",
+            "--resume",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["skipped"], 8);
+    assert_eq!(lines_of(&d.join("all.jsonl")).len(), 8);
+}
+
+const SLOW_GRID: &str = r#"
+[base]
+epochs = 2
+width = 256
+[grid]
+rule = ["bp", "align-zero", "align-ada"]
+seed = [0, 1, 2, 3]
+"#;
+
+fn assert_complete_and_unique(path: &Path, n: usize) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.ends_with('\n'));
+    let mut keys: Vec<String> = lines_of(path)
+        .iter()
+        .map(|v| v["config"].to_string())
+        .collect();
+    assert_eq!(keys.len(), n, "one line per run");
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "no duplicates");
+}
+
+/// Waits until `path` has at least `n` lines (or the child exits).
+fn wait_for_lines(child: &mut std::process::Child, path: &Path, n: usize) {
+    for _ in 0..600 {
+        let lines = std::fs::read_to_string(path).map_or(0, |t| t.lines().count());
+        if lines >= n || child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sweep_killed_with_sigkill_resumes_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("s.toml"), SLOW_GRID).unwrap();
+    let out = d.join("r.jsonl");
+    let mut child = Command::new(BIN)
+        .args(["--quiet", "sweep", "--config", "s.toml", "--out", "r.jsonl"])
+        .current_dir(d)
+        .spawn()
+        .unwrap();
+    wait_for_lines(&mut child, &out, 2);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Simulate the worst case: the kill landed in the middle of a write.
+    let mut text = std::fs::read(&out).unwrap();
+    let before = text.iter().filter(|&&b| b == b'\n').count();
+    assert!(
+        before < 12,
+        "the sweep finished before the kill; make it slower"
+    );
+    text.extend_from_slice(b"{\"widealign_version\":\"0.1.0\",\"run_index\":7,\"rule\":\"al");
+    std::fs::write(&out, &text).unwrap();
+    let o = run_in(
+        d,
+        &[
+            "sweep", "--config", "s.toml", "--out", "r.jsonl", "--resume", "--json",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = last_json(&o);
+    assert_eq!(s["skipped"], before);
+    assert_eq!(s["completed"].as_u64().unwrap() as usize, 12 - before);
+    assert!(stderr(&o).contains("torn last line"));
+    assert_complete_and_unique(&out, 12);
+}
+
+#[test]
+fn ctrl_c_stops_a_sweep_with_only_whole_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("s.toml"), SLOW_GRID).unwrap();
+    let out = d.join("r.jsonl");
+    let mut child = Command::new(BIN)
+        .args(["sweep", "--config", "s.toml", "--out", "r.jsonl"])
+        .current_dir(d)
+        .env("WIDEALIGN_PROGRESS", "log")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_lines(&mut child, &out, 1);
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let n = std::fs::read_to_string(&out).unwrap().lines().count();
+    assert!(n < 12);
+    assert_complete_and_unique(&out, n);
+    let o = run_in(
+        d,
+        &[
+            "sweep", "--config", "s.toml", "--out", "r.jsonl", "--resume",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_complete_and_unique(&out, 12);
+}
+
+#[test]
+fn dynamics_json_contract() {
+    let o = run(&[
+        "dynamics",
+        "--dataset",
+        "teacher",
+        "--train-size",
+        "16",
+        "--depth",
+        "1",
+        "--activation",
+        "erf",
+        "--widths",
+        "32,128",
+        "--steps",
+        "20",
+        "--lr",
+        "0.1",
+        "--seed",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["widths"], serde_json::json!([32, 128]));
+    for k in ["weight_norm", "weight_direction"] {
+        let per_width = v["errors"][k].as_array().unwrap();
+        assert_eq!(per_width.len(), 2);
+        assert_eq!(
+            per_width[0].as_array().unwrap().len(),
+            2,
+            "{k}: one entry per layer"
+        );
+    }
+    assert_eq!(v["errors"]["function"].as_array().unwrap().len(), 2);
+    for k in ["weight_norm", "weight_direction", "function"] {
+        assert!(v["slopes"][k].is_number(), "slope {k}");
+    }
+    // an unstable learning rate is refused with one line naming the flag
+    let o = run(&[
+        "dynamics",
+        "--dataset",
+        "teacher",
+        "--train-size",
+        "16",
+        "--depth",
+        "1",
+        "--widths",
+        "32",
+        "--steps",
+        "5",
+        "--lr",
+        "1000",
+    ]);
+    assert_bad_input(&o, "--lr");
+    let o = run(&["dynamics", "--model", "rnn", "--widths", "32"]);
+    assert_bad_input(&o, "--model");
+}
+
+#[test]
+fn align_json_contract() {
+    let o = run(&[
+        "align",
+        "--dataset",
+        "digits",
+        "--rule",
+        "bp",
+        "--depth",
+        "1",
+        "--widths",
+        "16,32",
+        "--epochs",
+        "1",
+        "--lr",
+        "1.0",
+        "--seed",
+        "0",
+        "--train-size",
+        "100",
+        "--batch-size",
+        "50",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["widths"], serde_json::json!([16, 32]));
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    for (i, l) in layers.iter().enumerate() {
+        assert_eq!(l["layer"], i + 1);
+        for k in ["score", "probe_score", "shuffled", "random", "input_span"] {
+            let xs = l[k].as_array().unwrap();
+            assert_eq!(xs.len(), 2, "{k}");
+            for x in xs {
+                let x = x.as_f64().unwrap();
+                assert!((-1e-9..=1.0 + 1e-9).contains(&x), "{k} = {x}");
+            }
+        }
+    }
+    let o = run(&["align", "--dataset", "add", "--widths", "8"]);
+    assert_bad_input(&o, "--dataset");
+}
