@@ -5,9 +5,16 @@ use std::time::Instant;
 use serde_json::json;
 use widealign_tensor::{gemm, rng::SeedStream, Mat};
 
-use crate::cli::BenchGemmArgs;
+use std::sync::atomic::AtomicBool;
+
+use widealign_data::{Dataset, Sequences, Split, Tabular, Task};
+use widealign_rules as rules;
+
+use crate::cli::{BenchGemmArgs, BenchStepArgs, ModelKind};
+use crate::config::TrainConfig;
 use crate::emit;
 use crate::error::CliError;
+use crate::trainer::rules_config;
 
 /// Median of a non-empty list.
 pub fn median(xs: &[f64]) -> f64 {
@@ -63,6 +70,153 @@ pub fn gemm(a: &BenchGemmArgs) -> Result<(), CliError> {
             flops / med / 1e9,
             flops / best / 1e9,
             a.reps,
+            rayon::current_num_threads()
+        ))
+    }
+}
+
+/// Random data for `bench step`: `n` examples (Gaussian inputs, random classes for the MLP;
+/// Bernoulli inputs and Gaussian targets over `seq_len` steps for the RNN).
+fn random_dataset(a: &BenchStepArgs, n: usize) -> Result<Dataset, CliError> {
+    let seeds = SeedStream::new(a.seed).child("bench-step");
+    let (task, train, test) = match a.model {
+        ModelKind::Mlp => {
+            let make = |name: &str, rows: usize| -> Result<Tabular, CliError> {
+                let x: Mat<f32> =
+                    seeds.gaussian_matrix(&format!("{name}.x"), rows, a.input_dim, 1.0);
+                let mut rng = seeds.rng(&format!("{name}.labels"));
+                let labels = (0..rows)
+                    .map(|_| widealign_tensor::rng::below(&mut rng, a.output_dim as u64) as usize)
+                    .collect();
+                Ok(Tabular::classification(x, labels, a.output_dim)?)
+            };
+            (
+                Task::Classification {
+                    classes: a.output_dim,
+                },
+                Split::Tabular(make("train", n)?),
+                Split::Tabular(make("test", a.batch_size)?),
+            )
+        }
+        ModelKind::Rnn => {
+            let make = |name: &str, rows: usize| Sequences {
+                x: (0..a.seq_len)
+                    .map(|t| seeds.gaussian_matrix(&format!("{name}.x{t}"), rows, a.input_dim, 1.0))
+                    .collect(),
+                y: (0..a.seq_len)
+                    .map(|t| {
+                        seeds.gaussian_matrix(&format!("{name}.y{t}"), rows, a.output_dim, 1.0)
+                    })
+                    .collect(),
+            };
+            (
+                Task::SequenceRegression {
+                    outputs: a.output_dim,
+                },
+                Split::Sequences(make("train", n)),
+                Split::Sequences(make("test", a.batch_size)),
+            )
+        }
+    };
+    Ok(Dataset {
+        name: "random".into(),
+        source: "generated".into(),
+        task,
+        train,
+        validation: None,
+        test,
+    })
+}
+
+/// `bench step`: times `steps` training steps (after two warm-up steps) of one rule on random
+/// data through the real training loop: the time between consecutive step reports.
+pub fn step(a: &BenchStepArgs) -> Result<(), CliError> {
+    for (flag, v) in [
+        ("--input-dim", a.input_dim),
+        ("--output-dim", a.output_dim),
+        ("--width", a.width),
+        ("--batch-size", a.batch_size),
+        ("--steps", a.steps),
+        ("--seq-len", a.seq_len),
+    ] {
+        if v == 0 {
+            return Err(CliError::flag(flag, "must be at least 1"));
+        }
+    }
+    const WARMUP: usize = 2;
+    let n = a.batch_size * (a.steps + WARMUP);
+    let data = random_dataset(a, n)?;
+    let cfg = TrainConfig {
+        model: a.model,
+        rule: a.rule,
+        width: a.width,
+        depth: a.depth,
+        batch_size: a.batch_size,
+        epochs: 1,
+        lr: 1e-3,
+        seed: a.seed,
+        dataset: "random".into(),
+        ..TrainConfig::default()
+    };
+    cfg.validate()
+        .map_err(|(k, why)| CliError::flag(&crate::config::key_to_flag(k), why))?;
+    let rcfg = rules_config(&cfg)?;
+    let mut stamps: Vec<Instant> = Vec::with_capacity(n / a.batch_size + 1);
+    let stop = AtomicBool::new(false);
+    {
+        let progress = |p: &rules::Progress<'_>| {
+            if let rules::Progress::Step { .. } = p {
+                stamps.push(Instant::now());
+            }
+        };
+        rules::train(
+            &rcfg,
+            &data,
+            rules::Callbacks {
+                progress: Some(Box::new(progress)),
+                step_hook: None,
+                stop: Some(&stop),
+            },
+        )?;
+    }
+    let ms: Vec<f64> = stamps
+        .windows(2)
+        .skip(WARMUP - 1)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+        .collect();
+    if ms.is_empty() {
+        return Err(CliError::Failure("no training steps were timed".into()));
+    }
+    let med = median(&ms);
+    let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
+    let out = json!({
+        "step_ms_median": med,
+        "step_ms_min": min,
+        "samples_per_s": a.batch_size as f64 / (med / 1e3),
+        "steps": ms.len(),
+        "model": serde_json::to_value(a.model).unwrap_or_default(),
+        "rule": a.rule.name(),
+        "width": a.width,
+        "depth": a.depth,
+        "batch_size": a.batch_size,
+        "input_dim": a.input_dim,
+        "output_dim": a.output_dim,
+        "seq_len": (a.model == ModelKind::Rnn).then_some(a.seq_len),
+        "threads": rayon::current_num_threads(),
+    });
+    if a.json {
+        emit(&out.to_string())
+    } else {
+        emit(&format!(
+            "{} {} width {} batch {}: {:.3} ms/step median ({:.3} min) over {} steps, {:.0} samples/s, {} threads",
+            out["model"].as_str().unwrap_or(""),
+            a.rule.name(),
+            a.width,
+            a.batch_size,
+            med,
+            min,
+            ms.len(),
+            a.batch_size as f64 / (med / 1e3),
             rayon::current_num_threads()
         ))
     }

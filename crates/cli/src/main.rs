@@ -82,9 +82,7 @@ fn dispatch(command: Command, progress: &Progress) -> Result<(), CliError> {
         Command::Data(c) => data_cmd::run(&c, progress),
         Command::Bench(BenchCommand::Gemm(a)) => bench::gemm(&a),
         Command::Bench(BenchCommand::Ntk(a)) => theory_cmd::bench_ntk(&a),
-        Command::Bench(_) => Err(CliError::Failure(
-            "`bench step` needs the rules layer, which this build does not have yet".into(),
-        )),
+        Command::Bench(BenchCommand::Step(a)) => bench::step(&a),
     }
 }
 

@@ -730,3 +730,49 @@ fn align_json_contract() {
     let o = run(&["align", "--dataset", "add", "--widths", "8"]);
     assert_bad_input(&o, "--dataset");
 }
+
+#[test]
+fn bench_step_and_ntk_json_contracts() {
+    let o = run(&[
+        "bench",
+        "step",
+        "--model",
+        "mlp",
+        "--input-dim",
+        "20",
+        "--output-dim",
+        "3",
+        "--width",
+        "16",
+        "--depth",
+        "1",
+        "--batch-size",
+        "8",
+        "--rule",
+        "align-ada",
+        "--steps",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    for k in ["step_ms_median", "step_ms_min", "samples_per_s"] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    assert_eq!(v["steps"], 3);
+    let o = run(&[
+        "bench",
+        "ntk",
+        "--n",
+        "20",
+        "--input-dim",
+        "5",
+        "--depth",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(last_json(&o)["seconds"].as_f64().unwrap() >= 0.0);
+    let o = run(&["bench", "step", "--steps", "0"]);
+    assert_bad_input(&o, "--steps");
+}
