@@ -1,7 +1,7 @@
 //! The width table of THEORY.md §4: relative errors of the closed-form predictions for finite
 //! networks trained with full-batch gradient descent, and their log-log slopes.
 //!
-//! `cargo run --release -p widealign-ntk --example dynamics_table -- [erf,relu] [64,256,1024,4096] [steps] [lr] [f64|f32]`
+//! `cargo run --release -p widealign-ntk --example dynamics_table -- [erf,relu] [64,256,1024,4096] [steps] [lr] [f32|f64] [repeats]`
 //!
 //! Data: the teacher–student task of widealign-data (defaults: 16-dimensional Gaussian inputs,
 //! relu teacher with 2 hidden layers of 512), 64 training and 256 test points, seed 0; the
@@ -25,10 +25,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let steps: u64 = args.get(3).map_or(Ok(200), |s| s.parse())?;
     let lr: f64 = args.get(4).map_or(Ok(0.1), |s| s.parse())?;
-    let precision = match args.get(5).map_or("f64", String::as_str) {
-        "f32" => Precision::F32,
-        _ => Precision::F64,
+    let precision = match args.get(5).map_or("f32", String::as_str) {
+        "f64" => Precision::F64,
+        _ => Precision::F32,
     };
+    let repeats: usize = args.get(6).map_or(Ok(1), |s| s.parse())?;
     let params = TeacherParams {
         train: 64,
         test: 256,
@@ -45,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let act: Activation = act.parse()?;
         let mut config = DynamicsConfig::new(2, act, widths.clone(), steps, lr, 0);
         config.precision = precision;
+        config.repeats = repeats;
         let start = Instant::now();
         let r = dynamics_experiment(&config, &data)?;
         eprintln!("{act}: {:.1} s", start.elapsed().as_secs_f64());
