@@ -59,7 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 net.apply_update(&g, lr);
             }
         }
-        let acc = accuracy(&net.predict(&test.x)?, test.labels.as_ref().expect("labels"))?;
+        let acc = accuracy(
+            &net.predict(&test.x)?,
+            test.labels.as_ref().expect("labels"),
+        )?;
         let train_secs = start.elapsed().as_secs_f64();
         let layers = align_layers(&net0, &net, &shadow, &train.x, &AlignOptions::default())?;
         eprintln!(

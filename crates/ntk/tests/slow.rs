@@ -35,7 +35,11 @@ fn width_table_on_the_teacher_task() {
             start.elapsed().as_secs_f64(),
             serde_json::to_string(&r).unwrap()
         );
-        assert!(r.slopes.function < -0.25, "{act}: function slope {}", r.slopes.function);
+        assert!(
+            r.slopes.function < -0.25,
+            "{act}: function slope {}",
+            r.slopes.function
+        );
         assert!(
             r.slopes.weight_direction < -0.2,
             "{act}: direction slope {}",
@@ -43,7 +47,10 @@ fn width_table_on_the_teacher_task() {
         );
         let first = &r.errors.weight_direction[0];
         let last = &r.errors.weight_direction[3];
-        assert!(first.iter().zip(last).all(|(a, b)| b < a), "{act}: {first:?} → {last:?}");
+        assert!(
+            first.iter().zip(last).all(|(a, b)| b < a),
+            "{act}: {first:?} → {last:?}"
+        );
     }
 }
 
@@ -61,7 +68,12 @@ fn kernels_for_ten_thousand_inputs() {
     let net = InfiniteMlp::from_spec(&spec).unwrap();
     let start = Instant::now();
     let k = net
-        .kernels(&x, None, &KernelRequest::outputs(), &KernelOptions::default())
+        .kernels(
+            &x,
+            None,
+            &KernelRequest::outputs(),
+            &KernelOptions::default(),
+        )
         .unwrap();
     println!(
         "N = {n}, depth-3 relu NNGP + NTK: {:.2} s with {} threads",
