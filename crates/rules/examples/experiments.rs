@@ -47,8 +47,19 @@ fn rules(s: &str) -> Vec<RuleKind> {
 fn run(cfg: &TrainConfig, data: &widealign_data::Dataset) -> TrainResult {
     let t = Instant::now();
     let r = train(cfg, data, Callbacks::default()).expect("training run");
+    let best_epoch = r
+        .history
+        .iter()
+        .find(|h| h.test_loss == r.best_test_loss)
+        .map_or(0, |h| h.epoch);
+    let curve: Vec<String> = r
+        .history
+        .iter()
+        .filter(|h| h.epoch % (cfg.epochs / 8).max(1) == 0)
+        .map(|h| format!("{}:{:.4}", h.epoch, h.test_loss))
+        .collect();
     eprintln!(
-        "  {} width {} train_size {:?}: test_loss {:.5} acc {:?} best_loss {:.5} diverged {:?} ({:.1} s)",
+        "  {} width {} train_size {:?}: test_loss {:.5} acc {:?} best_loss {:.5} (epoch {best_epoch}) diverged {:?} ({:.1} s) curve [{}]",
         cfg.rule,
         cfg.width,
         cfg.train_size,
@@ -56,7 +67,8 @@ fn run(cfg: &TrainConfig, data: &widealign_data::Dataset) -> TrainResult {
         r.test_accuracy,
         r.best_test_loss,
         r.diverged_epoch,
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        curve.join(" ")
     );
     r
 }
@@ -87,6 +99,7 @@ fn digits(args: &HashMap<String, String>) {
     let rules = rules(&arg(args, "rules", "all"));
     let epochs: usize = arg(args, "epochs", "40").parse().unwrap();
     let seed: u64 = arg(args, "seed", "0").parse().unwrap();
+    let lr: f64 = arg(args, "lr", "5").parse().unwrap();
     let data = load("digits", &LoadOptions::default()).expect("digits");
     let mut table = vec![vec![String::new(); widths.len()]; rules.len()];
     for (j, &w) in widths.iter().enumerate() {
@@ -95,13 +108,14 @@ fn digits(args: &HashMap<String, String>) {
                 rule,
                 width: w,
                 epochs,
+                lr,
                 ..digits_cfg(seed)
             };
             table[i][j] = acc_cell(&run(&cfg, &data));
         }
     }
     println!(
-        "\nDigits, MLP depth 2, lr 5, batch 100, {epochs} epochs, seed {seed}: test accuracy (%) after the last epoch\n"
+        "\nDigits, MLP depth 2, lr {lr}, batch 100, {epochs} epochs, seed {seed}: test accuracy (%) after the last epoch\n"
     );
     print!("| rule |");
     widths.iter().for_each(|w| print!(" {w} |"));
@@ -134,7 +148,33 @@ fn add(args: &HashMap<String, String>) {
         panic!("add is a sequence dataset")
     };
     let half = constant_loss(test, 0.5);
-    let mut table = vec![vec![String::new(); widths.len()]; rules.len()];
+    let Split::Sequences(train_seq) = &data.train else {
+        panic!("add is a sequence dataset")
+    };
+    let n_el: usize = train_seq.y.iter().map(|y| y.len()).sum();
+    let mean = train_seq
+        .y
+        .iter()
+        .flat_map(|y| y.iter())
+        .map(|&v| v as f64)
+        .sum::<f64>()
+        / n_el as f64;
+    let mean_loss = constant_loss(test, mean as f32);
+    // `--epochs-for 1024:50` runs width 1024 for 50 epochs; `--cutoff 50` adds a table of the
+    // best test loss within the first 50 epochs, comparable across widths.
+    let epochs_for: HashMap<usize, usize> = args
+        .get("epochs-for")
+        .map(|s| {
+            s.split(',')
+                .map(|p| {
+                    let (w, e) = p.split_once(':').expect("W:E");
+                    (w.parse().unwrap(), e.parse().unwrap())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let cutoff: Option<usize> = args.get("cutoff").map(|c| c.parse().unwrap());
+    let mut results: Vec<Vec<Option<TrainResult>>> = vec![vec![None; widths.len()]; rules.len()];
     for (j, &w) in widths.iter().enumerate() {
         for (i, &rule) in rules.iter().enumerate() {
             let cfg = TrainConfig {
@@ -142,41 +182,63 @@ fn add(args: &HashMap<String, String>) {
                 dataset: "add".into(),
                 rule,
                 width: w,
-                epochs,
+                epochs: *epochs_for.get(&w).unwrap_or(&epochs),
                 lr,
                 batch_size: 50,
                 seed,
                 ..TrainConfig::default()
             };
-            let r = run(&cfg, &data);
-            table[i][j] = if r.diverged {
-                format!(
-                    "{:.4} (diverged epoch {})",
-                    r.best_test_loss,
-                    r.diverged_epoch.unwrap_or(0)
-                )
-            } else {
-                format!("{:.4}", r.best_test_loss)
-            };
+            results[i][j] = Some(run(&cfg, &data));
         }
     }
-    println!(
-        "\nAdd task (T = 100, 300 train / 100 test sequences), ReLU RNN, lr {lr}, batch 50, {epochs} epochs, seed {seed}: \
-         best test loss (MSE summed over the 100 steps, mean over sequences)\n"
-    );
-    print!("| rule |");
-    widths.iter().for_each(|w| print!(" {w} |"));
-    print!("\n|---|");
-    widths.iter().for_each(|_| print!("---|"));
-    println!();
-    for (i, rule) in rules.iter().enumerate() {
-        print!("| {rule} |");
-        table[i].iter().for_each(|c| print!(" {c} |"));
+    let print_table = |title: String, within: Option<usize>| {
+        println!("\n{title}\n");
+        print!("| rule |");
+        for (j, w) in widths.iter().enumerate() {
+            let e = results[0][j].as_ref().map_or(0, |r| r.epochs);
+            print!(" {w} ({} epochs) |", within.map_or(e, |c| c.min(e)));
+        }
+        print!("\n|---|");
+        widths.iter().for_each(|_| print!("---|"));
         println!();
+        for (i, rule) in rules.iter().enumerate() {
+            print!("| {rule} |");
+            for r in results[i].iter().flatten() {
+                let best = r
+                    .history
+                    .iter()
+                    .filter(|h| within.is_none_or(|c| h.epoch <= c))
+                    .map(|h| h.test_loss)
+                    .fold(f64::INFINITY, f64::min);
+                match r.diverged_epoch {
+                    Some(d) if within.is_none_or(|c| d <= c) => {
+                        print!(" {best:.4} (diverged epoch {d}) |")
+                    }
+                    _ => print!(" {best:.4} |"),
+                }
+            }
+            println!();
+        }
+        print!("| predict 0.5 |");
+        widths.iter().for_each(|_| print!(" {half:.4} |"));
+        println!();
+        print!("| predict the training mean {mean:.4} |");
+        widths.iter().for_each(|_| print!(" {mean_loss:.4} |"));
+        println!();
+    };
+    print_table(
+        format!(
+            "Add task (T = 100, 300 train / 100 test sequences), ReLU RNN, lr {lr}, batch 50, seed {seed}: \
+             best test loss over all epochs run (MSE summed over the 100 steps, mean over sequences)"
+        ),
+        None,
+    );
+    if let Some(c) = cutoff {
+        print_table(
+            format!("Same runs, best test loss within the first {c} epochs"),
+            Some(c),
+        );
     }
-    print!("| predict 0.5 |");
-    widths.iter().for_each(|_| print!(" {half:.4} |"));
-    println!();
 }
 
 fn lowdata(args: &HashMap<String, String>) {
@@ -193,6 +255,11 @@ fn lowdata(args: &HashMap<String, String>) {
             ..LoadOptions::default()
         };
         let data = load("digits", &opts).expect("digits subset");
+        // `--steps S`: as many epochs as it takes to make S optimisation steps.
+        let epochs = match args.get("steps") {
+            Some(st) => st.parse::<usize>().unwrap().div_ceil(k.div_ceil(100)),
+            None => epochs,
+        };
         for (i, &rule) in rules.iter().enumerate() {
             let cfg = TrainConfig {
                 rule,
@@ -204,8 +271,12 @@ fn lowdata(args: &HashMap<String, String>) {
             table[i][j] = acc_cell(&run(&cfg, &data));
         }
     }
+    let length = match args.get("steps") {
+        Some(st) => format!("{st} steps (epochs = steps / batches per epoch)"),
+        None => format!("{epochs} epochs"),
+    };
     println!(
-        "\nLow data: digits, stratified training subsets, MLP depth 2 width {width}, lr 5, batch 100, {epochs} epochs, seed {seed}: test accuracy (%) on the 355 test digits\n"
+        "\nLow data: digits, stratified training subsets, MLP depth 2 width {width}, lr 5, batch 100, {length}, seed {seed}: test accuracy (%) on the 355 test digits\n"
     );
     print!("| rule |");
     sizes.iter().for_each(|k| print!(" {k} examples |"));
