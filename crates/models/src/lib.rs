@@ -9,6 +9,8 @@
 //!   [`RnnPathway`] (live or frozen recurrent and readout weights and hidden states).
 //! * [`Loss`] — the reference MSE (mean over batch and outputs) and softmax cross-entropy;
 //!   [`one_hot_targets`] (one-hot − 0.1) and [`accuracy`].
+//! * [`sgd_step_fused`] / [`sgd_update_fused`] — plain SGD applied layer by layer inside the
+//!   backward pass, bit-identical to gradients + update but without storing any gradient.
 //! * [`Optimizer`] — SGD and bias-corrected Adam over the models' parameter tensors.
 //! * [`checkpoint`] — save and load networks bit-exactly ([`Mlp::save`], [`Mlp::load`],
 //!   [`Rnn::save`], [`Rnn::load`]), with a self-describing, validated header.
@@ -26,6 +28,7 @@
 
 pub mod checkpoint;
 mod error;
+pub mod fused;
 pub mod loss;
 pub mod mlp;
 pub mod optim;
@@ -34,6 +37,7 @@ pub mod spec;
 
 pub use checkpoint::{inspect as inspect_checkpoint, CheckpointInfo};
 pub use error::ModelError;
+pub use fused::{sgd_step_fused, sgd_update_fused, FusedBuffers, FusedFeedback};
 pub use loss::{accuracy, one_hot_targets, predicted_classes, Loss};
 pub use mlp::{
     backward_signals, backward_signals_into, gradients, gradients_into, Feedback, Grads, Mlp,

@@ -38,6 +38,41 @@ pub enum Activation {
 /// Slices longer than this are processed in parallel, in chunks of this many elements.
 const CHUNK: usize = 1 << 15;
 
+/// Runs `$body` with `$a` a `const` item equal to the variant equal to `$act`, so the per-element
+/// `match` inside `value`/`derivative` is resolved at compile time and the loops vectorise
+/// (the numbers are those of the generic expression, bit for bit).
+macro_rules! for_each_fixed {
+    ($act:expr, |$a:ident| $body:expr) => {
+        match $act {
+            Activation::Identity => {
+                #[allow(non_upper_case_globals)]
+                const $a: Activation = Activation::Identity;
+                $body
+            }
+            Activation::Relu => {
+                #[allow(non_upper_case_globals)]
+                const $a: Activation = Activation::Relu;
+                $body
+            }
+            Activation::Tanh => {
+                #[allow(non_upper_case_globals)]
+                const $a: Activation = Activation::Tanh;
+                $body
+            }
+            Activation::Erf => {
+                #[allow(non_upper_case_globals)]
+                const $a: Activation = Activation::Erf;
+                $body
+            }
+            Activation::Gelu => {
+                #[allow(non_upper_case_globals)]
+                const $a: Activation = Activation::Gelu;
+                $body
+            }
+        }
+    };
+}
+
 impl Activation {
     /// Every activation, in a stable order.
     pub const ALL: [Activation; 5] = [
@@ -107,12 +142,12 @@ impl Activation {
         if self == Activation::Identity {
             return;
         }
-        map_in_place(xs, |x| self.value(x));
+        for_each_fixed!(self, |a| map_in_place(xs, |x| a.value(x)));
     }
 
     /// Replaces every `x` in `xs` by `φ'(x)` (in parallel for long slices).
     pub fn derivative_slice<T: Float>(self, xs: &mut [T]) {
-        map_in_place(xs, |x| self.derivative(x));
+        for_each_fixed!(self, |a| map_in_place(xs, |x| a.derivative(x)));
     }
 
     /// `out[i] ← φ(h[i])`, leaving `h` untouched.
@@ -120,7 +155,7 @@ impl Activation {
     /// # Panics
     /// If the slices differ in length.
     pub fn apply_into<T: Float>(self, h: &[T], out: &mut [T]) {
-        zip_map(h, out, |x, _| self.value(x));
+        for_each_fixed!(self, |a| zip_map(h, out, |x, _| a.value(x)));
     }
 
     /// `g[i] ← g[i] · φ'(h[i])`: multiplies a backward signal by the derivative at `h`.
@@ -132,7 +167,7 @@ impl Activation {
             assert_eq!(h.len(), g.len(), "mul_derivative: length mismatch");
             return;
         }
-        zip_map(h, g, |x, gi| gi * self.derivative(x));
+        for_each_fixed!(self, |a| zip_map(h, g, |x, gi| gi * a.derivative(x)));
     }
 }
 
