@@ -59,8 +59,8 @@ def main():
         print("| " + " | ".join(row) + " |")
     rounds = max((len(v) for v in best.values()), default=0)
     print()
-    print(f"GFLOPS = 2·m·n·k / best time, f32, best over {rounds} round(s) of (warm-up, then ≥5 timed "
-          "calls); noise = how much the best round beat the worst round.")
+    print(f"GFLOPS = 2·m·n·k / best time, f32, best over {rounds} round(s) of (warm-up, then ≥5 timed calls, 2 for sq4096; "
+          "best call kept); noise = how much the best round beat the worst round.")
 
 
 if __name__ == "__main__":

@@ -55,8 +55,13 @@ impl Op {
     }
 }
 
-/// Products with fewer multiply-adds than this run on one thread.
-const PARALLEL_THRESHOLD: usize = 48 * 48 * 48;
+/// Products with fewer multiply-adds (`m·n·k`) than this run on one thread.
+///
+/// Measured on 2 Zen 4 cores (`docs/decisions/gemm.md`): two threads lose to one up to
+/// `128³ ≈ 2.1·10⁶` (waking the second thread costs more than it saves) and win from
+/// `144³ ≈ 3·10⁶` on; the `gemm` crate's own threshold would already thread `96³`.
+/// The choice depends only on the shape, and one and two threads give the same bits.
+const PARALLEL_THRESHOLD: usize = 2_500_000;
 
 /// `C ← β·C + α·op(A)·op(B)`.
 ///
