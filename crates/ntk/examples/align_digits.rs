@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let spec = MlpSpec::uniform(64, width, depth, 10, act);
         let net0 = Mlp::<f32>::new(&spec, 0)?;
         let mut net = net0.clone();
-        let mut shadow = ShadowAccumulator::new(&net0);
+        let mut shadow = ShadowAccumulator::with_training_set(&net0, &train.x)?;
         let seeds = SeedStream::new(0).child("align-digits");
         for e in 0..epochs {
             let mut order: Vec<usize> = (0..n).collect();
@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let yb = rows(&train.y, chunk);
                 let trace = net.forward(&xb)?;
                 let (_, err) = Loss::Mse.evaluate(trace.output(), &yb)?;
-                shadow.observe(&xb, &err, lr)?;
+                shadow.observe_rows(chunk, &err, lr)?;
                 let pathway = Pathway {
                     feedback: Feedback::Weights(&net.weights),
                     derivatives: &trace,

@@ -145,50 +145,55 @@ pub struct SpanBasis {
 
 /// Pivoted Cholesky of a PSD matrix: returns the pivot order and `L` (`n × r`, rows in the
 /// original indexing) with `K ≈ L Lᵀ`, stopping at pivots below `tol · max diag`.
+/// Cost `O(n r²)`; rows of `L` are stored contiguously so the inner products stream.
 fn pivoted_cholesky(k: &Mat<f64>, tol: f64) -> (Vec<usize>, Mat<f64>) {
+    use rayon::prelude::*;
     let n = k.nrows();
     let mut d: Vec<f64> = (0..n).map(|i| k[(i, i)]).collect();
     let dmax = d.iter().cloned().fold(0.0, f64::max);
     let mut perm: Vec<usize> = (0..n).collect();
-    // columns of L stored as rows of `cols` for cache-friendly dot products: lt[k][i] = L[i, k]
-    let mut lt: Vec<Vec<f64>> = Vec::new();
+    // rows[i] = L[i, 0..step]
+    let mut rows: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut rank = 0;
     for step in 0..n {
-        let (p, &best) = perm[step..]
-            .iter()
-            .enumerate()
-            .map(|(j, &i)| (j, &d[i]))
-            .fold(
-                (0, &f64::NEG_INFINITY),
-                |acc, x| if *x.1 > *acc.1 { x } else { acc },
-            );
+        let mut p = step;
+        for j in step + 1..n {
+            if d[perm[j]] > d[perm[p]] {
+                p = j;
+            }
+        }
+        let best = d[perm[p]];
         if dmax <= 0.0 || best <= tol * dmax {
             break;
         }
-        perm.swap(step, step + p);
+        perm.swap(step, p);
         let piv = perm[step];
         let lkk = best.sqrt();
-        let mut col = vec![0.0; n];
-        col[piv] = lkk;
-        let rest: Vec<usize> = perm[step + 1..].to_vec();
-        let vals: Vec<f64> = {
-            use rayon::prelude::*;
-            rest.par_iter()
-                .map(|&i| {
-                    let s: f64 = lt.iter().map(|c| c[i] * c[piv]).sum();
-                    (k[(i, piv)] - s) / lkk
-                })
-                .collect()
-        };
+        let prow = std::mem::take(&mut rows[piv]);
+        let rest = &perm[step + 1..];
+        let vals: Vec<f64> = rest
+            .par_iter()
+            .map(|&i| {
+                let s: f64 = rows[i].iter().zip(&prow).map(|(a, b)| a * b).sum();
+                (k[(i, piv)] - s) / lkk
+            })
+            .collect();
         for (&i, v) in rest.iter().zip(vals) {
-            col[i] = v;
+            rows[i].push(v);
             d[i] -= v * v;
         }
+        let mut prow = prow;
+        prow.push(lkk);
+        rows[piv] = prow;
         d[piv] = 0.0;
-        lt.push(col);
+        // rows chosen as pivots keep zeros for later columns
+        for &q in &perm[..step] {
+            rows[q].push(0.0);
+        }
+        rank = step + 1;
     }
-    let r = lt.len();
-    let l = Mat::from_fn(n, r, |i, j| lt[j][i]);
-    (perm[..r].to_vec(), l)
+    let l = Mat::from_fn(n, rank, |i, j| rows[i].get(j).copied().unwrap_or(0.0));
+    (perm[..rank].to_vec(), l)
 }
 
 impl SpanBasis {
@@ -309,6 +314,12 @@ pub fn input_span_fraction<T: Float>(dw: &Mat<T>, activities: &Mat<T>) -> Result
 ///
 /// Cost per batch: one forward and one backward pass of the initial network.
 ///
+/// The accumulated change is the plain-SGD update (`lr` times the frozen gradient), THEORY.md
+/// §5's reference for SGD runs; for a run with Adam it is not the update Adam would make.
+/// With the rules crate's training loop, call it from the per-step hook:
+/// `StepBatch::Mlp { x, err }` and `view.lr` give `shadow.observe(x, err, view.lr as f32)`, or,
+/// with [`ShadowAccumulator::with_training_set`], `shadow.observe_rows(view.rows, err, lr)`.
+///
 /// ```
 /// use widealign_models::{Mlp, MlpSpec};
 /// use widealign_ntk::align::ShadowAccumulator;
@@ -332,6 +343,7 @@ pub struct ShadowAccumulator<T: Float> {
     trace: Trace<T>,
     signals: Signals<T>,
     grads: Grads<T>,
+    cache: Option<Trace<T>>,
 }
 
 impl<T: Float> ShadowAccumulator<T> {
@@ -353,7 +365,77 @@ impl<T: Float> ShadowAccumulator<T> {
             trace: Trace::zeros(&initial.spec, 0),
             signals: Signals::new(),
             grads: Grads::new(),
+            cache: None,
         }
+    }
+
+    /// Like [`ShadowAccumulator::new`], and also keeps the frozen network's trace on the whole
+    /// training set `x_train` (`N × n_0`; memory `N·(n_0 + 2Σ n_l + C)` values), so that
+    /// [`ShadowAccumulator::observe_rows`] skips the frozen forward pass (a third of the cost).
+    ///
+    /// # Errors
+    /// [`NtkError::Shape`] if `x_train` does not have `n_0` columns.
+    pub fn with_training_set(initial: &Mlp<T>, x_train: &Mat<T>) -> Result<Self, NtkError> {
+        let mut s = Self::new(initial);
+        s.cache = Some(initial.forward(x_train)?);
+        Ok(s)
+    }
+
+    /// [`ShadowAccumulator::observe`] for the batch made of training rows `rows` (indices into
+    /// the set given to [`ShadowAccumulator::with_training_set`]), reading the cached frozen
+    /// trace instead of recomputing it.
+    ///
+    /// # Errors
+    /// [`NtkError::InvalidOption`] without a cached training set or for an out-of-range row;
+    /// [`NtkError::Shape`] if `err` is not `rows.len() × C`.
+    pub fn observe_rows(&mut self, rows: &[usize], err: &Mat<T>, lr: T) -> Result<(), NtkError> {
+        let Some(cache) = &self.cache else {
+            return Err(NtkError::InvalidOption {
+                name: "shadow rows".into(),
+                reason: "observe_rows needs ShadowAccumulator::with_training_set".into(),
+            });
+        };
+        let n = cache.batch();
+        if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+            return Err(NtkError::InvalidOption {
+                name: "shadow rows".into(),
+                reason: format!("row {bad} is out of range for {n} cached training inputs"),
+            });
+        }
+        let spec = &self.initial.spec;
+        if err.shape() != (rows.len(), spec.output_dim) {
+            return Err(shape_err(
+                "shadow error",
+                format!("{} × {}", rows.len(), spec.output_dim),
+                err.shape(),
+            ));
+        }
+        let gather = |m: &Mat<T>| Mat::from_fn(rows.len(), m.ncols(), |i, j| m[(rows[i], j)]);
+        self.trace.pre = cache.pre.iter().map(gather).collect();
+        self.trace.act = cache.act.iter().map(gather).collect();
+        self.accumulate(err, lr);
+        Ok(())
+    }
+
+    fn accumulate(&mut self, err: &Mat<T>, lr: T) {
+        let spec = &self.initial.spec;
+        let pathway = Pathway {
+            feedback: Feedback::Weights(&self.initial.weights),
+            derivatives: &self.trace,
+        };
+        backward_signals_into(spec, &pathway, err, &mut self.signals);
+        gradients_into(spec, &self.signals, &self.trace, &mut self.grads);
+        for (acc, g) in self.dw.iter_mut().zip(&self.grads.weights) {
+            if let Some(g) = g {
+                elementwise::axpy(-lr, g.as_slice(), acc.as_mut_slice());
+            }
+        }
+        for (acc, g) in self.db.iter_mut().zip(&self.grads.biases) {
+            if let Some(g) = g {
+                elementwise::axpy(-lr, g, acc);
+            }
+        }
+        self.steps += 1;
     }
 
     /// Adds one step's Align-zero update for the batch `x_batch` (`B × n_0`) with the live
@@ -378,23 +460,7 @@ impl<T: Float> ShadowAccumulator<T> {
             ));
         }
         self.initial.forward_into(x_batch, &mut self.trace)?;
-        let pathway = Pathway {
-            feedback: Feedback::Weights(&self.initial.weights),
-            derivatives: &self.trace,
-        };
-        backward_signals_into(spec, &pathway, err, &mut self.signals);
-        gradients_into(spec, &self.signals, &self.trace, &mut self.grads);
-        for (acc, g) in self.dw.iter_mut().zip(&self.grads.weights) {
-            if let Some(g) = g {
-                elementwise::axpy(-lr, g.as_slice(), acc.as_mut_slice());
-            }
-        }
-        for (acc, g) in self.db.iter_mut().zip(&self.grads.biases) {
-            if let Some(g) = g {
-                elementwise::axpy(-lr, g, acc);
-            }
-        }
-        self.steps += 1;
+        self.accumulate(err, lr);
         Ok(())
     }
 
@@ -692,6 +758,31 @@ mod tests {
         for (a, b) in shadow.weight_changes().iter().zip(&expect) {
             assert!((a - b).abs().max() < 1e-14);
         }
+        // the cached variant gives the same numbers
+        let mut cached = ShadowAccumulator::with_training_set(&net0, &x).unwrap();
+        let mut replay = net0.clone();
+        for step in 0..5 {
+            let rows: Vec<usize> = vec![2 * step, 2 * step + 1];
+            let batch = x.rows(2 * step, 2).into_owned();
+            let tr = replay.forward(&batch).unwrap();
+            let (_, err) = Loss::Mse
+                .evaluate(tr.output(), &y.rows(2 * step, 2).into_owned())
+                .unwrap();
+            cached.observe_rows(&rows, &err, lr).unwrap();
+            let pl = Pathway {
+                feedback: Feedback::Weights(&replay.weights),
+                derivatives: &tr,
+            };
+            replay.apply_update(
+                &gradients(&spec, &backward_signals(&spec, &pl, &err), &tr),
+                lr,
+            );
+        }
+        for (a, b) in cached.weight_changes().iter().zip(shadow.weight_changes()) {
+            assert!((a - b).abs().max() < 1e-14);
+        }
+        assert!(cached.observe_rows(&[10], &Mat::zeros(1, 3), lr).is_err());
+        assert!(shadow.observe_rows(&[0], &Mat::zeros(1, 3), lr).is_err());
         assert_eq!(shadow.initial(), &net0);
         // Align-zero updates lie in the span of the initial activities (exactly, up to rounding)
         let t0 = net0.forward(&x).unwrap();
