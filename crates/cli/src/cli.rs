@@ -142,7 +142,6 @@ impl RuleName {
     }
 
     /// All seven rules in the order reports list them.
-    #[allow(dead_code)] // used by reproduce, which is being wired
     pub const ALL: [RuleName; 7] = [
         RuleName::Bp,
         RuleName::AlignZero,
@@ -369,6 +368,8 @@ pub struct SweepArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scale {
+    /// Seconds: tiny widths and one or two epochs; checks the pipeline, not the science.
+    Smoke,
     /// Minutes on a laptop: fewer widths, epochs and seeds.
     Quick,
     /// The reference widths and epochs (hours).

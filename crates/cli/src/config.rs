@@ -148,10 +148,14 @@ impl TrainConfig {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// A short label for progress lines, e.g. `bp w=1024 d=2 seed=0`.
+    /// A short label for progress lines, e.g. `digits bp w=1024 d=2 lr=5 seed=0`.
     pub fn label(&self) -> String {
+        let n = self
+            .train_size
+            .map(|k| format!(" n={k}"))
+            .unwrap_or_default();
         format!(
-            "{} {} w={} d={} lr={} seed={}",
+            "{}{n} {} w={} d={} lr={} seed={}",
             self.dataset,
             self.rule.name(),
             self.width,

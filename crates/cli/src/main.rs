@@ -17,11 +17,10 @@ mod config;
 mod data_cmd;
 mod error;
 mod experiments;
-#[allow(dead_code)] // used by reproduce (being wired)
 mod fsutil;
-#[allow(dead_code)] // used by reproduce (being wired)
 mod plots;
 mod progress;
+mod reproduce;
 mod runner;
 mod sweep;
 mod theory_cmd;
@@ -74,10 +73,9 @@ fn dispatch(command: Command, progress: &Progress) -> Result<(), CliError> {
             install_ctrl_c(progress);
             experiments::align_cmd(&a, progress)
         }
-        Command::Reproduce(_) => {
-            Err(CliError::Failure(
-                "this command needs the widealign-rules and widealign-ntk layers, which this build does not have yet".into(),
-            ))
+        Command::Reproduce(a) => {
+            install_ctrl_c(progress);
+            reproduce::run(&a, progress)
         }
         Command::Data(c) => data_cmd::run(&c, progress),
         Command::Bench(BenchCommand::Gemm(a)) => bench::gemm(&a),

@@ -43,7 +43,27 @@ impl Axis {
                     String::new()
                 }
             }
-            Axis::Log10 => fmt_sig(10f64.powf(t)),
+            Axis::Log10 => {
+                // Label only 1, 2 and 5 times a power of ten (ticks are 0.1 apart in log10).
+                // The tick at log10(5) = 0.699 sits at 0.7; it is labelled with the round value.
+                let v = 10f64.powf(t);
+                let decade = 10f64.powf(v.log10().floor());
+                let m = v / decade;
+                [1.0, 2.0, 5.0, 10.0]
+                    .iter()
+                    .find(|&&d| (m - d).abs() < 0.03 * d)
+                    .map_or_else(String::new, |d| fmt_sig(d * decade))
+            }
+        }
+    }
+
+    /// How many tick labels to ask plotters for over `span` (in mapped units).
+    fn ticks(self, span: f64) -> usize {
+        match self {
+            Axis::Linear => 8,
+            Axis::Log2 => (span.floor() as usize + 1).clamp(2, 14),
+            Axis::Log10 if span > 6.0 => (span.ceil() as usize + 1).clamp(2, 14),
+            Axis::Log10 => ((span / 0.1).ceil() as usize + 1).clamp(2, 61),
         }
     }
 }
@@ -280,29 +300,26 @@ impl Chart {
             .caption(&self.title, ("sans-serif", 26))
             .margin(18)
             .x_label_area_size(52)
-            .y_label_area_size(78)
+            .y_label_area_size(92)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(draw_err)?;
         let (xa, ya) = (self.x_axis, self.y_axis);
         let x_fmt = move |v: &f64| xa.label(*v);
         let y_fmt = move |v: &f64| ya.label(*v);
-        let n_x = if xa == Axis::Log2 {
-            ((x1 - x0).floor() as usize + 1).clamp(2, 14)
-        } else {
-            8
-        };
+        let n_x = xa.ticks(x1 - x0);
+        let n_y = ya.ticks(y1 - y0);
         chart
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
             .x_labels(n_x)
-            .y_labels(8)
+            .y_labels(n_y)
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
             .axis_desc_style(("sans-serif", 21))
             .label_style(("sans-serif", 18))
             .light_line_style(RGBColor(246, 246, 246))
-            .bold_line_style(RGBColor(210, 210, 210))
+            .bold_line_style(RGBColor(222, 222, 222))
             .draw()
             .map_err(draw_err)?;
         for s in &self.series {
@@ -363,6 +380,9 @@ mod tests {
         assert_eq!(Axis::Log2.label(6.0), "64");
         assert_eq!(Axis::Log2.label(6.5), "");
         assert_eq!(Axis::Log10.label(-2.0), "0.01");
+        assert_eq!(Axis::Log10.label(-1.7), "0.02");
+        assert_eq!(Axis::Log10.label(0.7), "5");
+        assert_eq!(Axis::Log10.label(-1.8), "");
     }
 
     #[test]

@@ -776,3 +776,52 @@ fn bench_step_and_ntk_json_contracts() {
     let o = run(&["bench", "step", "--steps", "0"]);
     assert_bad_input(&o, "--steps");
 }
+
+#[test]
+fn reproduce_smoke_writes_results_report_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = run_in(
+        d,
+        &["reproduce", "--scale", "smoke", "--out", "rep", "--json"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["plots"], 7);
+    let lines = lines_of(&d.join("rep/results.jsonl"));
+    assert_eq!(lines.len(), v["lines"].as_u64().unwrap() as usize);
+    assert!(lines.iter().any(|l| l["kind"] == "align"));
+    assert!(lines.iter().any(|l| l["kind"] == "dynamics"));
+    assert!(lines.iter().filter(|l| l.get("config").is_some()).count() >= 14 * 2);
+    let md = std::fs::read_to_string(d.join("rep/report.md")).unwrap();
+    let mut svgs = 0;
+    for part in md.split("](").skip(1) {
+        let file = part.split(')').next().unwrap();
+        assert!(d.join("rep").join(file).exists(), "{file} missing");
+        let svg = std::fs::read_to_string(d.join("rep").join(file)).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("</svg>"));
+        svgs += 1;
+    }
+    assert_eq!(svgs, 7);
+    // Existing results are refused without --resume; with it nothing is rerun.
+    let o = run_in(d, &["reproduce", "--scale", "smoke", "--out", "rep"], &[]);
+    assert_bad_input(&o, "--resume");
+    let o = run_in(
+        d,
+        &[
+            "reproduce",
+            "--scale",
+            "smoke",
+            "--out",
+            "rep",
+            "--resume",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(lines_of(&d.join("rep/results.jsonl")).len(), lines.len());
+    let o = run_in(d, &["reproduce", "--dataset", "mnist", "--out", "x"], &[]);
+    assert_bad_input(&o, "--dataset");
+}
