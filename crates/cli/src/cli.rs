@@ -344,7 +344,7 @@ impl std::str::FromStr for ShardArg {
 /// `widealign sweep`.
 #[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
-    /// TOML file with a [base] table of train settings and a [grid] table of lists.
+    /// TOML file with a `[base]` table of train settings and a `[grid]` table of lists.
     #[arg(long, value_name = "FILE.toml")]
     pub config: PathBuf,
     /// JSON-lines results file (one line per finished run).

@@ -1,4 +1,4 @@
-//! `train` and `sweep`: flag handling, progress display and output around [`run_train`].
+//! `train` and `sweep`: flag handling, progress display and output around [`Trainer::run`].
 
 use std::fs::OpenOptions;
 use std::path::Path;

@@ -825,3 +825,22 @@ fn reproduce_smoke_writes_results_report_and_plots() {
     let o = run_in(d, &["reproduce", "--dataset", "mnist", "--out", "x"], &[]);
     assert_bad_input(&o, "--dataset");
 }
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let mut args = vec!["train", "--rule", "align-ada", "--json"];
+    args.extend(TINY);
+    let one = run_in(Path::new("."), &args, &[("RAYON_NUM_THREADS", "1")]);
+    let two = run_in(Path::new("."), &args, &[("RAYON_NUM_THREADS", "2")]);
+    let (a, b) = (last_json(&one), last_json(&two));
+    assert_eq!(a["test_loss"], b["test_loss"]);
+    let strip = |v: &Value| -> Vec<Value> {
+        v["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::json!([e["train_loss"], e["test_loss"], e["test_accuracy"]]))
+            .collect()
+    };
+    assert_eq!(strip(&a), strip(&b));
+}
