@@ -92,11 +92,17 @@ pub fn train(a: &TrainArgs, progress: &Progress) -> Result<(), CliError> {
     let record = RunRecord::new(&cfg, result, None);
     let line = record.to_line();
     if let Some(out) = &a.out {
+        // A torn last line left by a killed writer is cut away before appending.
+        let existing = sweep::read_existing(out)?;
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(out)
             .map_err(|e| CliError::write(out, e))?;
+        if existing.torn_bytes > 0 {
+            f.set_len(existing.valid_len)
+                .map_err(|e| CliError::write(out, e))?;
+        }
         sweep::append_line(&mut f, &line).map_err(|e| CliError::write(out, e))?;
     }
     if a.json {

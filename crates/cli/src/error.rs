@@ -17,7 +17,7 @@ pub enum CliError {
     #[error("{0}")]
     Failure(String),
     /// The user pressed Ctrl-C; output files hold only whole lines (exit 130).
-    #[error("interrupted; results written so far are complete lines (continue with --resume)")]
+    #[error("interrupted by Ctrl-C; results files hold only complete lines (a sweep or reproduce continues with --resume)")]
     Interrupted,
 }
 

@@ -374,6 +374,13 @@ fn train_json_contract_and_out_file() {
     assert!((0.0..=1.0).contains(&acc));
     let line = std::fs::read_to_string(d.join("r.jsonl")).unwrap();
     assert_eq!(line.lines().count(), 1);
+    // A torn tail from a killed writer is cut before the next append.
+    std::fs::write(d.join("t.jsonl"), format!("{line}{{\"rule\":\"b")).unwrap();
+    let mut args2 = vec!["train", "--quiet", "--out", "t.jsonl"];
+    args2.extend(TINY);
+    let o2 = run_in(d, &args2, &[]);
+    assert_eq!(o2.status.code(), Some(0), "{}", stderr(&o2));
+    assert_eq!(lines_of(&d.join("t.jsonl")).len(), 2);
     let w: Value = serde_json::from_str(line.trim_end()).unwrap();
     assert_eq!(w["config"], v["config"]);
     // progress went to stderr, stdout holds only the JSON line
