@@ -238,7 +238,7 @@ fn ntk_benches(c: &mut Criterion) {
             w_std: 1.0,
             b_std: 0.1,
         })
-        .with_bias_init(BiasInit::Zero);
+        .with_bias_init(BiasInit::Gaussian);
     let inf = InfiniteMlp::from_spec(&spec).expect("ntk parameterisation");
     for n in [1000usize, 5000] {
         let x: Mat<f64> = SeedStream::new(0)

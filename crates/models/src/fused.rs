@@ -15,7 +15,8 @@
 //! ```
 //!
 //! The gradient of one column block `J` of `W^l` lives in a small reused buffer, so the extra
-//! memory is two signal buffers (`B × max n_l`) and one block (at most about 4 MB), instead of
+//! memory is the signals (`B × n_l` per layer) and two blocks per layer (at most about 4 MB
+//! each), instead of
 //! `Σ_l (n_l·n_{l−1} + n_l)` gradient values plus all signals. Every number is computed by
 //! the same expression as in the unfused path (the same GEMM summation order over the batch, the
 //! same `f64` bias sums, the same `w − lr·g` rounding), so the updated network is **bit-identical**
@@ -65,13 +66,15 @@ pub enum FusedFeedback<'a, T: Float> {
     Fixed(Feedback<'a, T>),
 }
 
-/// Reusable buffers of [`sgd_update_fused`]: two signal buffers and one gradient block.
+/// Reusable buffers of [`sgd_update_fused`]: the signals `D^1..D^{L−1}` and, per layer, the
+/// gradient blocks (two shapes at most: the blocks of a layer differ in width by at most one
+/// column). Kept per layer so that no buffer ever changes shape, hence no allocation after the
+/// first step.
 #[derive(Clone, Debug)]
 pub struct FusedBuffers<T: Float> {
-    upper: Mat<T>,
-    lower: Mat<T>,
-    a_block: Mat<T>,
-    g_block: Mat<T>,
+    signals: Vec<Mat<T>>,
+    a_blocks: Vec<[Mat<T>; 2]>,
+    g_blocks: Vec<[Mat<T>; 2]>,
 }
 
 impl<T: Float> Default for FusedBuffers<T> {
@@ -84,17 +87,23 @@ impl<T: Float> FusedBuffers<T> {
     /// Empty buffers; shapes are fixed on first use and reused afterwards.
     pub fn new() -> Self {
         FusedBuffers {
-            upper: Mat::zeros(0, 0),
-            lower: Mat::zeros(0, 0),
-            a_block: Mat::zeros(0, 0),
-            g_block: Mat::zeros(0, 0),
+            signals: Vec::new(),
+            a_blocks: Vec::new(),
+            g_blocks: Vec::new(),
         }
     }
 
     /// Bytes currently held.
     pub fn bytes(&self) -> usize {
-        (self.upper.len() + self.lower.len() + self.a_block.len() + self.g_block.len())
-            * std::mem::size_of::<T>()
+        let n: usize = self.signals.iter().map(|m| m.len()).sum::<usize>()
+            + self
+                .a_blocks
+                .iter()
+                .chain(&self.g_blocks)
+                .flat_map(|p| p.iter())
+                .map(|m| m.len())
+                .sum::<usize>();
+        n * std::mem::size_of::<T>()
     }
 }
 
@@ -150,8 +159,8 @@ pub fn sgd_step_fused<T: Float>(
 /// pathway (for [`FusedFeedback::Live`]: `Feedback::Weights(&net.weights)` before the step),
 /// then [`gradients`](crate::gradients) with `activities`, then [`Mlp::apply_update`]`(lr)`.
 ///
-/// Memory: two `B × max_l n_l` signal buffers and one gradient block of at most about
-/// `max(2^20, 128·n_l)` values, all reused across calls.
+/// Memory: the signals (`B × n_l` per hidden layer) and per layer two gradient blocks of at most
+/// about `max(2^20, 128·n_l)` values, all reused across calls (see [`FusedBuffers`]).
 ///
 /// # Panics
 /// If `err`, the traces or the feedback matrices do not have the shapes `net.spec` implies (they
@@ -208,15 +217,14 @@ pub fn sgd_update_fused<T: Float>(
         );
     }
     let s = T::cast(spec.param.bias_multiplier());
-    let FusedBuffers {
-        upper,
-        lower,
-        a_block,
-        g_block,
-    } = buffers;
-    // `upper` holds D^l for l < L (D^L is `err` itself).
+    let empty = || Mat::zeros(0, 0);
+    buffers.signals.resize_with(depth, empty);
+    buffers.a_blocks.resize_with(depth, || [empty(), empty()]);
+    buffers.g_blocks.resize_with(depth, || [empty(), empty()]);
+    // signals[l − 1] holds D^l for l < L (D^L is `err` itself).
     for l in (1..=depth).rev() {
-        let d_cur: &Mat<T> = if l == depth { err } else { &*upper };
+        let (lower_part, upper_part) = buffers.signals.split_at_mut(l - 1);
+        let d_cur: &Mat<T> = if l == depth { err } else { &upper_part[0] };
         // 1. the signal of the layer below, from the weights before this layer's update
         let below = l > 1
             && match feedback {
@@ -226,18 +234,21 @@ pub fn sgd_update_fused<T: Float>(
                         FusedFeedback::Fixed(Feedback::Weights(ms)) => &ms[l - 1],
                         _ => &net.weights[l - 1],
                     };
+                    let lower = &mut lower_part[l - 2];
                     ensure_shape(lower, batch, widths[l - 1]);
                     let mult = T::cast(spec.param.weight_multiplier(widths[l - 1]));
                     gemm(mult, d_cur, Op::N, m_mat, Op::N, T::zero(), lower);
                     true
                 }
                 FusedFeedback::Fixed(Feedback::Direct(ds)) => {
+                    let lower = &mut lower_part[l - 2];
                     ensure_shape(lower, batch, widths[l - 1]);
                     gemm(T::one(), err, Op::N, &ds[l - 2], Op::T, T::zero(), lower);
                     true
                 }
             };
         if below {
+            let lower = &mut lower_part[l - 2];
             let h = &derivatives.pre[l - 2];
             assert_eq!(
                 h.shape(),
@@ -272,17 +283,23 @@ pub fn sgd_update_fused<T: Float>(
         );
         let m = T::cast(spec.param.weight_multiplier(cols));
         let w = net.weights[l - 1].as_mut_slice();
-        for (j0, j1) in column_blocks(rows, cols) {
+        let blocks = column_blocks(rows, cols);
+        let narrow = blocks.iter().map(|&(j0, j1)| j1 - j0).min().unwrap_or(cols);
+        let (a_pair, g_pair) = (&mut buffers.a_blocks[l - 1], &mut buffers.g_blocks[l - 1]);
+        for (j0, j1) in blocks {
             let width = j1 - j0;
+            let slot = (width - narrow).min(1);
             let g_src: &Mat<T> = if width == cols {
                 a
             } else {
+                let a_block = &mut a_pair[slot];
                 ensure_shape(a_block, batch, width);
                 a_block
                     .as_mut_slice()
                     .copy_from_slice(&a.as_slice()[j0 * batch..j1 * batch]);
-                &*a_block
+                &a_pair[slot]
             };
+            let g_block = &mut g_pair[slot];
             ensure_shape(g_block, rows, width);
             gemm(m, d_cur, Op::T, g_src, Op::N, T::zero(), g_block);
             elementwise::axpy(-lr, g_block.as_slice(), &mut w[j0 * rows..j1 * rows]);
@@ -292,10 +309,8 @@ pub fn sgd_update_fused<T: Float>(
             elementwise::scale(s, &mut gb);
         }
         elementwise::axpy(-lr, &gb, &mut net.biases[l - 1]);
-        if below {
-            std::mem::swap(upper, lower);
-        } else {
-            // nothing reaches the layers below (readout only)
+        if !below {
+            // nothing reaches the layers below (readout only, or the first layer)
             break;
         }
     }

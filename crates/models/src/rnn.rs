@@ -513,7 +513,17 @@ impl<T: Float> RnnGrads<T> {
     }
 }
 
+/// Rows per stacked product in [`sum_tn`]: time steps are grouped so that one GEMM sums over
+/// about this many samples (a single cache block of the GEMM library, which sums `k ≤ 512` in one
+/// pass).
+const STACK_ROWS: usize = 512;
+
 /// Σ_t (alpha · aᵀ_t b_t) into `out` (`out` reshaped to `a.ncols() × b.ncols()`).
+///
+/// Consecutive time steps are stacked (`[a_t; a_{t+1}; …]`, about [`STACK_ROWS`] rows) so one
+/// GEMM with `k = G·B` replaces `G` GEMMs with `k = B` that would each read and write the whole
+/// `rows × cols` output: for the recurrent weight of width 1024 at `B = 50` this is 10 products
+/// instead of 100. The stacking buffers hold `STACK_ROWS × (a.ncols() + b.ncols())` values.
 fn sum_tn<'a, T: Float>(
     alpha: T,
     pairs: impl Iterator<Item = (&'a Mat<T>, &'a Mat<T>)>,
@@ -523,13 +533,39 @@ fn sum_tn<'a, T: Float>(
 ) {
     let g = out.get_or_insert_with(|| Mat::zeros(0, 0));
     ensure_shape(g, rows, cols);
-    let mut beta = T::zero();
-    for (a, b) in pairs {
-        gemm(alpha, a, Op::T, b, Op::N, beta, g);
-        beta = T::one();
-    }
-    if beta == T::zero() {
+    let pairs: Vec<(&Mat<T>, &Mat<T>)> = pairs.collect();
+    let batch = pairs.first().map_or(0, |(a, _)| a.nrows());
+    if batch == 0 || pairs.is_empty() {
         g.fill(T::zero());
+        return;
+    }
+    let group = (STACK_ROWS / batch).max(1);
+    let mut beta = T::zero();
+    if group == 1 {
+        for (a, b) in pairs {
+            gemm(alpha, a, Op::T, b, Op::N, beta, g);
+            beta = T::one();
+        }
+        return;
+    }
+    let mut sa = Mat::<T>::zeros(0, 0);
+    let mut sb = Mat::<T>::zeros(0, 0);
+    for chunk in pairs.chunks(group) {
+        let k = chunk.len() * batch;
+        ensure_shape(&mut sa, k, rows);
+        ensure_shape(&mut sb, k, cols);
+        for (i, (a, b)) in chunk.iter().enumerate() {
+            assert!(
+                a.shape() == (batch, rows) && b.shape() == (batch, cols),
+                "rnn_gradients: step factors are {:?} and {:?}, expected {batch}×{rows} and {batch}×{cols}",
+                a.shape(),
+                b.shape()
+            );
+            sa.rows_mut(i * batch, batch).copy_from(*a);
+            sb.rows_mut(i * batch, batch).copy_from(*b);
+        }
+        gemm(alpha, &sa, Op::T, &sb, Op::N, beta, g);
+        beta = T::one();
     }
 }
 
