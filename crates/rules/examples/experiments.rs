@@ -6,6 +6,7 @@
 //! cargo run --release -p widealign-rules --example experiments -- lowdata [--sizes 100,300,1000] [--width 1024] [--epochs 40]
 //! cargo run --release -p widealign-rules --example experiments -- time    [--model mlp|rnn] [--width 1024] [--rules ...] [--epochs 1]
 //! cargo run --release -p widealign-rules --example experiments -- cache   [--width 1024] [--rule align-zero] [--off]
+//! cargo run --release -p widealign-rules --example experiments -- rnnstep [--width 1024] [--rule align-ada] [--steps 30] [--off]
 //! ```
 //!
 //! Every run: NTK parameterisation, s_w = 1, s_b = 0.1, zero biases, relu, plain SGD, seed 0
@@ -418,6 +419,77 @@ fn cache(args: &HashMap<String, String>) {
     );
 }
 
+/// RNN step time of a rule relative to bp (interleaved on the same Add-task batches, medians).
+fn rnnstep(args: &HashMap<String, String>) {
+    let width: usize = arg(args, "width", "1024").parse().unwrap();
+    let kind: RuleKind = arg(args, "rule", "align-ada").parse().unwrap();
+    let steps: usize = arg(args, "steps", "30").parse().unwrap();
+    let data = load("add", &LoadOptions::default()).unwrap();
+    let Split::Sequences(train_seq) = &data.train else {
+        panic!("add is a sequence dataset")
+    };
+    let cfg = TrainConfig {
+        model: ModelKind::Rnn,
+        width,
+        ..TrainConfig::default()
+    };
+    let spec = cfg.rnn_spec(1, 1).unwrap();
+    let mut net_bp = widealign_models::Rnn::<f32>::new(&spec, 0).unwrap();
+    let mut net = net_bp.clone();
+    let mut bp = widealign_rules::RnnRule::new(RuleKind::Bp, &net).unwrap();
+    let mut rule = widealign_rules::RnnRule::new(kind, &net).unwrap();
+    let use_cache = !args.contains_key("off");
+    let bytes = if use_cache {
+        rule.cache_frozen_trace(&train_seq.x).unwrap()
+    } else {
+        0
+    };
+    let mut rng = SeedStream::new(0).child("bench").rng("rows");
+    let one_step = |rule: &mut widealign_rules::RnnRule<f32>,
+                    net: &mut widealign_models::Rnn<f32>,
+                    rows: &[usize]|
+     -> f64 {
+        let b = train_seq.batch(rows);
+        let t = Instant::now();
+        let live = net.forward(&b.x).unwrap();
+        let (_, errs) = Loss::Mse.evaluate_sequence(&live.outputs, &b.y).unwrap();
+        let step = StepInput {
+            x: b.x.as_slice(),
+            rows: Some(rows),
+            live: &live,
+            err: errs.as_slice(),
+        };
+        let g = rule.update(net, &step).unwrap();
+        net.apply_update(g, 0.001);
+        t.elapsed().as_secs_f64()
+    };
+    let (mut t_bp, mut t_rule) = (Vec::new(), Vec::new());
+    for s in 0..steps {
+        let rows: Vec<usize> = (0..50)
+            .map(|_| widealign_tensor::rng::below(&mut rng, 300) as usize)
+            .collect();
+        let a = one_step(&mut bp, &mut net_bp, &rows);
+        let b = one_step(&mut rule, &mut net, &rows);
+        if s >= 3 {
+            t_bp.push(a);
+            t_rule.push(b);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (t_bp, t_rule) = (median(&mut t_bp), median(&mut t_rule));
+    println!(
+        "rnn width {width} {kind} cache {} ({:.1} MB): median step {:.1} ms (bp {:.1} ms, ratio {:.3})",
+        if use_cache { "on" } else { "off" },
+        bytes as f64 / 1e6,
+        1e3 * t_rule,
+        1e3 * t_bp,
+        t_rule / t_bp
+    );
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first().cloned() else {
@@ -442,6 +514,7 @@ fn main() {
         "lowdata" => lowdata(&args),
         "time" => time(&args),
         "cache" => cache(&args),
+        "rnnstep" => rnnstep(&args),
         other => {
             eprintln!("unknown experiment {other}");
             std::process::exit(2);

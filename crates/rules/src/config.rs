@@ -125,8 +125,9 @@ pub struct TrainConfig {
     pub b_std: f64,
     /// Seed of every random choice: initialisation, feedback matrices, shuffling, subsets.
     pub seed: u64,
-    /// Align-ada/zero on an MLP: cache the frozen network's per-example trace instead of running
-    /// the frozen forward pass every step (see `docs/decisions/align-zero-cache.md`).
+    /// Align-ada/zero: cache the frozen network's per-example trace (if it fits in
+    /// [`crate::FROZEN_CACHE_BUDGET`]) instead of running the frozen forward pass every step;
+    /// results are identical either way (see `docs/decisions/align-zero-cache.md`).
     pub cache_frozen: bool,
 }
 

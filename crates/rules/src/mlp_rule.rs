@@ -373,7 +373,7 @@ fn frozen_trace_into<T: Float>(
 }
 
 /// Checksums of row `i` of `x`: `[Σ_j x_ij, Σ_j (j+1)·x_ij]` in `f64`.
-fn row_sums<T: Float>(x: &Mat<T>, i: usize) -> [f64; 2] {
+pub(crate) fn row_sums<T: Float>(x: &Mat<T>, i: usize) -> [f64; 2] {
     let mut s = [0.0, 0.0];
     for j in 0..x.ncols() {
         let v = x[(i, j)].as_f64();
@@ -386,7 +386,7 @@ fn row_sums<T: Float>(x: &Mat<T>, i: usize) -> [f64; 2] {
 /// `dst ← (src[:, rows])ᵀ`: example columns of a `features × N` cache into a `B × features`
 /// batch (reusing `dst`'s allocation when the shape matches). Feature blocks of 64 keep the
 /// strided writes within a few kilobytes.
-fn gather_rows<T: Float>(src: &Mat<T>, rows: &[usize], dst: &mut Mat<T>) {
+pub(crate) fn gather_rows<T: Float>(src: &Mat<T>, rows: &[usize], dst: &mut Mat<T>) {
     let c = src.nrows();
     let b = rows.len();
     if dst.shape() != (b, c) {

@@ -14,6 +14,10 @@
 //! | `dfa` | `0`, random `D` (no propagation through time) | live trace | live |
 //! | `readout` | none: only `W_out`, `b_out` | — | live |
 //!
+//! The frozen network is drawn once from the model's spec and seed and only ever read; its trace
+//! on a batch is computed into a reused buffer, or gathered from a per-sequence cache
+//! ([`RnnRule::cache_frozen_trace`]) when the training set is fixed.
+//!
 //! Under every rule the readout `W_out`, `b_out` gets its exact gradient from the error and the
 //! activity states (live, or frozen for Align-zero, as in the feedforward table).
 //!
@@ -58,6 +62,38 @@ impl<T: Float> Network for Rnn<T> {
     const NAME: &'static str = "rnn";
 }
 
+/// The frozen network's per-sequence trace on a fixed training set (Align-ada: pre-activations;
+/// Align-zero: also the states), stored transposed (`n × N` per time step) like the MLP cache.
+#[derive(Clone, Debug)]
+struct RnnFrozenCache<T: Float> {
+    /// Two `f64` checksums per training sequence (over all steps' inputs).
+    x_sums: Vec<[f64; 2]>,
+    /// `H_{0,t}ᵀ` for `t = 1..T` (`n × N` each).
+    pre: Vec<Mat<T>>,
+    /// `R_{0,t}ᵀ` for `t = 1..T` (`n × N` each); empty for Align-ada.
+    states: Vec<Mat<T>>,
+}
+
+impl<T: Float> RnnFrozenCache<T> {
+    fn bytes(&self) -> usize {
+        let n: usize = self.pre.iter().chain(&self.states).map(|m| m.len()).sum();
+        n * std::mem::size_of::<T>() + self.x_sums.len() * std::mem::size_of::<[f64; 2]>()
+    }
+}
+
+/// Checksums of sequence `i` over every step: `[Σ x, Σ (position+1)·x]` in `f64`.
+fn seq_sums<T: Float>(xs: &[Mat<T>], i: usize) -> [f64; 2] {
+    let mut s = [0.0, 0.0];
+    let mut offset = 0.0;
+    for x in xs {
+        let [a, b] = crate::mlp_rule::row_sums(x, i);
+        s[0] += a;
+        s[1] += b + offset * a;
+        offset += x.ncols() as f64;
+    }
+    s
+}
+
 /// A credit-assignment rule for an [`Rnn`]: see the module docs for what each rule reads.
 #[derive(Clone, Debug)]
 pub struct RnnRule<T: Float> {
@@ -67,6 +103,7 @@ pub struct RnnRule<T: Float> {
     frozen: Option<Rnn<T>>,
     /// FA: `(B_rec, B_out)`; DFA: `(0, D)`; `None` otherwise.
     feedback: Option<(Mat<T>, Mat<T>)>,
+    cache: Option<RnnFrozenCache<T>>,
     frozen_trace: RnnTrace<T>,
     signals: RnnSignals<T>,
     grads: RnnGrads<T>,
@@ -115,6 +152,7 @@ impl<T: Float> RnnRule<T> {
             spec: spec.clone(),
             frozen,
             feedback,
+            cache: None,
             frozen_trace: RnnTrace::new(),
             signals: RnnSignals::new(),
             grads: RnnGrads {
@@ -152,6 +190,78 @@ impl<T: Float> RnnRule<T> {
         let mut rule = Self::from_spec(RuleKind::Fa, spec, 0)?;
         rule.feedback = Some((b_rec, b_out));
         Ok(rule)
+    }
+
+    /// Bytes that [`RnnRule::cache_frozen_trace`] would use for `n` training sequences of
+    /// `steps` steps (0 for the rules that cache nothing).
+    pub fn frozen_cache_size(&self, n: usize, steps: usize) -> usize {
+        if !self.kind.uses_frozen_trace() {
+            return 0;
+        }
+        let sets = if self.kind == RuleKind::AlignZero {
+            2
+        } else {
+            1
+        };
+        n * (sets * steps * self.spec.width * std::mem::size_of::<T>()
+            + std::mem::size_of::<[f64; 2]>())
+    }
+
+    /// Caches the frozen network's trace on the training sequences `xs_train` (time-major, `T`
+    /// matrices of `N × n_in`) for `align-ada` (pre-activations) and `align-zero` (also the
+    /// states), so steps whose [`StepInput::rows`] are given gather instead of running the
+    /// frozen forward pass through time. Returns the cache size in bytes (0 for other rules).
+    /// Memory: `N·T·n` (align-ada) or `2·N·T·n` (align-zero) values plus two `f64` per sequence.
+    ///
+    /// # Errors
+    /// [`RulesError::Model`] if the sequences do not fit the network.
+    pub fn cache_frozen_trace(&mut self, xs_train: &[Mat<T>]) -> Result<usize, RulesError> {
+        let (Some(frozen), true) = (&self.frozen, self.kind.uses_frozen_trace()) else {
+            return Ok(0);
+        };
+        let keep_states = self.kind == RuleKind::AlignZero;
+        let n = xs_train.first().map_or(0, |x| x.nrows());
+        let steps = xs_train.len();
+        let width = self.spec.width;
+        let mut pre: Vec<Mat<T>> = (0..steps).map(|_| Mat::zeros(width, n)).collect();
+        let mut states: Vec<Mat<T>> = if keep_states {
+            (0..steps).map(|_| Mat::zeros(width, n)).collect()
+        } else {
+            Vec::new()
+        };
+        const CHUNK: usize = 64;
+        let mut trace = RnnTrace::new();
+        let mut start = 0;
+        while start < n {
+            let rows = CHUNK.min(n - start);
+            let xs: Vec<Mat<T>> = xs_train
+                .iter()
+                .map(|x| x.rows(start, rows).into_owned())
+                .collect();
+            frozen.forward_into(&xs, &mut trace)?;
+            for t in 0..steps {
+                pre[t].columns_mut(start, rows).tr_copy_from(&trace.pre[t]);
+                if keep_states {
+                    states[t]
+                        .columns_mut(start, rows)
+                        .tr_copy_from(&trace.states[t + 1]);
+                }
+            }
+            start += rows;
+        }
+        let cache = RnnFrozenCache {
+            x_sums: (0..n).map(|i| seq_sums(xs_train, i)).collect(),
+            pre,
+            states,
+        };
+        let bytes = cache.bytes();
+        self.cache = Some(cache);
+        Ok(bytes)
+    }
+
+    /// Size in bytes of the frozen-trace cache (0 without one).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.as_ref().map_or(0, RnnFrozenCache::bytes)
     }
 
     /// The fixed feedback matrices `(W̃_rec, W̃_out)` of `fa` and `dfa`.
@@ -215,6 +325,72 @@ impl<T: Float> RnnRule<T> {
     }
 }
 
+/// Fills `trace` with the frozen network's trace on `xs`: gathered from the cache when `rows` are
+/// given and a cache exists, computed otherwise.
+fn frozen_trace_into<T: Float>(
+    frozen: &Rnn<T>,
+    cache: Option<&RnnFrozenCache<T>>,
+    xs: &[Mat<T>],
+    rows: Option<&[usize]>,
+    trace: &mut RnnTrace<T>,
+) -> Result<(), RulesError> {
+    let (Some(cache), Some(rows)) = (cache, rows) else {
+        frozen.forward_into(xs, trace)?;
+        return Ok(());
+    };
+    let n = cache.x_sums.len();
+    let steps = cache.pre.len();
+    if xs.len() != steps {
+        return Err(RulesError::Cache(format!(
+            "a batch of {} steps, the cache holds sequences of {steps}",
+            xs.len()
+        )));
+    }
+    if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+        return Err(RulesError::Cache(format!(
+            "sequence {bad} requested, the cache holds {n} training sequences"
+        )));
+    }
+    if let Some(i) = (0..rows.len()).find(|&i| seq_sums(xs, i) != cache.x_sums[rows[i]]) {
+        return Err(RulesError::Cache(format!(
+            "batch sequence {i} differs from cached training sequence {} (the cache needs a \
+             fixed training set)",
+            rows[i]
+        )));
+    }
+    let b = rows.len();
+    let width = frozen.spec.width;
+    trace.pre.resize_with(steps, || Mat::zeros(0, 0));
+    for (t, dst) in trace.pre.iter_mut().enumerate() {
+        crate::mlp_rule::gather_rows(&cache.pre[t], rows, dst);
+    }
+    trace.inputs.resize_with(steps, || Mat::zeros(0, 0));
+    for (dst, x) in trace.inputs.iter_mut().zip(xs) {
+        if dst.shape() != x.shape() {
+            *dst = Mat::zeros(x.nrows(), x.ncols());
+        }
+        dst.copy_from(x);
+    }
+    if cache.states.is_empty() {
+        trace.states.clear();
+    } else {
+        trace.states.resize_with(steps + 1, || Mat::zeros(0, 0));
+        let r0 = &mut trace.states[0];
+        if r0.shape() != (b, width) {
+            *r0 = Mat::zeros(b, width);
+        }
+        for (j, &v) in frozen.r0.iter().enumerate() {
+            r0.column_mut(j).fill(v);
+        }
+        for t in 0..steps {
+            crate::mlp_rule::gather_rows(&cache.states[t], rows, &mut trace.states[t + 1]);
+        }
+    }
+    // Outputs of the frozen network are never read by a rule.
+    trace.outputs.clear();
+    Ok(())
+}
+
 impl<T: Float> Rule<Rnn<T>> for RnnRule<T> {
     fn kind(&self) -> RuleKind {
         self.kind
@@ -235,6 +411,7 @@ impl<T: Float> Rule<Rnn<T>> for RnnRule<T> {
             spec,
             frozen,
             feedback,
+            cache,
             frozen_trace,
             signals,
             grads,
@@ -260,7 +437,7 @@ impl<T: Float> Rule<Rnn<T>> for RnnRule<T> {
                 let f = frozen
                     .as_ref()
                     .expect("align rules hold the frozen network");
-                f.forward_into(step.x, frozen_trace)?;
+                frozen_trace_into(f, cache.as_ref(), step.x, step.rows, frozen_trace)?;
                 let acts = if *kind == RuleKind::AlignZero {
                     &*frozen_trace
                 } else {

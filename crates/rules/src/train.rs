@@ -351,7 +351,12 @@ impl<'d> RnnTask<'d> {
         }
         let spec = cfg.rnn_spec(train.input_dim(), train.output_dim())?;
         let model = Rnn::new(&spec, cfg.seed)?;
-        let rule = RnnRule::new(cfg.rule, &model)?;
+        let mut rule = RnnRule::new(cfg.rule, &model)?;
+        if cfg.cache_frozen
+            && rule.frozen_cache_size(train.len(), train.steps()) <= FROZEN_CACHE_BUDGET
+        {
+            rule.cache_frozen_trace(&train.x)?;
+        }
         Ok(RnnTask {
             train,
             test,

@@ -711,3 +711,54 @@ fn rnn_dfa_has_no_signal_through_time() {
     assert!(g_dfa.r0.as_ref().unwrap().iter().all(|&v| v == 0.0));
     assert!(g_fa.r0.as_ref().unwrap().iter().any(|&v| v != 0.0));
 }
+
+#[test]
+fn rnn_cached_frozen_trace_gives_the_same_updates() {
+    let spec = RnnSpec::new(2, 12, 1, Activation::Relu);
+    let (xs_train, _) = rnn_data::<f32>(&spec, 20, 6, 4);
+    let rows = [3usize, 19, 0, 7, 7];
+    let xs: Vec<Mat<f32>> = xs_train
+        .iter()
+        .map(|x| Mat::from_fn(rows.len(), 2, |i, j| x[(rows[i], j)]))
+        .collect();
+    let (_, ys) = rnn_data::<f32>(&spec, rows.len(), 6, 5);
+    for kind in [RuleKind::AlignAda, RuleKind::AlignZero] {
+        let init = Rnn::<f32>::new(&spec, 2).unwrap();
+        let mut plain = RnnRule::new(kind, &init).unwrap();
+        let mut cached = RnnRule::new(kind, &init).unwrap();
+        let bytes = cached.cache_frozen_trace(&xs_train).unwrap();
+        assert_eq!(bytes, plain.frozen_cache_size(20, 6));
+        assert_eq!(bytes, cached.cache_bytes());
+        let sets = if kind == RuleKind::AlignZero { 2 } else { 1 };
+        assert_eq!(bytes, 20 * (sets * 6 * 12 * 4 + 16));
+        let (mut a, mut b) = (init.clone(), init.clone());
+        for _ in 0..4 {
+            let g1 = rnn_step(&mut plain, &mut a, &xs, &ys, 0.1);
+            let live = b.forward(&xs).unwrap();
+            let (_, errs) = Loss::Mse.evaluate_sequence(&live.outputs, &ys).unwrap();
+            let step = StepInput {
+                x: xs.as_slice(),
+                rows: Some(&rows),
+                live: &live,
+                err: errs.as_slice(),
+            };
+            let g2 = cached.update(&b, &step).unwrap().clone();
+            b.apply_update(&g2, 0.1);
+            assert_eq!(
+                g1, g2,
+                "rnn {kind}: cached and computed frozen traces disagree"
+            );
+        }
+        let live = b.forward(&xs).unwrap();
+        let (_, errs) = Loss::Mse.evaluate_sequence(&live.outputs, &ys).unwrap();
+        let wrong = [4usize, 19, 0, 7, 7];
+        let step = StepInput {
+            x: xs.as_slice(),
+            rows: Some(&wrong),
+            live: &live,
+            err: errs.as_slice(),
+        };
+        let msg = cached.update(&b, &step).unwrap_err().to_string();
+        assert!(msg.contains("cache"), "{msg}");
+    }
+}
