@@ -176,6 +176,7 @@ pub fn sweep(a: &SweepArgs, progress: &Progress) -> Result<(), CliError> {
         shard,
         out: &a.out,
         resume: a.resume,
+        experiment: None,
     };
     let mut trainer = Trainer::new();
     let mut exec = |cfg: &TrainConfig, obs: &mut crate::runner::Observer<'_>| {

@@ -68,62 +68,51 @@ pub struct Plan {
     pub dynamics: Vec<DynamicsParams>,
 }
 
-/// The experiment plan for a scale and dataset.
-pub fn plan(scale: Scale, dataset: &str) -> Result<Plan, CliError> {
-    let (lr, base_train_size) = match dataset {
-        "digits" => (5.0, None),
-        "fashion-mnist" => (
-            2.0,
-            match scale {
-                Scale::Smoke => Some(200),
-                Scale::Quick => Some(5000),
-                Scale::Full => None,
-            },
-        ),
-        other => {
-            return Err(CliError::flag(
-                "--dataset",
-                format!("`{other}`: reproduce runs on digits or fashion-mnist"),
-            ))
-        }
+/// The experiment plan for a scale, dataset and seed (the settings of `notes/REPRODUCE.md`:
+/// quick finishes in minutes, full uses the reference widths and epochs).
+pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, CliError> {
+    if !matches!(dataset, "digits" | "fashion-mnist") {
+        return Err(CliError::flag(
+            "--dataset",
+            format!("`{dataset}`: reproduce runs on digits or fashion-mnist"),
+        ));
+    }
+    let tiny = scale == Scale::Tiny;
+    let pick = |t: usize, q: usize, f: usize| match scale {
+        Scale::Tiny => t,
+        Scale::Quick => q,
+        Scale::Full => f,
     };
-    let smoke = scale == Scale::Smoke;
     let widths: Vec<usize> = match scale {
-        Scale::Smoke => vec![8, 16],
+        Scale::Tiny => vec![8, 16],
         Scale::Quick => vec![64, 256, 1024],
         Scale::Full => vec![64, 256, 1024, 4096],
-    };
-    let seeds: Vec<u64> = if scale == Scale::Full {
-        vec![0, 1, 2]
-    } else {
-        vec![0]
     };
     let base = TrainConfig {
         model: ModelKind::Mlp,
         dataset: dataset.to_string(),
         depth: 2,
-        lr,
+        activation: ActivationArg::Relu,
+        lr: 5.0,
         batch_size: 100,
-        epochs: if smoke { 1 } else { 40 },
-        train_size: if smoke { Some(200) } else { base_train_size },
+        epochs: pick(1, 20, 40),
+        train_size: tiny.then_some(200),
+        seed,
         ..TrainConfig::default()
     };
     let mut accuracy = Vec::new();
     for rule in RuleName::ALL {
         for &width in &widths {
-            for &seed in &seeds {
-                accuracy.push(TrainConfig {
-                    rule,
-                    width,
-                    seed,
-                    ..base.clone()
-                });
-            }
+            accuracy.push(TrainConfig {
+                rule,
+                width,
+                ..base.clone()
+            });
         }
     }
     let add_widths: Vec<usize> = match scale {
-        Scale::Smoke => vec![4, 8],
-        Scale::Quick => vec![32, 128],
+        Scale::Tiny => vec![4, 8],
+        Scale::Quick => vec![32, 64, 128],
         Scale::Full => vec![64, 256, 1024],
     };
     let mut add = Vec::new();
@@ -135,18 +124,16 @@ pub fn plan(scale: Scale, dataset: &str) -> Result<Plan, CliError> {
                 rule,
                 width,
                 depth: 1,
+                activation: ActivationArg::Relu,
                 lr: 0.001,
                 batch_size: 50,
-                epochs: match scale {
-                    Scale::Smoke => 1,
-                    Scale::Quick => 40,
-                    Scale::Full => 200,
-                },
+                epochs: pick(1, 100, 200),
+                seed,
                 ..TrainConfig::default()
             });
         }
     }
-    let sizes = if smoke {
+    let sizes = if tiny {
         vec![20, 40]
     } else {
         vec![100, 300, 1000]
@@ -156,9 +143,9 @@ pub fn plan(scale: Scale, dataset: &str) -> Result<Plan, CliError> {
         for &k in &sizes {
             low_data.push(TrainConfig {
                 rule,
-                width: if smoke { 16 } else { 1024 },
+                width: pick(16, 512, 1024),
                 train_size: Some(k),
-                epochs: if smoke { 1 } else { 40 },
+                epochs: pick(1, 20, 40),
                 ..base.clone()
             });
         }
@@ -169,33 +156,35 @@ pub fn plan(scale: Scale, dataset: &str) -> Result<Plan, CliError> {
             rule: RuleName::Bp,
             width,
             lr: 1.0,
-            epochs: if scale == Scale::Full { 10 } else { 5 },
-            train_size: match scale {
-                Scale::Smoke => Some(100),
-                Scale::Quick => Some(1000),
-                Scale::Full => base_train_size,
-            },
+            epochs: pick(1, 5, 10),
+            train_size: tiny.then_some(100),
             ..base.clone()
         })
         .collect();
     let dyn_widths: Vec<usize> = match scale {
-        Scale::Smoke => vec![16, 32],
+        Scale::Tiny => vec![16, 32],
         Scale::Quick => vec![64, 256, 1024],
         Scale::Full => vec![64, 256, 1024, 4096],
     };
-    let dynamics = [ActivationArg::Erf, ActivationArg::Relu]
-        .into_iter()
-        .map(|activation| DynamicsParams {
+    let activations: &[ActivationArg] = if scale == Scale::Full {
+        &[ActivationArg::Erf, ActivationArg::Relu]
+    } else {
+        &[ActivationArg::Erf]
+    };
+    let dynamics = activations
+        .iter()
+        .map(|&activation| DynamicsParams {
             cfg: TrainConfig {
                 dataset: "teacher".into(),
                 activation,
                 depth: 2,
                 lr: 0.1,
-                train_size: Some(if smoke { 16 } else { 64 }),
+                train_size: Some(pick(16, 64, 64)),
+                seed,
                 ..TrainConfig::default()
             },
             widths: dyn_widths.clone(),
-            steps: if smoke { 10 } else { 200 },
+            steps: pick(10, 200, 200) as u64,
         })
         .collect();
     Ok(Plan {
@@ -249,11 +238,28 @@ fn append(path: &Path, v: &Value) -> Result<(), CliError> {
     sweep::append_line(&mut f, &v.to_string()).map_err(|e| CliError::write(path, e))
 }
 
+/// Experiment names written into every line's `"experiment"` field.
+pub const EXPERIMENTS: [&str; 5] = [
+    "accuracy_vs_width",
+    "add_task",
+    "low_data",
+    "alignment",
+    "dynamics",
+];
+
+/// The command line as typed, with the program name shortened to `widealign`.
+fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(a) = args.first_mut() {
+        *a = "widealign".into();
+    }
+    args.join(" ")
+}
+
 /// `widealign reproduce`.
 pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
     let started = Instant::now();
-    let plan = plan(a.scale, &a.dataset)?;
-    std::fs::create_dir_all(&a.out).map_err(|e| CliError::write(&a.out, e))?;
+    let plan = plan(a.scale, &a.dataset, a.seed)?;
     let results = a.out.join("results.jsonl");
     if !a.resume && std::fs::metadata(&results).is_ok_and(|m| m.len() > 0) {
         return Err(CliError::flag(
@@ -264,32 +270,31 @@ pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
             ),
         ));
     }
-    // Training runs, deduplicated (a config shared by two experiments runs once).
-    let mut seen = HashSet::new();
-    let runs: Vec<TrainConfig> = plan
-        .accuracy
-        .iter()
-        .chain(&plan.add)
-        .chain(&plan.low_data)
-        .filter(|c| seen.insert(c.key()))
-        .cloned()
-        .collect();
+    std::fs::create_dir_all(&a.out).map_err(|e| CliError::write(&a.out, e))?;
     progress.log(&format!(
-        "reproduce ({:?}, {}): {} training runs, {} alignment widths, {} dynamics experiments into {}",
-        plan.scale,
+        "reproduce ({}, {}): {} + {} + {} training runs, {} alignment widths, {} dynamics experiments into {}",
+        scale_name(plan.scale),
         plan.dataset,
-        runs.len(),
+        plan.accuracy.len(),
+        plan.add.len(),
+        plan.low_data.len(),
         plan.align.len(),
         plan.dynamics.len(),
         a.out.display()
     ));
     let mut trainer = Trainer::new();
-    {
+    for (experiment, runs) in [
+        (EXPERIMENTS[0], &plan.accuracy),
+        (EXPERIMENTS[1], &plan.add),
+        (EXPERIMENTS[2], &plan.low_data),
+    ] {
         let sweep_plan = SweepPlan {
-            runs: &runs,
+            runs,
             shard: (0, 1),
             out: &results,
-            resume: a.resume,
+            // the folder was checked above; later groups append to the same file
+            resume: true,
+            experiment: Some(experiment),
         };
         let mut exec = |cfg: &TrainConfig, obs: &mut crate::runner::Observer<'_>| {
             let mut rp = crate::commands::RunProgress::new(progress, cfg, false);
@@ -304,24 +309,34 @@ pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
         .iter()
         .filter_map(|v| v.get("key").and_then(Value::as_str).map(str::to_string))
         .collect();
-    for cfg in &plan.align {
+    let bar = progress.bar(EXPERIMENTS[3], plan.align.len() as u64, false);
+    for (i, cfg) in plan.align.iter().enumerate() {
         let settings = serde_json::to_value(cfg).unwrap_or_default();
-        let key = extra_key("align", &settings);
+        let key = extra_key("alignment", &settings);
         if done.contains(&key) {
             continue;
         }
         if STOP.load(Ordering::SeqCst) {
             return Err(CliError::Interrupted);
         }
-        progress.log(&format!("alignment: width {}", cfg.width));
+        bar.update(i as u64, &format!("width {}", cfg.width));
         let mut rp = crate::commands::RunProgress::new(progress, cfg, false);
         let run = align_one(cfg, &mut trainer, &mut |ev| rp.event(ev))?;
         drop(rp);
+        progress.log(&format!(
+            "alignment: width {}: layer scores {}",
+            cfg.width,
+            run.layers
+                .iter()
+                .map(|l| format!("{:.4}", l.score))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         append(
             &results,
             &json!({
                 "widealign_version": VERSION,
-                "kind": "align",
+                "experiment": EXPERIMENTS[3],
                 "key": key,
                 "settings": settings,
                 "width": cfg.width,
@@ -331,6 +346,7 @@ pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
             }),
         )?;
     }
+    bar.finish();
     for p in &plan.dynamics {
         let settings = json!({"config": p.cfg, "widths": p.widths, "steps": p.steps});
         let key = extra_key("dynamics", &settings);
@@ -340,28 +356,36 @@ pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
         if STOP.load(Ordering::SeqCst) {
             return Err(CliError::Interrupted);
         }
-        progress.log(&format!(
-            "dynamics: {} widths {:?}",
-            p.cfg.activation.activation().name(),
-            p.widths
-        ));
+        let act = p.cfg.activation.activation().name();
+        progress.log(&format!("dynamics: {act}, widths {:?}", p.widths));
         let r = dynamics(p, &mut trainer)?;
+        progress.log(&format!(
+            "dynamics: {act}: slopes weight norm {:.3}, weight direction {:.3}, function {:.3}",
+            r.slopes.weight_norm, r.slopes.weight_direction, r.slopes.function
+        ));
         append(
             &results,
             &json!({
                 "widealign_version": VERSION,
-                "kind": "dynamics",
+                "experiment": EXPERIMENTS[4],
                 "key": key,
                 "settings": settings,
-                "activation": p.cfg.activation.activation().name(),
+                "activation": act,
                 "report": r,
             }),
         )?;
     }
-    let add_baseline = add_baseline_loss(&mut trainer)?;
+    let add_baseline = add_baseline_loss(&mut trainer, a.seed)?;
     let lines = read_lines(&results)?;
     let elapsed = started.elapsed().as_secs_f64();
-    let report = write_report(&a.out, &plan, &lines, add_baseline, elapsed)?;
+    let report = write_report(
+        &a.out,
+        &plan,
+        &lines,
+        add_baseline,
+        elapsed,
+        &command_line(),
+    )?;
     progress.log(&format!(
         "reproduce: wrote {} and {} plots in {}",
         a.out.join("report.md").display(),
@@ -384,12 +408,21 @@ pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
     Ok(())
 }
 
+fn scale_name(s: Scale) -> &'static str {
+    match s {
+        Scale::Tiny => "tiny",
+        Scale::Quick => "quick",
+        Scale::Full => "full",
+    }
+}
+
 /// The Add task's test loss of always predicting 0.5 (same loss as training: per-step MSE
 /// summed over the steps).
-fn add_baseline_loss(trainer: &mut Trainer) -> Result<f64, CliError> {
+fn add_baseline_loss(trainer: &mut Trainer, seed: u64) -> Result<f64, CliError> {
     let cfg = TrainConfig {
         model: ModelKind::Rnn,
         dataset: "add".into(),
+        seed,
         ..TrainConfig::default()
     };
     let data = trainer.dataset(&cfg)?;
@@ -487,6 +520,7 @@ pub fn write_report(
     lines: &[Value],
     add_baseline: f64,
     seconds: f64,
+    command: &str,
 ) -> Result<ReportSummary, CliError> {
     let by_key: HashMap<String, &Value> = lines
         .iter()
@@ -498,23 +532,23 @@ pub fn write_report(
     let mut plots = 0;
     let mut md = String::new();
     md.push_str(&format!(
-        "# widealign reproduction report\n\nGenerated by `widealign reproduce --dataset {} --scale {}` \
-         (widealign {VERSION}) in {} on {}.\nEvery number below is in `results.jsonl` beside this file, one JSON line per run.\n\n",
+        "# widealign reproduction report\n\n\
+         * command: `{command}`\n\
+         * scale: {}, dataset: `{}`, widealign {VERSION}\n\
+         * machine: {}\n\
+         * wall-clock time: {} (this invocation; with `--resume` earlier runs are not re-timed)\n\n\
+         Every number below is in `results.jsonl` beside this file: one JSON line per training run \
+         (the `widealign train --json` record plus an `experiment` field), alignment width and dynamics experiment.\n\n",
+        scale_name(plan.scale),
         plan.dataset,
-        match plan.scale {
-            Scale::Smoke => "smoke",
-            Scale::Quick => "quick",
-            Scale::Full => "full",
-        },
-        fmt_secs(seconds),
-        machine()
+        machine(),
+        fmt_secs(seconds)
     ));
-
     // 1. Accuracy vs width.
     let first = plan.accuracy.first().cloned().unwrap_or_default();
     md.push_str(&format!(
         "## 1. Test accuracy against width, every rule\n\nMLP with {} hidden layers on `{}`{}, NTK parameterisation, plain SGD, lr {}, batch {}, {} epochs; \
-         final-epoch test accuracy (mean over seeds {}).\n\n",
+         final-epoch test accuracy (seed {}).\n\n",
         first.depth,
         plan.dataset,
         first.train_size.map(|k| format!(" ({k} training examples)")).unwrap_or_default(),
@@ -712,7 +746,10 @@ pub fn write_report(
     md.push_str("\n![Low-data accuracy](low_data.svg)\n\n");
 
     // 4. Alignment.
-    let al: Vec<&Value> = lines.iter().filter(|v| v["kind"] == "align").collect();
+    let al: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["experiment"] == EXPERIMENTS[3])
+        .collect();
     let g0 = plan.align.first().cloned().unwrap_or_default();
     md.push_str(&format!(
         "## 4. Alignment against width\n\nBackprop on `{}`{} ({} epochs, lr {}); per layer, the alignment score cos(ΔWᵀΔW, ΔW_refᵀΔW_ref) of the trained weight change with the \
@@ -792,7 +829,7 @@ pub fn write_report(
          predictions of THEORY.md §4 for each layer's weight-change norm and direction (mean over layers) and for the function on test points, with \
          log-log slopes fitted over all layers and widths (theory: about −1/2 for smooth activations; ReLU's weight direction may converge more slowly).\n\n",
     );
-    for v in lines.iter().filter(|v| v["kind"] == "dynamics") {
+    for v in lines.iter().filter(|v| v["experiment"] == EXPERIMENTS[4]) {
         let act = v["activation"].as_str().unwrap_or("?");
         let r = &v["report"];
         let widths: Vec<f64> = r["widths"]
@@ -924,8 +961,8 @@ mod tests {
 
     #[test]
     fn plans_cover_every_rule_and_validate() {
-        for scale in [Scale::Smoke, Scale::Quick, Scale::Full] {
-            let p = plan(scale, "digits").unwrap();
+        for scale in [Scale::Tiny, Scale::Quick, Scale::Full] {
+            let p = plan(scale, "digits", 0).unwrap();
             assert_eq!(p.accuracy.len() % 7, 0);
             for c in p
                 .accuracy
@@ -941,11 +978,13 @@ mod tests {
                 .iter()
                 .all(|c| c.model == ModelKind::Rnn && c.dataset == "add"));
         }
-        assert!(plan(Scale::Quick, "mnist").is_err());
-        assert_eq!(
-            plan(Scale::Quick, "fashion-mnist").unwrap().accuracy[0].train_size,
-            Some(5000)
-        );
+        assert!(plan(Scale::Quick, "mnist", 0).is_err());
+        let f = plan(Scale::Quick, "fashion-mnist", 3).unwrap();
+        assert!(f
+            .accuracy
+            .iter()
+            .all(|c| c.dataset == "fashion-mnist" && c.seed == 3 && c.train_size.is_none()));
+        assert!(f.add.iter().all(|c| c.dataset == "add"));
     }
 
     #[test]
@@ -959,14 +998,14 @@ mod tests {
 
     #[test]
     fn report_from_partial_results_still_renders() {
-        let p = plan(Scale::Quick, "digits").unwrap();
+        let p = plan(Scale::Quick, "digits", 0).unwrap();
         let d = tempfile::tempdir().unwrap();
         let rec = json!({
             "config": p.accuracy[0], "diverged": false, "test_accuracy": 0.5, "best_test_loss": 0.1,
             "history": [{"epoch": 0, "test_accuracy": 0.1}, {"epoch": 1, "test_accuracy": 0.5}]
         });
-        let s = write_report(d.path(), &p, &[rec], 0.3, 1.0).unwrap();
-        assert!(s.plots >= 5);
+        let s = write_report(d.path(), &p, &[rec], 0.3, 1.0, "widealign reproduce").unwrap();
+        assert_eq!(s.plots, 5); // no dynamics lines yet: no dynamics plot
         let md = std::fs::read_to_string(d.path().join("report.md")).unwrap();
         assert!(md.contains("| bp | 0.5000 |"));
         assert!(md.contains("![Test accuracy against width](accuracy_vs_width.svg)"));

@@ -90,6 +90,9 @@ pub struct RunRecord {
     /// Position of the run in its sweep's grid (absent for `train`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_index: Option<usize>,
+    /// The experiment group of `widealign reproduce` (absent elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
     /// Learning rule (copied from `config` for convenience).
     pub rule: String,
     /// Model family.
@@ -125,6 +128,7 @@ impl RunRecord {
         RunRecord {
             widealign_version: VERSION.to_string(),
             run_index,
+            experiment: None,
             rule: config.rule.name().to_string(),
             model: serde_json::to_value(config.model)
                 .ok()

@@ -400,6 +400,9 @@ pub struct SweepPlan<'a> {
     pub out: &'a Path,
     /// Continue an existing file.
     pub resume: bool,
+    /// Written as `"experiment"` into every line (reproduce's experiment groups) and used as
+    /// the progress label.
+    pub experiment: Option<&'a str>,
 }
 
 /// The function that performs one run (the real trainer, or a fake in tests).
@@ -455,14 +458,15 @@ pub fn run_sweep(
             .map_err(|e| CliError::write(plan.out, e))?;
     }
     progress.log(&format!(
-        "sweep: {} runs in the grid, {} in shard {}, {} already done, {} to run",
+        "{}: {} runs in the grid, {} in shard {}, {} already done, {} to run",
+        plan.experiment.unwrap_or("sweep"),
         summary.runs_total,
         summary.runs_in_shard,
         summary.shard,
         summary.skipped,
         todo.len()
     ));
-    let bar = progress.bar("runs", todo.len() as u64, false);
+    let bar = progress.bar(plan.experiment.unwrap_or("runs"), todo.len() as u64, false);
     for (n, &i) in todo.iter().enumerate() {
         if stop.load(Ordering::SeqCst) {
             summary.interrupted = true;
@@ -480,7 +484,9 @@ pub fn run_sweep(
                     (false, None) => format!("best test loss {:.5}", result.best_test_loss),
                 };
                 let secs = result.seconds;
-                let line = RunRecord::new(cfg, result, Some(i)).to_line();
+                let mut record = RunRecord::new(cfg, result, Some(i));
+                record.experiment = plan.experiment.map(str::to_string);
+                let line = record.to_line();
                 append_line(&mut file, &line).map_err(|e| CliError::write(plan.out, e))?;
                 summary.completed += 1;
                 summary.diverged += usize::from(diverged);
@@ -688,6 +694,7 @@ seed = [0, 1]
                 shard: (0, 1),
                 out: &full,
                 resume: false,
+                experiment: None,
             },
             &mut fake,
             &quiet(),
@@ -703,6 +710,7 @@ seed = [0, 1]
                     shard: (s, 3),
                     out: &p,
                     resume: false,
+                    experiment: None,
                 },
                 &mut fake,
                 &quiet(),
@@ -740,6 +748,7 @@ seed = [0, 1]
                 shard: (0, 1),
                 out: &out,
                 resume: false,
+                experiment: None,
             },
             &mut limited,
             &quiet(),
@@ -760,6 +769,7 @@ seed = [0, 1]
                 shard: (0, 1),
                 out: &out,
                 resume: false,
+                experiment: None,
             },
             &mut fake,
             &quiet(),
@@ -773,6 +783,7 @@ seed = [0, 1]
                 shard: (0, 1),
                 out: &out,
                 resume: true,
+                experiment: None,
             },
             &mut fake,
             &quiet(),
@@ -793,6 +804,7 @@ seed = [0, 1]
                 shard: (0, 1),
                 out: &out,
                 resume: true,
+                experiment: None,
             },
             &mut fake,
             &quiet(),
@@ -822,6 +834,7 @@ seed = [0, 1]
                 shard: (0, 1),
                 out: &out,
                 resume: false,
+                experiment: None,
             },
             &mut exec,
             &quiet(),
@@ -859,6 +872,7 @@ seed = [0, 1]
                 shard: (1, 2),
                 out: &out,
                 resume: false,
+                experiment: None,
             },
             &mut exec,
             &quiet(),

@@ -785,22 +785,35 @@ fn bench_step_and_ntk_json_contracts() {
 }
 
 #[test]
-fn reproduce_smoke_writes_results_report_and_plots() {
+fn reproduce_tiny_writes_results_report_and_plots() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let o = run_in(
         d,
-        &["reproduce", "--scale", "smoke", "--out", "rep", "--json"],
+        &["reproduce", "--scale", "tiny", "--out", "rep", "--json"],
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = last_json(&o);
-    assert_eq!(v["plots"], 7);
+    assert_eq!(v["plots"], 6);
     let lines = lines_of(&d.join("rep/results.jsonl"));
     assert_eq!(lines.len(), v["lines"].as_u64().unwrap() as usize);
-    assert!(lines.iter().any(|l| l["kind"] == "align"));
-    assert!(lines.iter().any(|l| l["kind"] == "dynamics"));
-    assert!(lines.iter().filter(|l| l.get("config").is_some()).count() >= 14 * 2);
+    for e in [
+        "accuracy_vs_width",
+        "add_task",
+        "low_data",
+        "alignment",
+        "dynamics",
+    ] {
+        assert!(lines.iter().any(|l| l["experiment"] == e), "no {e} line");
+    }
+    let runs: Vec<&Value> = lines.iter().filter(|l| l.get("config").is_some()).collect();
+    assert_eq!(runs.len(), 14 + 8 + 14);
+    for r in &runs {
+        for k in RECORD_KEYS {
+            assert!(r.get(k).is_some(), "missing {k}");
+        }
+    }
     let md = std::fs::read_to_string(d.join("rep/report.md")).unwrap();
     let mut svgs = 0;
     for part in md.split("](").skip(1) {
@@ -810,16 +823,16 @@ fn reproduce_smoke_writes_results_report_and_plots() {
         assert!(svg.contains("<svg") && svg.contains("</svg>"));
         svgs += 1;
     }
-    assert_eq!(svgs, 7);
+    assert_eq!(svgs, 6);
     // Existing results are refused without --resume; with it nothing is rerun.
-    let o = run_in(d, &["reproduce", "--scale", "smoke", "--out", "rep"], &[]);
+    let o = run_in(d, &["reproduce", "--scale", "tiny", "--out", "rep"], &[]);
     assert_bad_input(&o, "--resume");
     let o = run_in(
         d,
         &[
             "reproduce",
             "--scale",
-            "smoke",
+            "tiny",
             "--out",
             "rep",
             "--resume",
