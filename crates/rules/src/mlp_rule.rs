@@ -43,8 +43,8 @@
 //! ```
 
 use widealign_models::{
-    backward_signals_into, gradients_into, Feedback, Grads, Mlp, MlpSpec, ModelError, Pathway,
-    Signals, Trace,
+    backward_signals_into, gradients_into, sgd_update_fused, Feedback, FusedBuffers, FusedFeedback,
+    Grads, Mlp, MlpSpec, ModelError, Pathway, Signals, Trace,
 };
 use widealign_tensor::{rng::SeedStream, Float, Mat};
 
@@ -98,6 +98,7 @@ pub struct MlpRule<T: Float> {
     frozen_trace: Trace<T>,
     signals: Signals<T>,
     grads: Grads<T>,
+    fused: FusedBuffers<T>,
 }
 
 impl<T: Float> MlpRule<T> {
@@ -139,6 +140,7 @@ impl<T: Float> MlpRule<T> {
             },
             signals: Signals::new(),
             grads: Grads::new(),
+            fused: FusedBuffers::new(),
         })
     }
 
@@ -258,6 +260,59 @@ impl<T: Float> MlpRule<T> {
     /// Size in bytes of the frozen-trace cache (0 without one).
     pub fn cache_bytes(&self) -> usize {
         self.cache.as_ref().map_or(0, FrozenCache::bytes)
+    }
+
+    /// One plain-SGD step of this rule applied directly to `model`: the update of
+    /// [`Rule::update`] times `−lr`, fused into the backward pass
+    /// ([`widealign_models::sgd_update_fused`]) so no gradient tensor is stored. The resulting
+    /// network is bit-identical to `update` followed by `model.apply_update(grads, lr)` (tested).
+    ///
+    /// # Errors
+    /// As [`Rule::update`].
+    pub fn sgd_step(
+        &mut self,
+        model: &mut Mlp<T>,
+        step: &StepInput<'_, Mlp<T>>,
+        lr: T,
+    ) -> Result<(), RulesError> {
+        self.check(model, step)?;
+        let MlpRule {
+            kind,
+            frozen,
+            feedback,
+            cache,
+            frozen_trace,
+            fused,
+            ..
+        } = self;
+        let live = step.live;
+        let fixed = FusedFeedback::Fixed;
+        let (fb, deriv, acts): (FusedFeedback<'_, T>, &Trace<T>, &Trace<T>) = match kind {
+            RuleKind::Bp => (FusedFeedback::Live, live, live),
+            RuleKind::Fa => (fixed(Feedback::Weights(feedback)), live, live),
+            RuleKind::Dfa => (fixed(Feedback::Direct(feedback)), live, live),
+            RuleKind::Readout => (fixed(Feedback::ReadoutOnly), live, live),
+            RuleKind::AlignProp => {
+                let f = frozen
+                    .as_ref()
+                    .expect("align rules hold the frozen network");
+                (fixed(Feedback::Weights(&f.weights)), live, live)
+            }
+            RuleKind::AlignAda | RuleKind::AlignZero => {
+                let f = frozen
+                    .as_ref()
+                    .expect("align rules hold the frozen network");
+                frozen_trace_into(f, cache.as_ref(), step.x, step.rows, frozen_trace)?;
+                let acts = if *kind == RuleKind::AlignZero {
+                    &*frozen_trace
+                } else {
+                    live
+                };
+                (fixed(Feedback::Weights(&f.weights)), &*frozen_trace, acts)
+            }
+        };
+        sgd_update_fused(model, fb, deriv, acts, step.err, lr, fused);
+        Ok(())
     }
 
     fn check(&self, model: &Mlp<T>, step: &StepInput<'_, Mlp<T>>) -> Result<(), RulesError> {
@@ -468,6 +523,7 @@ impl<T: Float> Rule<Mlp<T>> for MlpRule<T> {
             frozen_trace,
             signals,
             grads,
+            ..
         } = self;
         let live = step.live;
         // (feedback, derivative trace, activity trace) — the whole definition of each rule.

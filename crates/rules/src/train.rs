@@ -196,6 +196,7 @@ struct MlpTask<'d> {
     model: Mlp<f32>,
     rule: MlpRule<f32>,
     optimizer: Optimizer<f32>,
+    sgd: bool,
     batch: Batch,
     trace: Trace<f32>,
     err: Mat<f32>,
@@ -232,6 +233,7 @@ impl<'d> MlpTask<'d> {
             model,
             rule,
             optimizer: Optimizer::new(cfg.optimizer_kind()),
+            sgd: cfg.optimizer == OptimizerChoice::Sgd,
             batch: Batch::default(),
             trace: Trace {
                 pre: Vec::new(),
@@ -298,8 +300,13 @@ impl Task for MlpTask<'_> {
             live: &self.trace,
             err: &self.err,
         };
-        let grads = self.rule.update(&self.model, &step)?;
-        self.optimizer.step_mlp(&mut self.model, grads, lr as f32);
+        if self.sgd {
+            // Plain SGD fused into the backward pass: bit-identical, no gradient storage.
+            self.rule.sgd_step(&mut self.model, &step, lr as f32)?;
+        } else {
+            let grads = self.rule.update(&self.model, &step)?;
+            self.optimizer.step_mlp(&mut self.model, grads, lr as f32);
+        }
         Ok(loss)
     }
 

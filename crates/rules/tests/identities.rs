@@ -762,3 +762,43 @@ fn rnn_cached_frozen_trace_gives_the_same_updates() {
         assert!(msg.contains("cache"), "{msg}");
     }
 }
+
+#[test]
+fn mlp_fused_sgd_step_is_bit_identical_to_update_then_apply() {
+    let spec = MlpSpec::new(5, vec![24, 20], 3, Activation::Relu);
+    let s = SeedStream::new(12);
+    let x_train: Mat<f32> = s.gaussian_matrix("x", 16, 5, 1.0);
+    let rows = [2usize, 9, 15, 0, 4, 4, 11];
+    let x = Mat::from_fn(rows.len(), 5, |i, j| x_train[(rows[i], j)]);
+    let y: Mat<f32> = s.gaussian_matrix("y", rows.len(), 3, 1.0);
+    for kind in RuleKind::ALL {
+        for use_cache in [false, true] {
+            let init = Mlp::<f32>::new(&spec, 3).unwrap();
+            let (mut a, mut b) = (init.clone(), init.clone());
+            let mut ra = MlpRule::new(kind, &a).unwrap();
+            let mut rb = MlpRule::new(kind, &b).unwrap();
+            if use_cache {
+                rb.cache_frozen_trace(&x_train).unwrap();
+            }
+            for _ in 0..4 {
+                mlp_step(&mut ra, &mut a, &x, &y, 0.7);
+                let live = b.forward(&x).unwrap();
+                let (_, err) = Loss::Mse.evaluate(live.output(), &y).unwrap();
+                let step = StepInput {
+                    x: &x,
+                    rows: Some(&rows),
+                    live: &live,
+                    err: &err,
+                };
+                rb.sgd_step(&mut b, &step, 0.7).unwrap();
+            }
+            assert_ne!(a, init, "{kind}");
+            for (p, q) in a.params().iter().zip(b.params()) {
+                assert!(
+                    p.iter().zip(q).all(|(u, v)| u.to_bits() == v.to_bits()),
+                    "{kind} (cache {use_cache}): fused step differs"
+                );
+            }
+        }
+    }
+}
