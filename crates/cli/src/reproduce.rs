@@ -704,8 +704,19 @@ pub fn write_report(
     // 3. Low data.
     let l0 = plan.low_data.first().cloned().unwrap_or_default();
     md.push_str(&format!(
-        "## 3. Low data\n\nWidth {}, stratified training subsets of `{}`, lr {}, {} epochs; final test accuracy.\n\n",
-        l0.width, plan.dataset, l0.lr, l0.epochs
+        "## 3. Low data\n\nWidth {}, stratified training subsets of `{}`, lr {}, batch {}, {} epochs \
+         (so {} optimisation steps for the sizes {:?}: small subsets get few steps); final test accuracy.\n\n",
+        l0.width,
+        plan.dataset,
+        l0.lr,
+        l0.batch_size,
+        l0.epochs,
+        plan.sizes
+            .iter()
+            .map(|k| (l0.epochs * k.div_ceil(l0.batch_size.max(1))).to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.sizes
     ));
     let mut header = vec!["rule".to_string()];
     header.extend(plan.sizes.iter().map(|k| format!("{k} examples")));
@@ -716,7 +727,7 @@ pub fn write_report(
             l0.width
         ),
         "training examples",
-        Axis::Log2,
+        Axis::Log10,
         "test accuracy",
         Axis::Linear,
     );
