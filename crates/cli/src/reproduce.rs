@@ -136,7 +136,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, CliError> {
     let sizes = if tiny {
         vec![20, 40]
     } else {
-        vec![100, 300, 1000]
+        vec![100usize, 300, 1000]
     };
     // Low data: every subset size gets the same number of optimisation steps (a fixed epoch
     // count would give the 100-example runs a tenth of the steps of the 1000-example runs).
@@ -144,7 +144,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, CliError> {
     let mut low_data = Vec::new();
     for rule in RuleName::ALL {
         for &k in &sizes {
-            let steps_per_epoch = (k as usize).div_ceil(base.batch_size);
+            let steps_per_epoch = k.div_ceil(base.batch_size);
             low_data.push(TrainConfig {
                 rule,
                 width: pick(16, 512, 1024),
