@@ -24,9 +24,10 @@
 //! `docs/theory.md`.
 //!
 //! All products between kernels are entrywise. Every entry `(i, j)` follows its own scalar
-//! recursion (it only needs `x_i·x'_j` and the two diagonals), so kernels are computed block by
-//! block of columns in parallel with bounded memory: only the requested `N × M` outputs are
-//! allocated. Results are identical for any number of threads.
+//! recursion (it only needs `x_i·x'_j` and the two diagonals). The Gram matrix `x·x'ᵀ` is formed
+//! by one GEMM directly in the first requested output (only its upper triangle when `x' = x`),
+//! then blocks of columns run the recursions in parallel and overwrite it: only the requested
+//! `N × M` outputs are allocated. Results are identical for any number of threads.
 //!
 //! Cost: `O(N·M·(n_0 + L·c_φ))` where `c_φ` is one dual-kernel evaluation (closed form: a few
 //! transcendental functions; quadrature: a few thousand activation evaluations, see
@@ -51,7 +52,8 @@
 
 use rayon::prelude::*;
 use widealign_models::{BiasInit, MlpSpec, Parameterization};
-use widealign_tensor::{gemm, Activation, Mat};
+use widealign_tensor::gemm::{self, Op};
+use widealign_tensor::{Activation, Mat};
 
 use crate::dual::DualKernel;
 use crate::error::{check_finite, shape_err};
@@ -271,7 +273,8 @@ impl InfiniteMlp {
     /// Kernels between the rows of `x1` and of `x2` (`x2 = None` means `x2 = x1`, computed for
     /// `i ≤ j` and mirrored, so the result is exactly symmetric).
     ///
-    /// Memory: the requested `N × M` matrices plus `O(block·(N + n_0))` per thread.
+    /// Memory: the requested `N × M` matrices and nothing else of that size (the Gram matrix
+    /// `x1·x2ᵀ` is formed in the first of them and overwritten entry by entry).
     ///
     /// # Errors
     /// [`NtkError::Shape`] if a row length differs from `input_dim`, [`NtkError::NonFinite`] for
@@ -336,6 +339,11 @@ impl InfiniteMlp {
             }
         }
         let mut outputs: Vec<Mat<f64>> = slots.iter().map(|_| Mat::zeros(n, m)).collect();
+        // The Gram matrix x1·x2ᵀ goes straight into the first output (each entry is read before
+        // it is overwritten by its kernel value): no per-block copies, one large GEMM.
+        if let Some(gram) = outputs.first_mut() {
+            gram_into(x1, x2m, symmetric, gram);
+        }
         let block = options.block;
         {
             let mut per_block: Vec<Vec<&mut [f64]>> = Vec::new();
@@ -344,7 +352,7 @@ impl InfiniteMlp {
                 .iter_mut()
                 .map(|o| o.as_mut_slice().chunks_mut(chunk))
                 .collect();
-            if n > 0 {
+            if n > 0 && !slots.is_empty() {
                 for _ in 0..m.div_ceil(block) {
                     per_block.push(iters.iter_mut().map(|it| it.next().unwrap()).collect());
                 }
@@ -359,52 +367,64 @@ impl InfiniteMlp {
                 .for_each(|(bi, mut outs)| {
                     let c0 = bi * block;
                     let c1 = (c0 + block).min(m);
-                    let xb = x2m.rows(c0, c1 - c0).into_owned();
-                    let rows_needed = if symmetric { c1 } else { n };
-                    let xa = x1.rows(0, rows_needed).into_owned();
-                    let dots = gemm::matmul_nt(&xa, &xb); // rows_needed × (c1 − c0)
-                    let mut sig = vec![0.0; big_l];
-                    let mut sd = vec![0.0; big_l];
-                    let mut t = vec![0.0; big_l];
-                    let mut p = vec![0.0; big_l];
+                    // per-layer values for one chunk of rows of column j
+                    let mut sig = vec![[0.0; CHUNK]; big_l];
+                    let mut sd = vec![[0.0; CHUNK]; big_l];
+                    let mut t = vec![[0.0; CHUNK]; big_l];
+                    let mut p = vec![[0.0; CHUNK]; big_l];
+                    let (mut e, mut ed) = ([0.0; CHUNK], [0.0; CHUNK]);
                     for (jj, j) in (c0..c1).enumerate() {
                         let imax = if symmetric { j + 1 } else { n };
-                        for i in 0..imax {
+                        for i0 in (0..imax).step_by(CHUNK) {
+                            let i1 = (i0 + CHUNK).min(imax);
+                            let len = i1 - i0;
+                            let cols = jj * n + i0..jj * n + i1;
+                            for (s, &g) in sig[0].iter_mut().zip(&outs[0][cols.clone()]) {
+                                *s = sw2 * g / n0 + bias;
+                            }
                             // on the diagonal start from the per-input variance so that the
                             // entry repeats the diagonal recursion bit for bit (ρ = 1 exactly)
-                            let mut s = if symmetric && i == j {
-                                d1[0][i]
-                            } else {
-                                sw2 * dots[(i, jj)] / n0 + bias
-                            };
-                            let mut tt = s - bias + sb2;
-                            sig[0] = s;
-                            sd[0] = 0.0;
-                            t[0] = tt;
+                            if symmetric && (i0..i1).contains(&j) {
+                                sig[0][j - i0] = d1[0][j];
+                            }
+                            for k in 0..len {
+                                t[0][k] = sig[0][k] - bias + sb2;
+                            }
                             for l in 1..big_l {
-                                let (e, ed) = dual.eval(d1[l - 1][i], s, d2[l - 1][j]);
-                                let a = sw2 * e;
-                                s = a + bias;
-                                let sdot = sw2 * ed;
-                                tt = a + sb2 + sdot * tt;
-                                sig[l] = s;
-                                sd[l] = sdot;
-                                t[l] = tt;
+                                dual.eval_into(
+                                    &d1[l - 1][i0..i1],
+                                    &sig[l - 1][..len],
+                                    d2[l - 1][j],
+                                    &mut e[..len],
+                                    &mut ed[..len],
+                                );
+                                let (t_prev, t_cur) = t.split_at_mut(l);
+                                for k in 0..len {
+                                    let a = sw2 * e[k];
+                                    sig[l][k] = a + bias;
+                                    sd[l][k] = sw2 * ed[k];
+                                    t_cur[0][k] = a + sb2 + sd[l][k] * t_prev[l - 1][k];
+                                }
                             }
-                            p[big_l - 1] = 1.0;
-                            for l in (0..big_l - 1).rev() {
-                                p[l] = p[l + 1] * sd[l + 1];
+                            if request.layers {
+                                p[big_l - 1] = [1.0; CHUNK];
+                                for l in (0..big_l - 1).rev() {
+                                    let (p_cur, p_next) = p.split_at_mut(l + 1);
+                                    for k in 0..len {
+                                        p_cur[l][k] = p_next[0][k] * sd[l + 1][k];
+                                    }
+                                }
                             }
-                            let idx = jj * n + i;
                             for (slot, out) in slots.iter().zip(outs.iter_mut()) {
-                                out[idx] = match *slot {
-                                    Slot::Nngp => sig[big_l - 1],
-                                    Slot::Ntk => t[big_l - 1],
-                                    Slot::Forward(l) => sig[l],
-                                    Slot::Derivative(l) => sd[l],
-                                    Slot::LayerNtk(l) => t[l],
-                                    Slot::Backward(l) => p[l],
+                                let src = match *slot {
+                                    Slot::Nngp => &sig[big_l - 1],
+                                    Slot::Ntk => &t[big_l - 1],
+                                    Slot::Forward(l) => &sig[l],
+                                    Slot::Derivative(l) => &sd[l],
+                                    Slot::LayerNtk(l) => &t[l],
+                                    Slot::Backward(l) => &p[l],
                                 };
+                                out[cols.clone()].copy_from_slice(&src[..len]);
                             }
                         }
                     }
@@ -455,6 +475,35 @@ impl InfiniteMlp {
         let b = Mat::from_row_slice(1, y.len(), y);
         let k = self.kernels(&a, Some(&b), &KernelRequest::outputs(), options)?;
         Ok((k.nngp.unwrap()[(0, 0)], k.ntk.unwrap()[(0, 0)]))
+    }
+}
+
+/// Columns of the Gram matrix formed per GEMM call in the symmetric case (wide enough for the
+/// GEMM to run at full speed, narrow enough that the skipped lower triangle is small).
+const GRAM_BLOCK: usize = 256;
+
+/// Rows of one column whose recursions run together (as SIMD loops over the chunk).
+const CHUNK: usize = 64;
+
+/// `out ← x1·x2ᵀ`; when `symmetric` (`x2 = x1`) only the upper triangle, block of columns by
+/// block of columns, is formed (entries below the diagonal blocks are left untouched).
+fn gram_into(x1: &Mat<f64>, x2: &Mat<f64>, symmetric: bool, out: &mut Mat<f64>) {
+    if !symmetric {
+        gemm::gemm(1.0, x1, Op::N, x2, Op::T, 0.0, out);
+        return;
+    }
+    let m = x2.nrows();
+    for c0 in (0..m).step_by(GRAM_BLOCK) {
+        let c1 = (c0 + GRAM_BLOCK).min(m);
+        gemm::gemm_view(
+            1.0,
+            &x1.rows(0, c1),
+            Op::N,
+            &x2.rows(c0, c1 - c0),
+            Op::T,
+            0.0,
+            &mut out.view_mut((0, c0), (c1, c1 - c0)),
+        );
     }
 }
 
@@ -554,6 +603,64 @@ mod tests {
                 .max()
                 < 1e-13
         );
+    }
+
+    #[test]
+    fn many_gram_blocks_and_chunks_agree_with_the_cross_kernel() {
+        // more rows than GRAM_BLOCK and CHUNK, so the triangular Gram blocks, the row chunks and
+        // the mirror all take part; the cross kernel forms the whole Gram in one product
+        let n = GRAM_BLOCK + 45;
+        let x = inputs(n, 3);
+        for act in [Activation::Relu, Activation::Erf] {
+            let net = InfiniteMlp::from_spec(&spec(act, 3, BiasInit::Zero)).unwrap();
+            let opts = KernelOptions::default();
+            let sym = net.kernels(&x, None, &KernelRequest::all(), &opts).unwrap();
+            let cross = net
+                .kernels(&x, Some(&x), &KernelRequest::outputs(), &opts)
+                .unwrap();
+            let (s, c) = (sym.ntk.as_ref().unwrap(), cross.ntk.as_ref().unwrap());
+            let (sn, cn) = (sym.nngp.as_ref().unwrap(), cross.nngp.as_ref().unwrap());
+            let scale = s.abs().max();
+            for j in 0..n {
+                for i in 0..n {
+                    // ρ = ±1 pairs (the diagonal, rows 0–2 are colinear): the symmetric kernel
+                    // starts them from ρ = 1 exactly, the cross kernel from the rounded Gram, and
+                    // relu's θ = arccos ρ ≈ √(2(1 − ρ)) turns a 1e-16 difference into 1e-8
+                    let tol = if i == j || (i < 3 && j < 3) {
+                        1e-6
+                    } else {
+                        1e-12
+                    };
+                    for (a, b) in [(s, c), (sn, cn)] {
+                        let d = (a[(i, j)] - b[(i, j)]).abs();
+                        assert!(d < tol * scale, "{act} ({i}, {j}): {d}");
+                    }
+                }
+            }
+            assert_eq!(s, &s.transpose(), "{act}: not exactly symmetric");
+            // the layer shares (3 hidden layers and the readout) still sum to the NTK
+            let total = (1..=4).fold(Mat::zeros(n, n), |acc, l| acc + sym.layer_share(l));
+            assert!((total - s).abs().max() < 1e-12 * scale, "{act}");
+        }
+    }
+
+    #[test]
+    fn threaded_gram_and_blocks_give_the_same_bits() {
+        // large enough that the Gram products run on several threads
+        let x: Mat<f64> = SeedStream::new(4).gaussian_matrix("x", GRAM_BLOCK + 45, 64, 1.0);
+        let net =
+            InfiniteMlp::from_spec(&MlpSpec::uniform(64, 16, 2, 1, Activation::Relu)).unwrap();
+        let run = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    net.kernels(&x, None, &KernelRequest::all(), &KernelOptions::default())
+                        .unwrap()
+                })
+        };
+        assert_eq!(run(1), run(2));
     }
 
     #[test]

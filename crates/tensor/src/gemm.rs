@@ -26,6 +26,11 @@
 //! ```
 #![allow(unsafe_code)]
 
+use nalgebra::{
+    storage::{RawStorage, RawStorageMut},
+    Dyn, Matrix,
+};
+
 use crate::{Float, Mat};
 
 /// Whether a factor enters a product as stored ([`Op::N`]) or transposed ([`Op::T`]).
@@ -39,18 +44,25 @@ pub enum Op {
 
 impl Op {
     /// Shape of `op(m)` as (rows, cols).
-    fn shape<T: Float>(self, m: &Mat<T>) -> (usize, usize) {
+    fn shape<T: Float, S: RawStorage<T, Dyn, Dyn>>(
+        self,
+        m: &Matrix<T, Dyn, Dyn, S>,
+    ) -> (usize, usize) {
         match self {
             Op::N => (m.nrows(), m.ncols()),
             Op::T => (m.ncols(), m.nrows()),
         }
     }
-    /// (column stride, row stride) of `op(m)` for column-major storage.
-    fn strides<T: Float>(self, m: &Mat<T>) -> (isize, isize) {
-        let ld = m.nrows() as isize;
+    /// (column stride, row stride) of `op(m)`, from the storage's own strides.
+    fn strides<T: Float, S: RawStorage<T, Dyn, Dyn>>(
+        self,
+        m: &Matrix<T, Dyn, Dyn, S>,
+    ) -> (isize, isize) {
+        let (rs, cs) = m.strides();
+        let (rs, cs) = (rs as isize, cs as isize);
         match self {
-            Op::N => (ld, 1),
-            Op::T => (1, ld),
+            Op::N => (cs, rs),
+            Op::T => (rs, cs),
         }
     }
 }
@@ -79,6 +91,38 @@ pub fn gemm<T: Float>(
     beta: T,
     c: &mut Mat<T>,
 ) {
+    gemm_view(alpha, a, op_a, b, op_b, beta, c);
+}
+
+/// [`gemm`] on any dense matrices or views (`m.rows(..)`, `m.columns_mut(..)`, …) of dynamic
+/// shape: the strides of each operand are read from its storage, so sub-matrices are multiplied
+/// in place, without copies.
+///
+/// ```
+/// use widealign_tensor::{gemm::{gemm_view, Op}, Mat};
+/// let x = Mat::<f64>::from_row_slice(3, 2, &[1., 2., 3., 4., 5., 6.]);
+/// let mut g = Mat::<f64>::zeros(3, 3);
+/// // the Gram block of rows 0..2 against row 2, written into column 2 of g
+/// gemm_view(1.0, &x.rows(0, 2), Op::N, &x.rows(2, 1), Op::T, 0.0, &mut g.view_mut((0, 2), (2, 1)));
+/// assert_eq!((g[(0, 2)], g[(1, 2)]), (17.0, 39.0));
+/// ```
+///
+/// # Panics
+/// As [`gemm`].
+pub fn gemm_view<T, SA, SB, SC>(
+    alpha: T,
+    a: &Matrix<T, Dyn, Dyn, SA>,
+    op_a: Op,
+    b: &Matrix<T, Dyn, Dyn, SB>,
+    op_b: Op,
+    beta: T,
+    c: &mut Matrix<T, Dyn, Dyn, SC>,
+) where
+    T: Float,
+    SA: RawStorage<T, Dyn, Dyn>,
+    SB: RawStorage<T, Dyn, Dyn>,
+    SC: RawStorageMut<T, Dyn, Dyn>,
+{
     let (m, k) = op_a.shape(a);
     let (k2, n) = op_b.shape(b);
     assert!(
@@ -100,7 +144,7 @@ pub fn gemm<T: Float>(
     }
     let (a_cs, a_rs) = op_a.strides(a);
     let (b_cs, b_rs) = op_b.strides(b);
-    let c_cs = c.nrows() as isize;
+    let (c_rs, c_cs) = c.strides();
     let parallelism = if m * n * k >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
@@ -108,7 +152,7 @@ pub fn gemm<T: Float>(
     };
     let read_dst = beta != T::zero();
     // SAFETY: the pointers come from live matrices whose shapes were checked above, the strides
-    // describe their column-major storage, and `c` is borrowed mutably so it aliases neither input.
+    // are those of their storage, and `c` is borrowed mutably so it aliases neither input.
     // The `gemm` crate computes dst := alpha·dst + beta·lhs·rhs, so our (alpha, beta) are swapped.
     unsafe {
         gemm::gemm(
@@ -116,8 +160,8 @@ pub fn gemm<T: Float>(
             n,
             k,
             c.as_mut_ptr(),
-            c_cs,
-            1,
+            c_cs as isize,
+            c_rs as isize,
             read_dst,
             a.as_ptr(),
             a_cs,
@@ -236,6 +280,47 @@ mod tests {
                 .max()
                 < 1e-12
         );
+    }
+
+    #[test]
+    fn views_multiply_in_place_without_touching_the_rest() {
+        let s = SeedStream::new(2);
+        let x: Mat<f64> = s.gaussian_matrix("x", 40, 9, 1.0);
+        let y: Mat<f64> = s.gaussian_matrix("y", 30, 9, 1.0);
+        let mut g = Mat::<f64>::from_element(40, 30, 7.0);
+        // rows 3..25 of x against rows 5..17 of y, into the matching block of g
+        gemm_view(
+            1.0,
+            &x.rows(3, 22),
+            Op::N,
+            &y.rows(5, 12),
+            Op::T,
+            0.0,
+            &mut g.view_mut((3, 5), (22, 12)),
+        );
+        let full = &x * y.transpose();
+        for j in 0..30 {
+            for i in 0..40 {
+                if (3..25).contains(&i) && (5..17).contains(&j) {
+                    assert!((g[(i, j)] - full[(i, j)]).abs() < 1e-12, "({i}, {j})");
+                } else {
+                    assert_eq!(g[(i, j)], 7.0, "({i}, {j}) outside the view was written");
+                }
+            }
+        }
+        // a transposed view operand (rows of xᵀ are columns of x)
+        let xt = x.transpose();
+        let mut h = Mat::<f64>::zeros(9, 4);
+        gemm_view(
+            1.0,
+            &xt.columns(0, 40),
+            Op::N,
+            &x.columns(2, 4),
+            Op::N,
+            0.0,
+            &mut h,
+        );
+        assert!((h - xt * x.columns(2, 4)).abs().max() < 1e-12);
     }
 
     #[test]
