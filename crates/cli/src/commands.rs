@@ -137,8 +137,8 @@ pub fn describe(cfg: &TrainConfig, r: &RunResult) -> String {
     let mut s = format!("{}: ", cfg.label());
     if r.diverged {
         s.push_str(&format!(
-            "DIVERGED in epoch {} ({} epochs completed); ",
-            r.diverged_epoch.unwrap_or(0),
+            "{} ({} epochs completed); ",
+            r.divergence(),
             r.epochs_completed
         ));
     }

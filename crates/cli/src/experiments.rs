@@ -273,8 +273,8 @@ pub fn align_cmd(a: &AlignArgs, progress: &Progress) -> Result<(), CliError> {
         drop(rp);
         if run.result.diverged {
             progress.log(&format!(
-                "align: width {width} diverged in epoch {:?}; its alignment is reported as null",
-                run.result.diverged_epoch
+                "align: width {width} {}; its alignment is reported as null",
+                run.result.divergence()
             ));
         }
         progress.log(&format!(

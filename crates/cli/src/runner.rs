@@ -81,6 +81,16 @@ pub struct RunResult {
     pub history: Vec<EpochRecord>,
 }
 
+impl RunResult {
+    /// "diverged in epoch k" (or just "diverged" when the epoch is unknown), for log lines.
+    pub fn divergence(&self) -> String {
+        match self.diverged_epoch {
+            Some(e) => format!("diverged in epoch {e}"),
+            None => "diverged".to_string(),
+        }
+    }
+}
+
 /// The JSON object of one finished run: `widealign train --json`, `train --out` and every
 /// line of a sweep's results file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -215,6 +225,14 @@ mod tests {
         assert_eq!(r.test_loss, 0.4);
         assert!(!r.diverged);
         assert_eq!(r.epochs_completed, 3);
+    }
+
+    #[test]
+    fn divergence_reads_as_words() {
+        let r = summarise(vec![rec(1, f64::NAN, f64::NAN)], Some(31), 0.1);
+        assert_eq!(r.divergence(), "diverged in epoch 31");
+        let r = summarise(vec![], None, 0.1);
+        assert_eq!(r.divergence(), "diverged");
     }
 
     #[test]

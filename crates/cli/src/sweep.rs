@@ -479,7 +479,7 @@ pub fn run_sweep(
             Ok(result) => {
                 let diverged = result.diverged;
                 let metric = match (result.diverged, result.test_accuracy) {
-                    (true, _) => format!("diverged in epoch {:?}", result.diverged_epoch),
+                    (true, _) => result.divergence(),
                     (false, Some(a)) => format!("test accuracy {:.4}", a),
                     (false, None) => format!("best test loss {:.5}", result.best_test_loss),
                 };
