@@ -21,7 +21,8 @@
 //!   consecutive batches.
 //! * `rnn`: one backprop-through-time step of the ReLU Elman RNN (input 1, output 1) on Bernoulli
 //!   inputs, sequence length `--seq-len`, batch `--batch`, MSE summed over steps, plain SGD.
-//! * `gemm`: `C = A·B` for `n × n` f32 matrices.
+//! * `gemm`: `C = A·B` for `n × n` f32 matrices, or `m × k` times `k × n` with `--m`/`--k`
+//!   (`--transpose-b`: `B` stored `n × k` and used transposed, the forward-layer form).
 //! * `ntk`: the analytic NNGP and NTK of `--n` Gaussian inputs (dimension `--input-dim`, default
 //!   784) with themselves, ReLU, `--depth` hidden layers, NTK parameterisation (w_std 1, b_std 0.1,
 //!   Gaussian initial biases, as neural-tangents' `stax.Dense`).
@@ -56,7 +57,7 @@ impl Args {
             let key = k
                 .strip_prefix("--")
                 .ok_or_else(|| format!("expected a --flag, got {k:?}"))?;
-            if matches!(key, "no-cache" | "fused" | "unfused") {
+            if matches!(key, "no-cache" | "fused" | "unfused" | "transpose-b") {
                 map.insert(key.to_string(), "true".to_string());
             } else {
                 let v = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
@@ -277,20 +278,27 @@ fn rnn(a: &Args) -> Res<()> {
 
 fn gemm_mode(a: &Args) -> Res<()> {
     let n = a.usize("n", 1024)?;
+    let (m, k) = (a.usize("m", n)?, a.usize("k", n)?);
+    let transpose_b = a.flag("transpose-b");
     let reps = a.usize("steps", 20)?;
     let s = SeedStream::new(0).child("perf-gemm");
-    let x: Mat<f32> = s.gaussian_matrix("a", n, n, 1.0);
-    let y: Mat<f32> = s.gaussian_matrix("b", n, n, 1.0);
-    let mut c = Mat::<f32>::zeros(n, n);
+    let x: Mat<f32> = s.gaussian_matrix("a", m, k, 1.0);
+    let (op_b, y): (gemm::Op, Mat<f32>) = if transpose_b {
+        (gemm::Op::T, s.gaussian_matrix("b", n, k, 1.0))
+    } else {
+        (gemm::Op::N, s.gaussian_matrix("b", k, n, 1.0))
+    };
+    let mut c = Mat::<f32>::zeros(m, n);
     let (best, median, _) = time_reps(3, reps, || {
-        gemm::gemm(1.0, &x, gemm::Op::N, &y, gemm::Op::N, 0.0, &mut c);
+        gemm::gemm(1.0, &x, gemm::Op::N, &y, op_b, 0.0, &mut c);
         Ok(())
     })?;
-    let flops = 2.0 * (n as f64).powi(3);
+    let flops = 2.0 * m as f64 * n as f64 * k as f64;
     println!(
         "{}",
         serde_json::json!({
-            "impl": "widealign", "what": "gemm", "n": n, "reps": reps, "best_ms": best,
+            "impl": "widealign", "what": "gemm", "m": m, "n": n, "k": k,
+            "transpose_b": transpose_b, "reps": reps, "best_ms": best,
             "median_ms": median, "gflops": flops / best / 1e6,
             "threads": rayon::current_num_threads(),
         })
