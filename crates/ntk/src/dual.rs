@@ -210,26 +210,8 @@ impl DualKernel {
             "eval_into: slice lengths differ"
         );
         match (&self.integrator, self.act) {
-            (None, Activation::Relu) => {
-                pulp::Arch::new().dispatch(Column {
-                    form: relu,
-                    k11,
-                    k12,
-                    k22,
-                    e,
-                    ed,
-                });
-            }
-            (None, Activation::Erf) => {
-                pulp::Arch::new().dispatch(Column {
-                    form: erf,
-                    k11,
-                    k12,
-                    k22,
-                    e,
-                    ed,
-                });
-            }
+            (None, Activation::Relu) => Column::run(relu, k11, k12, k22, e, ed),
+            (None, Activation::Erf) => Column::run(erf, k11, k12, k22, e, ed),
             _ => {
                 for i in 0..n {
                     (e[i], ed[i]) = self.eval(k11[i], k12[i], k22);
@@ -248,6 +230,20 @@ struct Column<'a, F> {
     k22: f64,
     e: &'a mut [f64],
     ed: &'a mut [f64],
+}
+
+impl<'a, F: Fn(f64, f64, f64) -> (f64, f64)> Column<'a, F> {
+    /// Evaluates `form` over the column with the widest instruction set available.
+    fn run(form: F, k11: &'a [f64], k12: &'a [f64], k22: f64, e: &'a mut [f64], ed: &'a mut [f64]) {
+        pulp::Arch::new().dispatch(Column {
+            form,
+            k11,
+            k12,
+            k22,
+            e,
+            ed,
+        });
+    }
 }
 
 impl<F: Fn(f64, f64, f64) -> (f64, f64)> pulp::WithSimd for Column<'_, F> {
