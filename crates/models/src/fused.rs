@@ -3,25 +3,27 @@
 //! [`backward_signals`](crate::backward_signals) + [`gradients`](crate::gradients) +
 //! [`Mlp::apply_update`] keep every signal `D^l` and every gradient `∂W^l` at once, so a training
 //! step needs memory for the weights twice. For plain SGD the update of layer `l` only needs
-//! `D^l` and `A^{l−1}`, so it can be applied as soon as `D^l` is known — once the signal of the
-//! layer below, `D^{l−1} = φ'(H^{l−1}) ⊙ (m_l · D^l · M^l)`, has been formed (for backprop
-//! `M^l = W^l` must still be the weight before the update):
+//! `D^l` and `A^{l−1}`, so it can be applied as soon as `D^l` is final. The fused step runs the
+//! one backward loop of [`crate::mlp`] (the same code as `backward_signals`) and applies the
+//! update of layer `l` in the loop's per-layer hook, which runs once the signal of the layer
+//! below, `D^{l−1} = φ'(H^{l−1}) ⊙ (m_l · D^l · M^l)`, has been formed (so for backprop
+//! `M^l = W^l` is still the weight before the update):
 //!
 //! ```text
 //! for l = L, L−1, …, 1:
 //!     D^{l−1} ← φ'(H^{l−1}) ⊙ (m_l · D^l · M^l)              (l > 1; pathway as in Feedback)
-//!     W^l[:, J] ← W^l[:, J] − lr · (m_l · D^lᵀ · A^{l−1}[:, J])   for column blocks J
-//!     b^l ← b^l − lr · (s · Σ_rows D^l)
+//!     hook:  W^l[:, J] ← W^l[:, J] − lr · (m_l · D^lᵀ · A^{l−1}[:, J])   for column blocks J
+//!            b^l ← b^l − lr · (s · Σ_rows D^l)
 //! ```
 //!
 //! The gradient of one column block `J` of `W^l` lives in a small reused buffer, so the extra
 //! memory is the signals (`B × n_l` per layer) and two blocks per layer (at most about 4 MB
 //! each), instead of
 //! `Σ_l (n_l·n_{l−1} + n_l)` gradient values plus all signals. Every number is computed by
-//! the same expression as in the unfused path (the same GEMM summation order over the batch, the
-//! same `f64` bias sums, the same `w − lr·g` rounding), so the updated network is **bit-identical**
-//! to `gradients` + `apply_update` (tested in `tests/fused.rs`), and like them independent of
-//! the number of threads.
+//! the same expression as in the unfused path (the same signal code, the same GEMM summation
+//! order over the batch, the same `f64` bias sums, the same `w − lr·g` rounding), so the updated
+//! network is **bit-identical** to `gradients` + `apply_update` (tested in `tests/fused.rs`), and
+//! like them independent of the number of threads.
 //!
 //! Cost: the flops of the unfused path; memory traffic of the update drops from four passes over
 //! the weights (write `∂W`, read `∂W` and `W`, write `W`) to two (read and write `W`).
@@ -53,8 +55,8 @@ use widealign_tensor::{
     reduce, Float, Mat,
 };
 
-use crate::mlp::ensure_shape;
-use crate::{Feedback, Mlp, Trace};
+use crate::mlp::{backward_pass, ensure_shape};
+use crate::{Feedback, Mlp, MlpSpec, Trace};
 
 /// Which matrices carry the signal in [`sgd_update_fused`].
 #[derive(Clone, Copy, Debug)]
@@ -72,7 +74,7 @@ pub enum FusedFeedback<'a, T: Float> {
 /// first step.
 #[derive(Clone, Debug)]
 pub struct FusedBuffers<T: Float> {
-    signals: Vec<Mat<T>>,
+    signals: Vec<Option<Mat<T>>>,
     a_blocks: Vec<[Mat<T>; 2]>,
     g_blocks: Vec<[Mat<T>; 2]>,
 }
@@ -95,7 +97,12 @@ impl<T: Float> FusedBuffers<T> {
 
     /// Bytes currently held.
     pub fn bytes(&self) -> usize {
-        let n: usize = self.signals.iter().map(|m| m.len()).sum::<usize>()
+        let n: usize = self
+            .signals
+            .iter()
+            .flatten()
+            .map(|m| m.len())
+            .sum::<usize>()
             + self
                 .a_blocks
                 .iter()
@@ -174,96 +181,34 @@ pub fn sgd_update_fused<T: Float>(
     lr: T,
     buffers: &mut FusedBuffers<T>,
 ) {
-    let spec = net.spec.clone();
+    // Disjoint borrows: the loop reads the spec while the hook updates weights and biases.
+    let Mlp {
+        spec,
+        weights,
+        biases,
+        ..
+    } = net;
+    let spec: &MlpSpec = spec;
     let depth = spec.depth();
     let widths = spec.widths();
     let batch = err.nrows();
-    assert_eq!(
-        err.shape(),
-        (batch, spec.output_dim),
-        "sgd_update_fused: error is {}×{}, the spec has {} outputs",
-        err.nrows(),
-        err.ncols(),
-        spec.output_dim
-    );
     assert_eq!(
         activities.act.len(),
         depth,
         "sgd_update_fused: activity trace has {} layers, the spec {depth}",
         activities.act.len()
     );
-    match feedback {
-        FusedFeedback::Fixed(Feedback::Weights(ms)) => assert_eq!(
-            ms.len(),
-            depth,
-            "sgd_update_fused: Feedback::Weights needs {depth} matrices, got {}",
-            ms.len()
-        ),
-        FusedFeedback::Fixed(Feedback::Direct(ds)) => assert_eq!(
-            ds.len(),
-            depth - 1,
-            "sgd_update_fused: Feedback::Direct needs {} matrices, got {}",
-            depth - 1,
-            ds.len()
-        ),
-        FusedFeedback::Live | FusedFeedback::Fixed(Feedback::ReadoutOnly) => {}
-    }
-    if !matches!(feedback, FusedFeedback::Fixed(Feedback::ReadoutOnly)) {
-        assert_eq!(
-            derivatives.pre.len(),
-            depth,
-            "sgd_update_fused: derivative trace has {} layers, the spec {depth}",
-            derivatives.pre.len()
-        );
-    }
     let s = T::cast(spec.param.bias_multiplier());
+    let FusedBuffers {
+        signals,
+        a_blocks,
+        g_blocks,
+    } = buffers;
     let empty = || Mat::zeros(0, 0);
-    buffers.signals.resize_with(depth, empty);
-    buffers.a_blocks.resize_with(depth, || [empty(), empty()]);
-    buffers.g_blocks.resize_with(depth, || [empty(), empty()]);
-    // signals[l − 1] holds D^l for l < L (D^L is `err` itself).
-    for l in (1..=depth).rev() {
-        let (lower_part, upper_part) = buffers.signals.split_at_mut(l - 1);
-        let d_cur: &Mat<T> = if l == depth { err } else { &upper_part[0] };
-        // 1. the signal of the layer below, from the weights before this layer's update
-        let below = l > 1
-            && match feedback {
-                FusedFeedback::Fixed(Feedback::ReadoutOnly) => false,
-                FusedFeedback::Live | FusedFeedback::Fixed(Feedback::Weights(_)) => {
-                    let m_mat = match feedback {
-                        FusedFeedback::Fixed(Feedback::Weights(ms)) => &ms[l - 1],
-                        _ => &net.weights[l - 1],
-                    };
-                    let lower = &mut lower_part[l - 2];
-                    ensure_shape(lower, batch, widths[l - 1]);
-                    let mult = T::cast(spec.param.weight_multiplier(widths[l - 1]));
-                    gemm(mult, d_cur, Op::N, m_mat, Op::N, T::zero(), lower);
-                    true
-                }
-                FusedFeedback::Fixed(Feedback::Direct(ds)) => {
-                    let lower = &mut lower_part[l - 2];
-                    ensure_shape(lower, batch, widths[l - 1]);
-                    gemm(T::one(), err, Op::N, &ds[l - 2], Op::T, T::zero(), lower);
-                    true
-                }
-            };
-        if below {
-            let lower = &mut lower_part[l - 2];
-            let h = &derivatives.pre[l - 2];
-            assert_eq!(
-                h.shape(),
-                lower.shape(),
-                "sgd_update_fused: derivative trace layer {} is {}×{}, signal is {}×{}",
-                l - 1,
-                h.nrows(),
-                h.ncols(),
-                lower.nrows(),
-                lower.ncols()
-            );
-            spec.activation
-                .mul_derivative(h.as_slice(), lower.as_mut_slice());
-        }
-        // 2. this layer's update, one column block of W^l at a time
+    a_blocks.resize_with(depth, || [empty(), empty()]);
+    g_blocks.resize_with(depth, || [empty(), empty()]);
+    // The hook: D^l is final, D^{l−1} has been formed from W^l, so W^l may change now.
+    let update_layer = |l: usize, d: &Mat<T>, weights: &mut [Mat<T>]| {
         let a = &activities.act[l - 1];
         let (rows, cols) = (widths[l], widths[l - 1]);
         assert_eq!(
@@ -274,18 +219,12 @@ pub fn sgd_update_fused<T: Float>(
             a.nrows(),
             a.ncols()
         );
-        assert_eq!(
-            d_cur.shape(),
-            (batch, rows),
-            "sgd_update_fused: signal D^{l} is {}×{}, expected {batch}×{rows}",
-            d_cur.nrows(),
-            d_cur.ncols()
-        );
+        // W^l, one column block at a time
         let m = T::cast(spec.param.weight_multiplier(cols));
-        let w = net.weights[l - 1].as_mut_slice();
+        let w = weights[l - 1].as_mut_slice();
         let blocks = column_blocks(rows, cols);
         let narrow = blocks.iter().map(|&(j0, j1)| j1 - j0).min().unwrap_or(cols);
-        let (a_pair, g_pair) = (&mut buffers.a_blocks[l - 1], &mut buffers.g_blocks[l - 1]);
+        let (a_pair, g_pair) = (&mut a_blocks[l - 1], &mut g_blocks[l - 1]);
         for (j0, j1) in blocks {
             let width = j1 - j0;
             let slot = (width - narrow).min(1);
@@ -301,19 +240,26 @@ pub fn sgd_update_fused<T: Float>(
             };
             let g_block = &mut g_pair[slot];
             ensure_shape(g_block, rows, width);
-            gemm(m, d_cur, Op::T, g_src, Op::N, T::zero(), g_block);
+            gemm(m, d, Op::T, g_src, Op::N, T::zero(), g_block);
             elementwise::axpy(-lr, g_block.as_slice(), &mut w[j0 * rows..j1 * rows]);
         }
-        let mut gb = reduce::column_sums(d_cur);
+        // b^l
+        let mut gb = reduce::column_sums(d);
         if s != T::one() {
             elementwise::scale(s, &mut gb);
         }
-        elementwise::axpy(-lr, &gb, &mut net.biases[l - 1]);
-        if !below {
-            // nothing reaches the layers below (readout only, or the first layer)
-            break;
-        }
-    }
+        elementwise::axpy(-lr, &gb, &mut biases[l - 1]);
+    };
+    backward_pass(
+        "sgd_update_fused",
+        spec,
+        feedback,
+        derivatives,
+        err,
+        signals,
+        weights,
+        update_layer,
+    );
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! * [`Loss`] — the reference MSE (mean over batch and outputs) and softmax cross-entropy;
 //!   [`one_hot_targets`] (one-hot − 0.1) and [`accuracy`].
 //! * [`sgd_step_fused`] / [`sgd_update_fused`] — plain SGD applied layer by layer inside the
-//!   backward pass, bit-identical to gradients + update but without storing any gradient.
+//!   backward pass (the same loop as [`backward_signals`]), bit-identical to gradients + update
+//!   but without storing any gradient.
 //! * [`Optimizer`] — SGD and bias-corrected Adam over the models' parameter tensors.
 //! * [`checkpoint`] — save and load networks bit-exactly ([`Mlp::save`], [`Mlp::load`],
 //!   [`Rnn::save`], [`Rnn::load`]), with a self-describing, validated header.

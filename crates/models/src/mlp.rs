@@ -28,7 +28,24 @@
 //!    `∂W^l = m_l · D^lᵀ · A^{l−1}` and `∂b^l = s · Σ_rows D^l`.
 //!
 //! Backprop is the live pathway (live weights, live trace) plus the live activities; Align-zero
-//! is the frozen pathway plus the frozen activities; and so on. There is only one backward loop.
+//! is the frozen pathway plus the frozen activities; and so on.
+//!
+//! There is only one backward loop, shared with the fused SGD step of [`crate::fused`]:
+//!
+//! ```text
+//! D^L = E
+//! for l = L, L−1, …, 1:
+//!     if l > 1 and the pathway reaches below the output:
+//!         D^{l−1} ← φ'(H^{l−1}) ⊙ (m_l · D^l · M^l)      (Feedback::Weights, or the live weights)
+//!         D^{l−1} ← φ'(H^{l−1}) ⊙ (E · D_{l−1}ᵀ)         (Feedback::Direct)
+//!     D^l is final: run the caller's hook for layer l
+//!     stop if nothing reached layer l − 1              (Feedback::ReadoutOnly, or l = 1)
+//! ```
+//!
+//! [`backward_signals`] runs it with a hook that does nothing and keeps every `D^l`;
+//! [`sgd_update_fused`](crate::sgd_update_fused) runs it with a hook that applies the SGD update
+//! of layer `l` at once. The hook runs after `D^{l−1}` was formed, so for backprop `M^l = W^l` is
+//! still the weight before its update.
 //!
 //! ```
 //! use widealign_models::{backward_signals, gradients, Feedback, Loss, Mlp, MlpSpec, Pathway};
@@ -58,7 +75,7 @@ use widealign_tensor::{
     Float, Mat,
 };
 
-use crate::{BiasInit, MlpSpec, ModelError};
+use crate::{BiasInit, FusedFeedback, MlpSpec, ModelError};
 
 /// A fully connected network with its weights.
 ///
@@ -380,81 +397,134 @@ pub fn backward_signals_into<T: Float>(
     err: &Mat<T>,
     out: &mut Signals<T>,
 ) {
+    // Nothing to do once a signal is final: the caller wants them all.
+    backward_pass(
+        "backward_signals",
+        spec,
+        FusedFeedback::Fixed(pathway.feedback),
+        pathway.derivatives,
+        err,
+        &mut out.d,
+        &mut [],
+        |_, _, _| {},
+    );
+    let top = out.d[spec.depth() - 1].get_or_insert_with(|| Mat::zeros(0, 0));
+    ensure_shape(top, err.nrows(), spec.output_dim);
+    top.copy_from(err);
+}
+
+/// The one backward loop of every MLP rule (see the module docs).
+///
+/// For `l = L, L−1, …, 1`, with `D^L = err`: forms `D^{l−1}` in `signals[l − 2]` through the
+/// pathway (`m_l · D^l · M^l` for weight feedback, `E · D_{l−1}ᵀ` for direct feedback) gated by
+/// `φ'(derivatives.pre[l − 2])`, then calls `layer_done(l, D^l, live)`: `D^l` is final and the
+/// signal below it no longer needs `M^l`. The loop stops after the first layer, or after the
+/// output layer for [`Feedback::ReadoutOnly`], whose unreached slots are set to `None`.
+///
+/// `signals` is resized to `L` entries; entry `L − 1` (`D^L`, which is `err` itself) is left as
+/// it is. With [`FusedFeedback::Live`], `M^l` is `live[l − 1]`, read before `layer_done` may
+/// change it (the fused SGD step updates `W^l` there); otherwise `live` is only passed through.
+///
+/// `who` names the public caller in the panic messages.
+///
+/// # Panics
+/// If `err`, the derivative trace or the feedback matrices do not have the shapes `spec` implies
+/// (internal invariants: they are built by the program from the model, not read from user input).
+pub(crate) fn backward_pass<T: Float>(
+    who: &str,
+    spec: &MlpSpec,
+    feedback: FusedFeedback<'_, T>,
+    derivatives: &Trace<T>,
+    err: &Mat<T>,
+    signals: &mut Vec<Option<Mat<T>>>,
+    live: &mut [Mat<T>],
+    mut layer_done: impl FnMut(usize, &Mat<T>, &mut [Mat<T>]),
+) {
     let depth = spec.depth();
     let widths = spec.widths();
     let batch = err.nrows();
     assert_eq!(
         err.shape(),
         (batch, spec.output_dim),
-        "backward_signals: error is {}×{}, the spec has {} outputs",
+        "{who}: error is {}×{}, the spec has {} outputs",
         err.nrows(),
         err.ncols(),
         spec.output_dim
     );
-    let pre = &pathway.derivatives.pre;
-    assert_eq!(
-        pre.len(),
-        depth,
-        "backward_signals: derivative trace has {} layers, the spec {depth}",
-        pre.len()
-    );
-    match pathway.feedback {
-        Feedback::Weights(ms) => assert_eq!(
+    match feedback {
+        FusedFeedback::Live => assert_eq!(
+            live.len(),
+            depth,
+            "{who}: the live pathway needs {depth} weights, got {}",
+            live.len()
+        ),
+        FusedFeedback::Fixed(Feedback::Weights(ms)) => assert_eq!(
             ms.len(),
             depth,
-            "backward_signals: Feedback::Weights needs {depth} matrices, got {}",
+            "{who}: Feedback::Weights needs {depth} matrices, got {}",
             ms.len()
         ),
-        Feedback::Direct(ds) => assert_eq!(
+        FusedFeedback::Fixed(Feedback::Direct(ds)) => assert_eq!(
             ds.len(),
             depth - 1,
-            "backward_signals: Feedback::Direct needs {} matrices, got {}",
+            "{who}: Feedback::Direct needs {} matrices, got {}",
             depth - 1,
             ds.len()
         ),
-        Feedback::ReadoutOnly => {}
+        FusedFeedback::Fixed(Feedback::ReadoutOnly) => {}
     }
-    out.d.resize_with(depth, || None);
-    let top = out.d[depth - 1].get_or_insert_with(|| Mat::zeros(0, 0));
-    ensure_shape(top, batch, spec.output_dim);
-    top.copy_from(err);
-    // The one backward loop: D^l from D^{l+1} (or E) through the pathway, then ⊙ φ'(H^l).
-    for l in (1..depth).rev() {
-        let (lower, upper) = out.d.split_at_mut(l);
-        let slot = &mut lower[l - 1];
-        let d = match pathway.feedback {
-            Feedback::ReadoutOnly => {
-                *slot = None;
-                continue;
-            }
-            Feedback::Weights(ms) => {
-                let d_next = upper[0].as_ref().expect("signal above is computed");
-                let m = &ms[l];
-                let d = slot.get_or_insert_with(|| Mat::zeros(0, 0));
-                ensure_shape(d, batch, widths[l]);
-                let mult = T::cast(spec.param.weight_multiplier(widths[l]));
-                gemm(mult, d_next, Op::N, m, Op::N, T::zero(), d);
-                d
-            }
-            Feedback::Direct(ds) => {
-                let d = slot.get_or_insert_with(|| Mat::zeros(0, 0));
-                ensure_shape(d, batch, widths[l]);
-                gemm(T::one(), err, Op::N, &ds[l - 1], Op::T, T::zero(), d);
-                d
-            }
-        };
-        let h = &pre[l - 1];
+    let pre = &derivatives.pre;
+    if !matches!(feedback, FusedFeedback::Fixed(Feedback::ReadoutOnly)) {
         assert_eq!(
-            h.shape(),
-            d.shape(),
-            "backward_signals: derivative trace layer {l} is {}×{}, signal is {}×{}",
-            h.nrows(),
-            h.ncols(),
-            d.nrows(),
-            d.ncols()
+            pre.len(),
+            depth,
+            "{who}: derivative trace has {} layers, the spec {depth}",
+            pre.len()
         );
-        spec.activation
-            .mul_derivative(h.as_slice(), d.as_mut_slice());
+    }
+    signals.resize_with(depth, || None);
+    for l in (1..=depth).rev() {
+        let (lower, upper) = signals.split_at_mut(l - 1);
+        let d: &Mat<T> = if l == depth {
+            err
+        } else {
+            upper[0].as_ref().expect("D^l was formed one step above")
+        };
+        // The product that carries the signal below: `alpha · left · op(right)`.
+        let mult = || T::cast(spec.param.weight_multiplier(widths[l - 1]));
+        let product = match feedback {
+            _ if l == 1 => None,
+            FusedFeedback::Fixed(Feedback::ReadoutOnly) => None,
+            FusedFeedback::Live => Some((mult(), d, &live[l - 1], Op::N)),
+            FusedFeedback::Fixed(Feedback::Weights(ms)) => Some((mult(), d, &ms[l - 1], Op::N)),
+            FusedFeedback::Fixed(Feedback::Direct(ds)) => Some((T::one(), err, &ds[l - 2], Op::T)),
+        };
+        let reached_below = product.is_some();
+        if let Some((alpha, left, right, op)) = product {
+            let below = lower[l - 2].get_or_insert_with(|| Mat::zeros(0, 0));
+            ensure_shape(below, batch, widths[l - 1]);
+            gemm(alpha, left, Op::N, right, op, T::zero(), below);
+            let h = &pre[l - 2];
+            assert_eq!(
+                h.shape(),
+                below.shape(),
+                "{who}: derivative trace layer {} is {}×{}, signal is {}×{}",
+                l - 1,
+                h.nrows(),
+                h.ncols(),
+                below.nrows(),
+                below.ncols()
+            );
+            spec.activation
+                .mul_derivative(h.as_slice(), below.as_mut_slice());
+        } else {
+            // nothing reaches the layers below (readout only, or the first layer)
+            lower.fill(None);
+        }
+        layer_done(l, d, live);
+        if !reached_below {
+            break;
+        }
     }
 }
 

@@ -141,3 +141,56 @@ fn wrong_error_shape_panics_with_shapes() {
         &mut FusedBuffers::new(),
     );
 }
+
+#[test]
+fn buffers_reused_across_pathways_and_batch_sizes_give_the_same_steps() {
+    // One FusedBuffers / Signals pair carried through steps that switch pathway and batch size
+    // (readout-only empties the lower signal slots, the next full pathway refills them).
+    let spec = MlpSpec::new(4, vec![6, 5], 3, Activation::Tanh);
+    let s = SeedStream::new(8);
+    let frozen = Mlp::<f64>::new(&spec, 2).unwrap();
+    let direct: Vec<Mat<f64>> = (1..spec.depth())
+        .map(|l| s.gaussian_matrix(&format!("d{l}"), spec.widths()[l], 3, 0.5))
+        .collect();
+    let mut reused = Mlp::<f64>::new(&spec, 1).unwrap();
+    let mut fresh = reused.clone();
+    let mut unfused = reused.clone();
+    let mut buffers = FusedBuffers::new();
+    let mut signals = widealign_models::Signals::new();
+    let schedule = [(0, 5), (3, 5), (0, 4), (2, 7), (3, 7), (1, 7), (0, 5)];
+    for (k, &(path, batch)) in schedule.iter().enumerate() {
+        let x: Mat<f64> = s.gaussian_matrix(&format!("x{k}"), batch, 4, 1.0);
+        let y: Mat<f64> = s.gaussian_matrix(&format!("y{k}"), batch, 3, 1.0);
+        let fixed = match path {
+            0 => None,
+            1 => Some(Feedback::Weights(&frozen.weights)),
+            2 => Some(Feedback::Direct(&direct)),
+            _ => Some(Feedback::ReadoutOnly),
+        };
+        let fb = fixed.map_or(FusedFeedback::Live, FusedFeedback::Fixed);
+        let t = reused.forward(&x).unwrap();
+        let (_, err) = Loss::Mse.evaluate(t.output(), &y).unwrap();
+        sgd_update_fused(&mut reused, fb, &t, &t, &err, 0.2, &mut buffers);
+        let t = fresh.forward(&x).unwrap();
+        let (_, err) = Loss::Mse.evaluate(t.output(), &y).unwrap();
+        sgd_update_fused(&mut fresh, fb, &t, &t, &err, 0.2, &mut FusedBuffers::new());
+        let t = unfused.forward(&x).unwrap();
+        let (_, err) = Loss::Mse.evaluate(t.output(), &y).unwrap();
+        let p = widealign_models::Pathway {
+            feedback: fixed.unwrap_or(Feedback::Weights(&unfused.weights)),
+            derivatives: &t,
+        };
+        widealign_models::backward_signals_into(&spec, &p, &err, &mut signals);
+        let reached = signals.d.iter().filter(|d| d.is_some()).count();
+        assert_eq!(
+            reached,
+            if path == 3 { 1 } else { spec.depth() },
+            "step {k}"
+        );
+        let g = gradients(&spec, &signals, &t);
+        unfused.apply_update(&g, 0.2);
+        assert!(reused == fresh, "step {k}: reused buffers changed the step");
+        assert!(reused == unfused, "step {k}: fused and unfused differ");
+    }
+    assert!(buffers.bytes() > 0);
+}
