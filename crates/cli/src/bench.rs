@@ -10,11 +10,12 @@ use std::sync::atomic::AtomicBool;
 use widealign_data::{Dataset, Sequences, Split, Tabular, Task};
 use widealign_rules as rules;
 
-use crate::cli::{BenchGemmArgs, BenchStepArgs, ModelKind};
-use crate::config::TrainConfig;
+use widealign_rules::ModelKind;
+
+use crate::cli::{BenchGemmArgs, BenchStepArgs};
+use crate::config::{self, TrainConfig};
 use crate::emit;
 use crate::error::CliError;
-use crate::trainer::rules_config;
 
 /// Median of a non-empty list.
 pub fn median(xs: &[f64]) -> f64 {
@@ -158,9 +159,7 @@ pub fn step(a: &BenchStepArgs) -> Result<(), CliError> {
         dataset: "random".into(),
         ..TrainConfig::default()
     };
-    cfg.validate()
-        .map_err(|(k, why)| CliError::flag(&crate::config::key_to_flag(k), why))?;
-    let rcfg = rules_config(&cfg)?;
+    config::validate(&cfg).map_err(|(k, why)| CliError::flag(&config::key_to_flag(k), why))?;
     let mut stamps: Vec<Instant> = Vec::with_capacity(n / a.batch_size + 1);
     let stop = AtomicBool::new(false);
     {
@@ -170,7 +169,7 @@ pub fn step(a: &BenchStepArgs) -> Result<(), CliError> {
             }
         };
         rules::train(
-            &rcfg,
+            &cfg,
             &data,
             rules::Callbacks {
                 progress: Some(Box::new(progress)),
@@ -194,7 +193,7 @@ pub fn step(a: &BenchStepArgs) -> Result<(), CliError> {
         "step_ms_min": min,
         "samples_per_s": a.batch_size as f64 / (med / 1e3),
         "steps": ms.len(),
-        "model": serde_json::to_value(a.model).unwrap_or_default(),
+        "model": a.model.name(),
         "rule": a.rule.name(),
         "width": a.width,
         "depth": a.depth,

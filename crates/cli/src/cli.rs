@@ -1,10 +1,19 @@
 //! Command-line grammar (clap derive). Flags named in `shared/ARCHITECTURE.md` are contracts:
 //! they may gain siblings but are never renamed.
+//!
+//! Flags that name a model, rule, activation, parameterisation or optimiser parse straight to
+//! the workspace's own types (`widealign_rules::{ModelKind, RuleKind, ParamKind,
+//! OptimizerChoice}`, `widealign_tensor::Activation`); this module only adds each value's
+//! `--help` line.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
+use widealign_rules::{ModelKind, OptimizerChoice, ParamKind, RuleKind};
+use widealign_tensor::Activation;
 
 const TOP_EXAMPLES: &str = "\
 Examples:
@@ -102,124 +111,100 @@ Example:
     Bench(BenchCommand),
 }
 
-/// Network family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// Fully connected network.
-    Mlp,
-    /// Elman recurrent network (sequence tasks such as `add`).
-    Rnn,
-}
+/// The values of a flag whose type belongs to another crate, each with its `--help` line, in
+/// the order `--help` lists them.
+type Choices<T> = &'static [(T, &'static str)];
 
-/// Credit-assignment rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuleName {
-    /// Backpropagation.
-    Bp,
-    /// Align-zero: frozen backward pathway and frozen input activities.
-    AlignZero,
-    /// Align-ada: frozen backward pathway, live input activities.
-    AlignAda,
-    /// Align-prop: frozen weights, live derivatives and activities.
-    AlignProp,
-    /// Feedback alignment with fixed random feedback weights.
-    Fa,
-    /// Direct feedback alignment.
-    Dfa,
-    /// Only the readout layer learns.
-    Readout,
-}
+/// `--model`.
+const MODELS: Choices<ModelKind> = &[
+    (ModelKind::Mlp, "Fully connected network"),
+    (
+        ModelKind::Rnn,
+        "Elman recurrent network (sequence tasks such as `add`)",
+    ),
+];
 
-impl RuleName {
-    /// The command-line name, e.g. `align-zero`.
-    pub fn name(self) -> &'static str {
-        match self {
-            RuleName::Bp => "bp",
-            RuleName::AlignZero => "align-zero",
-            RuleName::AlignAda => "align-ada",
-            RuleName::AlignProp => "align-prop",
-            RuleName::Fa => "fa",
-            RuleName::Dfa => "dfa",
-            RuleName::Readout => "readout",
-        }
-    }
+/// `--rule`, in [`RuleKind::ALL`] order.
+const RULES: Choices<RuleKind> = &[
+    (RuleKind::Bp, "Backpropagation"),
+    (
+        RuleKind::AlignZero,
+        "Align-zero: frozen backward pathway and frozen input activities",
+    ),
+    (
+        RuleKind::AlignAda,
+        "Align-ada: frozen backward pathway, live input activities",
+    ),
+    (
+        RuleKind::AlignProp,
+        "Align-prop: frozen weights, live derivatives and activities",
+    ),
+    (
+        RuleKind::Fa,
+        "Feedback alignment with fixed random feedback weights",
+    ),
+    (RuleKind::Dfa, "Direct feedback alignment"),
+    (RuleKind::Readout, "Only the readout layer learns"),
+];
 
-    /// All seven rules in the order reports list them.
-    pub const ALL: [RuleName; 7] = [
-        RuleName::Bp,
-        RuleName::AlignZero,
-        RuleName::AlignAda,
-        RuleName::AlignProp,
-        RuleName::Fa,
-        RuleName::Dfa,
-        RuleName::Readout,
-    ];
-}
+/// `--activation`.
+const ACTIVATIONS: Choices<Activation> = &[
+    (Activation::Relu, "max(0, x)"),
+    (Activation::Erf, "The error function"),
+    (Activation::Tanh, "Hyperbolic tangent"),
+    (Activation::Identity, "No nonlinearity"),
+    (Activation::Gelu, "Gaussian error linear unit"),
+];
 
-/// Nonlinearity after every hidden layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ActivationArg {
-    /// max(0, x).
-    Relu,
-    /// The error function.
-    Erf,
-    /// Hyperbolic tangent.
-    Tanh,
-    /// No nonlinearity.
-    Identity,
-    /// Gaussian error linear unit.
-    Gelu,
-}
+/// `--param`.
+const PARAMS: Choices<ParamKind> = &[
+    (
+        ParamKind::Ntk,
+        "NTK parameterisation: h = (s_w/sqrt(n)) W a + s_b b, N(0,1) parameters",
+    ),
+    (
+        ParamKind::Standard,
+        "Standard parameterisation: h = W a + b, W ~ N(0, s_w^2/n)",
+    ),
+];
 
-impl ActivationArg {
-    /// The tensor crate's activation.
-    pub fn activation(self) -> widealign_tensor::Activation {
-        use widealign_tensor::Activation as A;
-        match self {
-            ActivationArg::Relu => A::Relu,
-            ActivationArg::Erf => A::Erf,
-            ActivationArg::Tanh => A::Tanh,
-            ActivationArg::Identity => A::Identity,
-            ActivationArg::Gelu => A::Gelu,
-        }
-    }
-}
+/// `--optimizer`.
+const OPTIMIZERS: Choices<OptimizerChoice> = &[
+    (OptimizerChoice::Sgd, "Plain stochastic gradient descent"),
+    (
+        OptimizerChoice::Adam,
+        "Adam (beta1 0.9, beta2 0.999, eps 1e-8)",
+    ),
+];
 
-/// Parameterisation of the dense layers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ParamKind {
-    /// NTK parameterisation: h = (s_w/sqrt(n)) W a + s_b b, N(0,1) parameters.
-    Ntk,
-    /// Standard parameterisation: h = W a + b, W ~ N(0, s_w^2/n).
-    Standard,
-}
-
-/// Optimiser.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OptimizerName {
-    /// Plain stochastic gradient descent.
-    Sgd,
-    /// Adam (beta1 0.9, beta2 0.999, eps 1e-8).
-    Adam,
+/// The clap parser of a flag taking one of `choices` (spelled by `name`): clap checks the
+/// name against the list (and shows the list in `--help` and in errors), then the type's own
+/// `FromStr` converts it.
+fn choice<T>(choices: Choices<T>, name: fn(T) -> &'static str) -> impl TypedValueParser<Value = T>
+where
+    T: Copy + FromStr + Send + Sync + 'static,
+    T::Err: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
+    PossibleValuesParser::new(
+        choices
+            .iter()
+            .map(move |&(v, help)| PossibleValue::new(name(v)).help(help)),
+    )
+    .try_map(|s| s.parse::<T>())
 }
 
 /// Architecture flags shared by train, dynamics, align and bench.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Network family.
-    #[arg(long, value_enum, default_value_t = ModelKind::Mlp)]
+    #[arg(long, value_parser = choice(MODELS, ModelKind::name), default_value_t = ModelKind::Mlp)]
     pub model: ModelKind,
     /// Number of hidden layers (the MLP has depth+1 dense layers).
     #[arg(long, default_value_t = 2, value_name = "L")]
     pub depth: usize,
     /// Nonlinearity after every hidden layer.
-    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
-    pub activation: ActivationArg,
+    #[arg(long, value_parser = choice(ACTIVATIONS, Activation::name), default_value_t = Activation::Relu)]
+    pub activation: Activation,
     /// Weight standard deviation s_w.
     #[arg(
         long,
@@ -237,7 +222,7 @@ pub struct ModelArgs {
     )]
     pub b_std: f64,
     /// Parameterisation.
-    #[arg(long, value_enum, default_value_t = ParamKind::Ntk)]
+    #[arg(long, value_parser = choice(PARAMS, ParamKind::name), default_value_t = ParamKind::Ntk)]
     pub param: ParamKind,
 }
 
@@ -270,8 +255,8 @@ pub struct OptimArgs {
     #[arg(long, default_value_t = 100, value_name = "B")]
     pub batch_size: usize,
     /// Optimiser.
-    #[arg(long, value_enum, default_value_t = OptimizerName::Sgd)]
-    pub optimizer: OptimizerName,
+    #[arg(long, value_parser = choice(OPTIMIZERS, OptimizerChoice::name), default_value_t = OptimizerChoice::Sgd)]
+    pub optimizer: OptimizerChoice,
     /// Seed of every random choice (initialisation, shuffling, feedback matrices, subsets).
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
@@ -290,8 +275,8 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub optim: OptimArgs,
     /// Learning rule.
-    #[arg(long, value_enum, default_value_t = RuleName::Bp)]
-    pub rule: RuleName,
+    #[arg(long, value_parser = choice(RULES, RuleKind::name), default_value_t = RuleKind::Bp)]
+    pub rule: RuleKind,
     /// Hidden width.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub width: usize,
@@ -414,8 +399,8 @@ pub struct NtkArgs {
     #[arg(long, default_value_t = 1, value_name = "L")]
     pub depth: usize,
     /// Nonlinearity.
-    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
-    pub activation: ActivationArg,
+    #[arg(long, value_parser = choice(ACTIVATIONS, Activation::name), default_value_t = Activation::Relu)]
+    pub activation: Activation,
     /// Weight standard deviation s_w.
     #[arg(
         long,
@@ -495,8 +480,8 @@ pub struct AlignArgs {
     #[command(flatten)]
     pub optim: OptimArgs,
     /// Learning rule of the training run whose weight changes are measured.
-    #[arg(long, value_enum, default_value_t = RuleName::Bp)]
-    pub rule: RuleName,
+    #[arg(long, value_parser = choice(RULES, RuleKind::name), default_value_t = RuleKind::Bp)]
+    pub rule: RuleKind,
     /// Widths to train.
     #[arg(long, default_value = "64,256,1024,4096", value_name = "N,N,..")]
     pub widths: Widths,
@@ -566,7 +551,7 @@ Prints {\"step_ms_median\", \"step_ms_min\", \"samples_per_s\", ..}.")]
 #[derive(Debug, Clone, Args)]
 pub struct BenchStepArgs {
     /// Network family.
-    #[arg(long, value_enum, default_value_t = ModelKind::Mlp)]
+    #[arg(long, value_parser = choice(MODELS, ModelKind::name), default_value_t = ModelKind::Mlp)]
     pub model: ModelKind,
     /// Input dimension.
     #[arg(long, default_value_t = 784, value_name = "D")]
@@ -587,8 +572,8 @@ pub struct BenchStepArgs {
     #[arg(long, default_value_t = 100, value_name = "T")]
     pub seq_len: usize,
     /// Learning rule.
-    #[arg(long, value_enum, default_value_t = RuleName::Bp)]
-    pub rule: RuleName,
+    #[arg(long, value_parser = choice(RULES, RuleKind::name), default_value_t = RuleKind::Bp)]
+    pub rule: RuleKind,
     /// Timed steps (after 2 warm-up steps).
     #[arg(long, default_value_t = 20, value_name = "K")]
     pub steps: usize,
@@ -627,8 +612,8 @@ pub struct BenchNtkArgs {
     #[arg(long, default_value_t = 3, value_name = "L")]
     pub depth: usize,
     /// Nonlinearity.
-    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
-    pub activation: ActivationArg,
+    #[arg(long, value_parser = choice(ACTIVATIONS, Activation::name), default_value_t = Activation::Relu)]
+    pub activation: Activation,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -665,11 +650,45 @@ mod tests {
     }
 
     #[test]
-    fn rule_names_match_clap_and_serde() {
-        for r in RuleName::ALL {
-            let v = r.to_possible_value().unwrap();
-            assert_eq!(v.get_name(), r.name());
-            assert_eq!(serde_json::to_value(r).unwrap(), r.name());
+    fn choices_list_every_value_once() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug>(choices: Choices<T>, all: &[T]) {
+            assert_eq!(choices.len(), all.len());
+            assert!(all.iter().all(|v| choices.iter().any(|c| c.0 == *v)));
         }
+        check(MODELS, &ModelKind::ALL);
+        check(ACTIVATIONS, &Activation::ALL);
+        check(PARAMS, &ParamKind::ALL);
+        check(OPTIMIZERS, &OptimizerChoice::ALL);
+        // `--help` lists the rules in the one rule order of the workspace
+        assert_eq!(RULES.iter().map(|c| c.0).collect::<Vec<_>>(), RuleKind::ALL);
+    }
+
+    #[test]
+    fn choice_flags_parse_to_the_workspace_types() {
+        let cli = Cli::try_parse_from([
+            "widealign",
+            "train",
+            "--rule",
+            "align-zero",
+            "--model",
+            "rnn",
+            "--activation",
+            "gelu",
+            "--param",
+            "standard",
+            "--optimizer",
+            "adam",
+        ])
+        .unwrap();
+        let Command::Train(a) = cli.command else {
+            panic!("not train")
+        };
+        assert_eq!(a.rule, RuleKind::AlignZero);
+        assert_eq!(a.model.model, ModelKind::Rnn);
+        assert_eq!(a.model.activation, Activation::Gelu);
+        assert_eq!(a.model.param, ParamKind::Standard);
+        assert_eq!(a.optim.optimizer, OptimizerChoice::Adam);
+        let e = Cli::try_parse_from(["widealign", "train", "--rule", "Align-Zero"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use crate::cli::{SweepArgs, TrainArgs};
-use crate::config::{key_to_flag, TrainConfig};
+use crate::config::{self, key_to_flag, TrainConfig};
 use crate::error::CliError;
 use crate::progress::{Bar, Progress};
 use crate::runner::{RunEvent, RunRecord, RunResult};
@@ -78,9 +78,12 @@ impl<'p> RunProgress<'p> {
 
 /// `widealign train`.
 pub fn train(a: &TrainArgs, progress: &Progress) -> Result<(), CliError> {
-    let cfg = TrainConfig::from_args(a);
-    cfg.validate()
-        .map_err(|(k, why)| CliError::flag(&key_to_flag(k), why))?;
+    let cfg = TrainConfig {
+        rule: a.rule,
+        width: a.width,
+        ..config::from_flags(&a.model, &a.data, &a.optim)
+    };
+    config::validate(&cfg).map_err(|(k, why)| CliError::flag(&key_to_flag(k), why))?;
     if let Some(out) = &a.out {
         check_writable(out)?;
     }
@@ -134,7 +137,7 @@ fn check_writable(path: &Path) -> Result<(), CliError> {
 
 /// One human-readable line about a finished run.
 pub fn describe(cfg: &TrainConfig, r: &RunResult) -> String {
-    let mut s = format!("{}: ", cfg.label());
+    let mut s = format!("{}: ", config::label(cfg));
     if r.diverged {
         s.push_str(&format!(
             "{} ({} epochs completed); ",
@@ -165,7 +168,10 @@ pub fn sweep(a: &SweepArgs, progress: &Progress) -> Result<(), CliError> {
     if a.dry_run {
         for (i, c) in runs.iter().enumerate() {
             if i % shard.1 == shard.0 {
-                emit(&format!("{{\"run_index\":{i},\"config\":{}}}", c.key()))?;
+                emit(&format!(
+                    "{{\"run_index\":{i},\"config\":{}}}",
+                    config::key(c)
+                ))?;
             }
         }
         return Ok(());

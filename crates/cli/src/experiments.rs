@@ -10,13 +10,13 @@ use widealign_ntk::align::{
 use widealign_ntk::experiment::{
     dynamics_experiment, DynamicsConfig, DynamicsReport, RegressionData,
 };
-use widealign_rules as rules;
+use widealign_rules::{self as rules, ModelKind, OptimizerChoice, ParamKind};
 
-use crate::cli::{AlignArgs, DynamicsArgs, ModelKind, OptimizerName, ParamKind};
-use crate::config::{key_to_flag, TrainConfig};
+use crate::cli::{AlignArgs, DynamicsArgs};
+use crate::config::{self, key_to_flag, TrainConfig};
 use crate::error::CliError;
 use crate::progress::Progress;
-use crate::trainer::{rules_config, Trainer};
+use crate::trainer::Trainer;
 use crate::{emit, STOP};
 
 /// Test points at which `dynamics` checks the function prediction (the first ones of the split).
@@ -25,7 +25,7 @@ pub const DYNAMICS_TEST_POINTS: usize = 256;
 fn mlp_ntk_only(
     model: ModelKind,
     param: ParamKind,
-    optimizer: OptimizerName,
+    optimizer: OptimizerChoice,
     what: &str,
 ) -> Result<(), CliError> {
     if model != ModelKind::Mlp {
@@ -40,7 +40,7 @@ fn mlp_ntk_only(
             format!("{what} needs the NTK parameterisation"),
         ));
     }
-    if optimizer != OptimizerName::Sgd {
+    if optimizer != OptimizerChoice::Sgd {
         return Err(CliError::flag(
             "--optimizer",
             format!("{what} compares with gradient descent; use sgd"),
@@ -85,7 +85,7 @@ pub fn dynamics(p: &DynamicsParams, trainer: &mut Trainer) -> Result<DynamicsRep
     };
     let mut cfg = DynamicsConfig::new(
         c.depth,
-        c.activation.activation(),
+        c.activation,
         p.widths.clone(),
         p.steps,
         c.lr,
@@ -98,23 +98,15 @@ pub fn dynamics(p: &DynamicsParams, trainer: &mut Trainer) -> Result<DynamicsRep
 
 /// `widealign dynamics`.
 pub fn dynamics_cmd(a: &DynamicsArgs) -> Result<(), CliError> {
-    let mut cfg = TrainConfig {
-        model: a.model.model,
-        dataset: a.data.dataset.clone(),
-        depth: a.model.depth,
-        activation: a.model.activation,
-        param: a.model.param,
-        optimizer: a.optim.optimizer,
-        lr: a.optim.lr,
-        train_size: a.data.train_size,
-        w_std: a.model.w_std,
-        b_std: a.model.b_std,
-        seed: a.optim.seed,
-        ..TrainConfig::default()
+    // Full-batch gradient descent for --steps steps: --epochs and --batch-size are not used.
+    let unused = TrainConfig::default();
+    let cfg = TrainConfig {
+        width: a.widths.0.iter().copied().max().unwrap_or(1),
+        epochs: unused.epochs,
+        batch_size: unused.batch_size,
+        ..config::from_flags(&a.model, &a.data, &a.optim)
     };
-    cfg.width = a.widths.0.iter().copied().max().unwrap_or(1);
-    cfg.validate()
-        .map_err(|(k, why)| CliError::flag(&key_to_flag(k), why))?;
+    config::validate(&cfg).map_err(|(k, why)| CliError::flag(&key_to_flag(k), why))?;
     let r = dynamics(
         &DynamicsParams {
             cfg,
@@ -161,7 +153,7 @@ pub fn align_one(
     trainer: &mut Trainer,
     observer: &mut crate::runner::Observer<'_>,
 ) -> Result<AlignRun, CliError> {
-    mlp_ntk_only(cfg.model, ParamKind::Ntk, OptimizerName::Sgd, "align")?;
+    mlp_ntk_only(cfg.model, ParamKind::Ntk, OptimizerChoice::Sgd, "align")?;
     let data = trainer.dataset(cfg)?;
     let Some(train) = data.train.as_tabular() else {
         return Err(CliError::flag(
@@ -172,8 +164,7 @@ pub fn align_one(
             ),
         ));
     };
-    let rcfg = rules_config(cfg)?;
-    let spec = rcfg.mlp_spec(train.input_dim(), train.output_dim())?;
+    let spec = cfg.mlp_spec(train.input_dim(), train.output_dim())?;
     let initial = Mlp::<f32>::new(&spec, cfg.seed)?;
     let mut shadow = ShadowAccumulator::new(&initial);
     let mut hook_error = None;
@@ -194,7 +185,7 @@ pub fn align_one(
             }
         };
         rules::train_model(
-            &rcfg,
+            cfg,
             &data,
             rules::Callbacks {
                 progress: Some(Box::new(progress)),
@@ -241,24 +232,11 @@ pub fn align_one(
 /// `widealign align`.
 pub fn align_cmd(a: &AlignArgs, progress: &Progress) -> Result<(), CliError> {
     let base = TrainConfig {
-        model: a.model.model,
-        dataset: a.data.dataset.clone(),
         rule: a.rule,
-        depth: a.model.depth,
-        activation: a.model.activation,
-        param: a.model.param,
-        optimizer: a.optim.optimizer,
-        lr: a.optim.lr,
-        batch_size: a.optim.batch_size,
-        epochs: a.optim.epochs,
-        train_size: a.data.train_size,
-        w_std: a.model.w_std,
-        b_std: a.model.b_std,
-        seed: a.optim.seed,
         width: 1,
+        ..config::from_flags(&a.model, &a.data, &a.optim)
     };
-    base.validate()
-        .map_err(|(k, why)| CliError::flag(&key_to_flag(k), why))?;
+    config::validate(&base).map_err(|(k, why)| CliError::flag(&key_to_flag(k), why))?;
     mlp_ntk_only(base.model, base.param, base.optimizer, "align")?;
     let mut trainer = Trainer::new();
     let mut report = AlignReport::new();

@@ -24,8 +24,11 @@ use serde_json::{json, Value};
 use widealign_models::Loss;
 use widealign_tensor::Mat;
 
-use crate::cli::{ActivationArg, ModelKind, ReproduceArgs, RuleName, Scale};
-use crate::config::TrainConfig;
+use widealign_rules::{ModelKind, RuleKind};
+use widealign_tensor::Activation;
+
+use crate::cli::{ReproduceArgs, Scale};
+use crate::config::{self, Json, TrainConfig};
 use crate::error::CliError;
 use crate::experiments::{align_one, dynamics, DynamicsParams};
 use crate::plots::{fmt_sig, Axis, Chart, Series};
@@ -36,11 +39,11 @@ use crate::trainer::Trainer;
 use crate::{emit, STOP};
 
 /// Rules of the Add-task experiment.
-const ADD_RULES: [RuleName; 4] = [
-    RuleName::Bp,
-    RuleName::AlignAda,
-    RuleName::AlignZero,
-    RuleName::Readout,
+const ADD_RULES: [RuleKind; 4] = [
+    RuleKind::Bp,
+    RuleKind::AlignAda,
+    RuleKind::AlignZero,
+    RuleKind::Readout,
 ];
 
 /// Everything `reproduce` runs, decided by `--scale` and `--dataset`.
@@ -92,7 +95,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, CliError> {
         model: ModelKind::Mlp,
         dataset: dataset.to_string(),
         depth: 2,
-        activation: ActivationArg::Relu,
+        activation: Activation::Relu,
         lr: 5.0,
         batch_size: 100,
         epochs: pick(1, 40, 40),
@@ -101,7 +104,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, CliError> {
         ..TrainConfig::default()
     };
     let mut accuracy = Vec::new();
-    for rule in RuleName::ALL {
+    for rule in RuleKind::ALL {
         for &width in &widths {
             accuracy.push(TrainConfig {
                 rule,
@@ -124,7 +127,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, CliError> {
                 rule,
                 width,
                 depth: 1,
-                activation: ActivationArg::Relu,
+                activation: Activation::Relu,
                 lr: 0.001,
                 batch_size: 50,
                 epochs: pick(1, 200, 200),
@@ -142,7 +145,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, CliError> {
     // count would give the 100-example runs a tenth of the steps of the 1000-example runs).
     let low_data_steps = pick(2, 400, 600);
     let mut low_data = Vec::new();
-    for rule in RuleName::ALL {
+    for rule in RuleKind::ALL {
         for &k in &sizes {
             let steps_per_epoch = k.div_ceil(base.batch_size);
             low_data.push(TrainConfig {
@@ -157,7 +160,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, CliError> {
     let align = widths
         .iter()
         .map(|&width| TrainConfig {
-            rule: RuleName::Bp,
+            rule: RuleKind::Bp,
             width,
             lr: 1.0,
             epochs: pick(1, 5, 10),
@@ -170,10 +173,10 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, CliError> {
         Scale::Quick => vec![64, 256, 1024],
         Scale::Full => vec![64, 256, 1024, 4096],
     };
-    let activations: &[ActivationArg] = if scale == Scale::Full {
-        &[ActivationArg::Erf, ActivationArg::Relu]
+    let activations: &[Activation] = if scale == Scale::Full {
+        &[Activation::Erf, Activation::Relu]
     } else {
-        &[ActivationArg::Erf]
+        &[Activation::Erf]
     };
     let dynamics = activations
         .iter()
@@ -315,7 +318,7 @@ pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
         .collect();
     let bar = progress.bar(EXPERIMENTS[3], plan.align.len() as u64, false);
     for (i, cfg) in plan.align.iter().enumerate() {
-        let settings = serde_json::to_value(cfg).unwrap_or_default();
+        let settings = config::to_value(cfg);
         let key = extra_key("alignment", &settings);
         if done.contains(&key) {
             continue;
@@ -352,7 +355,7 @@ pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
     }
     bar.finish();
     for p in &plan.dynamics {
-        let settings = json!({"config": p.cfg, "widths": p.widths, "steps": p.steps});
+        let settings = json!({"config": Json(&p.cfg), "widths": p.widths, "steps": p.steps});
         let key = extra_key("dynamics", &settings);
         if done.contains(&key) {
             continue;
@@ -360,7 +363,7 @@ pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
         if STOP.load(Ordering::SeqCst) {
             return Err(CliError::Interrupted);
         }
-        let act = p.cfg.activation.activation().name();
+        let act = p.cfg.activation.name();
         progress.log(&format!("dynamics: {act}, widths {:?}", p.widths));
         let r = dynamics(p, &mut trainer)?;
         progress.log(&format!(
@@ -450,7 +453,7 @@ pub struct ReportSummary {
 
 /// Looks up the training record of `cfg`.
 fn record<'a>(by_key: &'a HashMap<String, &'a Value>, cfg: &TrainConfig) -> Option<&'a Value> {
-    by_key.get(&cfg.key()).copied()
+    by_key.get(&config::key(cfg)).copied()
 }
 
 fn num(v: Option<&Value>, key: &str) -> f64 {
@@ -529,8 +532,8 @@ pub fn write_report(
     let by_key: HashMap<String, &Value> = lines
         .iter()
         .filter_map(|v| {
-            let c: TrainConfig = serde_json::from_value(v.get("config")?.clone()).ok()?;
-            Some((c.key(), v))
+            let c = config::from_value(v.get("config")?.clone()).ok()?;
+            Some((config::key(&c), v))
         })
         .collect();
     let mut plots = 0;
@@ -571,7 +574,7 @@ pub fn write_report(
         "test accuracy",
         Axis::Linear,
     );
-    for (ri, rule) in RuleName::ALL.iter().enumerate() {
+    for (ri, rule) in RuleKind::ALL.iter().enumerate() {
         let mut row = vec![rule.name().to_string()];
         let mut pts = Vec::new();
         for &w in &plan.widths {
@@ -623,7 +626,7 @@ pub fn write_report(
         "test accuracy",
         Axis::Linear,
     );
-    for (ri, rule) in RuleName::ALL.iter().enumerate() {
+    for (ri, rule) in RuleKind::ALL.iter().enumerate() {
         let cfg = plan
             .accuracy
             .iter()
@@ -658,7 +661,7 @@ pub fn write_report(
     md.push_str(&format!(
         "## 2. Add task against width\n\nElman RNN ({}), Add task (T = 100, 300 train / 100 test sequences), SGD lr {}, batch {}, {} epochs; \
          best test loss over the epochs (per-step MSE summed over the 100 steps). Always predicting 0.5 scores **{}**.\n\n",
-        a0.activation.activation().name(),
+        a0.activation.name(),
         a0.lr,
         a0.batch_size,
         a0.epochs,
@@ -735,7 +738,7 @@ pub fn write_report(
         "test accuracy",
         Axis::Linear,
     );
-    for (ri, rule) in RuleName::ALL.iter().enumerate() {
+    for (ri, rule) in RuleKind::ALL.iter().enumerate() {
         let mut row = vec![rule.name().to_string()];
         let mut pts = Vec::new();
         for &k in &plan.sizes {
@@ -986,7 +989,7 @@ mod tests {
                 .chain(&p.low_data)
                 .chain(&p.align)
             {
-                c.validate().unwrap();
+                config::validate(c).unwrap();
             }
             assert!(p
                 .add
@@ -1016,7 +1019,7 @@ mod tests {
         let p = plan(Scale::Quick, "digits", 0).unwrap();
         let d = tempfile::tempdir().unwrap();
         let rec = json!({
-            "config": p.accuracy[0], "diverged": false, "test_accuracy": 0.5, "best_test_loss": 0.1,
+            "config": Json(&p.accuracy[0]), "diverged": false, "test_accuracy": 0.5, "best_test_loss": 0.1,
             "history": [{"epoch": 0, "test_accuracy": 0.1}, {"epoch": 1, "test_accuracy": 0.5}]
         });
         let s = write_report(d.path(), &p, &[rec], 0.3, 1.0, "widealign reproduce").unwrap();

@@ -120,7 +120,8 @@ pub struct RunRecord {
     /// The metrics and history.
     #[serde(flatten)]
     pub result: RunResult,
-    /// The full config: the run's identity.
+    /// The full config in its JSON form ([`crate::config`]): the run's identity.
+    #[serde(with = "crate::config::json")]
     pub config: TrainConfig,
 }
 
@@ -140,10 +141,7 @@ impl RunRecord {
             run_index,
             experiment: None,
             rule: config.rule.name().to_string(),
-            model: serde_json::to_value(config.model)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            model: config.model.name().to_string(),
             dataset: config.dataset.clone(),
             width: config.width,
             depth: config.depth,

@@ -28,7 +28,7 @@
 //! Each finished run appends one line (a [`RunRecord`]) with a single `write_all` of the whole
 //! line and its newline, then a flush and `fdatasync`. A process killed mid-write can leave
 //! only a *torn last line* (bytes after the last newline); `--resume` truncates it away and
-//! skips every run whose config (its canonical JSON, [`TrainConfig::key`]) already has a line.
+//! skips every run whose config (its JSON form, [`config::key`]) already has a line.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -40,7 +40,7 @@ use std::sync::Mutex;
 use serde_json::{Map, Value};
 
 use crate::cli::ShardArg;
-use crate::config::{TrainConfig, KEYS};
+use crate::config::{self, TrainConfig, KEYS};
 use crate::error::CliError;
 use crate::progress::Progress;
 use crate::runner::{Observer, RunRecord, RunResult};
@@ -114,8 +114,8 @@ fn at(path: &Path, text: &str, section: &str, key: &str) -> String {
 fn check_value(key: &str, value: &Value) -> Result<(), String> {
     let mut m = Map::new();
     m.insert(key.to_string(), value.clone());
-    let c: TrainConfig = serde_json::from_value(Value::Object(m)).map_err(|e| e.to_string())?;
-    match c.validate() {
+    let c = config::from_value(Value::Object(m)).map_err(|e| e.to_string())?;
+    match config::validate(&c) {
         Err((k, why)) if k == key => Err(why),
         _ => Ok(()),
     }
@@ -223,7 +223,7 @@ fn same_value(key: &str, a: &Value, b: &Value) -> bool {
     let one = |v: &Value| {
         let mut m = Map::new();
         m.insert(key.to_string(), v.clone());
-        serde_json::from_value::<TrainConfig>(Value::Object(m)).map(|c| c.key())
+        config::from_value(Value::Object(m)).map(|c| config::key(&c))
     };
     matches!((one(a), one(b)), (Ok(x), Ok(y)) if x == y)
 }
@@ -238,12 +238,11 @@ pub fn expand(spec: &SweepSpec, path: &Path) -> Result<Vec<TrainConfig>, CliErro
         for ((k, vals), &i) in spec.grid.iter().zip(&idx) {
             m.insert(k.clone(), vals[i].clone());
         }
-        let c: TrainConfig =
-            serde_json::from_value(Value::Object(m)).map_err(|e| CliError::input(path, e))?;
-        if let Err((k, why)) = c.validate() {
+        let c = config::from_value(Value::Object(m)).map_err(|e| CliError::input(path, e))?;
+        if let Err((k, why)) = config::validate(&c) {
             return Err(CliError::input(
                 path,
-                format!("run {} ({}): {k} {why}", out.len(), c.label()),
+                format!("run {} ({}): {k} {why}", out.len(), config::label(&c)),
             ));
         }
         out.push(c);
@@ -310,7 +309,7 @@ pub fn resolve_shard(
 /// What an existing results file holds.
 #[derive(Debug, Default)]
 pub struct Existing {
-    /// Keys ([`TrainConfig::key`]) of every run with a complete line.
+    /// Keys ([`config::key`]) of every run with a complete line.
     pub done: HashSet<String>,
     /// Complete lines.
     pub lines: usize,
@@ -352,9 +351,9 @@ pub fn read_existing(path: &Path) -> Result<Existing, CliError> {
         ex.lines += 1;
         if let Some(c) = v
             .get("config")
-            .and_then(|c| serde_json::from_value::<TrainConfig>(c.clone()).ok())
+            .and_then(|c| config::from_value(c.clone()).ok())
         {
-            ex.done.insert(c.key());
+            ex.done.insert(config::key(&c));
         }
     }
     Ok(ex)
@@ -438,7 +437,7 @@ pub fn run_sweep(
     let todo: Vec<usize> = mine
         .iter()
         .copied()
-        .filter(|&i| !existing.done.contains(&plan.runs[i].key()))
+        .filter(|&i| !existing.done.contains(&config::key(&plan.runs[i])))
         .collect();
     summary.skipped = mine.len() - todo.len();
     if existing.torn_bytes > 0 {
@@ -473,7 +472,7 @@ pub fn run_sweep(
             break;
         }
         let cfg = &plan.runs[i];
-        bar.update(n as u64, &cfg.label());
+        bar.update(n as u64, &config::label(cfg));
         let mut observer = |_: &crate::runner::RunEvent| !stop.load(Ordering::SeqCst);
         match exec(cfg, &mut observer) {
             Ok(result) => {
@@ -494,7 +493,7 @@ pub fn run_sweep(
                     "run {}/{} [#{i} {}]: {metric} ({})",
                     n + 1,
                     todo.len(),
-                    cfg.label(),
+                    config::label(cfg),
                     crate::progress::fmt_secs(secs)
                 ));
             }
@@ -556,7 +555,8 @@ lr = 5
             }
             hist.push(rec);
         }
-        let diverged = (cfg.width == 64 && cfg.rule == crate::cli::RuleName::AlignAda).then_some(1);
+        let diverged =
+            (cfg.width == 64 && cfg.rule == widealign_rules::RuleKind::AlignAda).then_some(1);
         Ok(summarise(hist, diverged, 0.0))
     }
 
@@ -570,9 +570,7 @@ lr = 5
             .lines()
             .map(|l| {
                 let v: Value = serde_json::from_str(l).unwrap();
-                serde_json::from_value::<TrainConfig>(v["config"].clone())
-                    .unwrap()
-                    .key()
+                config::key(&config::from_value(v["config"].clone()).unwrap())
             })
             .collect()
     }
@@ -721,7 +719,7 @@ seed = [0, 1]
             merged.extend(configs_in(&p));
         }
         let mut a = configs_in(&full);
-        assert_eq!(a, r.iter().map(TrainConfig::key).collect::<Vec<_>>());
+        assert_eq!(a, r.iter().map(config::key).collect::<Vec<_>>());
         a.sort();
         merged.sort();
         assert_eq!(a, merged);
@@ -796,7 +794,7 @@ seed = [0, 1]
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), 12);
-        assert_eq!(got, r.iter().map(TrainConfig::key).collect::<Vec<_>>());
+        assert_eq!(got, r.iter().map(config::key).collect::<Vec<_>>());
         // Resuming a finished sweep runs nothing.
         let s = run_sweep(
             &SweepPlan {

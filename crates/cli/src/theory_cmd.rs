@@ -102,7 +102,7 @@ pub fn read_numeric_csv(path: &Path) -> Result<Mat<f64>, CliError> {
 /// `widealign ntk`.
 pub fn ntk(a: &NtkArgs) -> Result<(), CliError> {
     let x = read_numeric_csv(&a.inputs)?;
-    let cfg = NtkConfig::new(a.depth, a.activation.activation(), a.w_std, a.b_std);
+    let cfg = NtkConfig::new(a.depth, a.activation, a.w_std, a.b_std);
     let report = analytic_ntk(&x, &cfg)?;
     if a.json {
         let s = serde_json::to_string(&report).map_err(|e| CliError::Failure(e.to_string()))?;
@@ -140,7 +140,7 @@ pub fn bench_ntk(a: &BenchNtkArgs) -> Result<(), CliError> {
     let net = InfiniteMlp {
         input_dim: a.input_dim,
         layers: a.depth + 1,
-        activation: a.activation.activation(),
+        activation: a.activation,
         w_std: 1.0,
         b_std: 0.1,
         bias_init: widealign_models::BiasInit::Gaussian,
@@ -159,7 +159,7 @@ pub fn bench_ntk(a: &BenchNtkArgs) -> Result<(), CliError> {
         "n": a.n,
         "input_dim": a.input_dim,
         "depth": a.depth,
-        "activation": a.activation.activation().name(),
+        "activation": a.activation.name(),
         "entries_per_s": (a.n * a.n) as f64 / seconds,
         "threads": rayon::current_num_threads(),
     });
@@ -171,7 +171,7 @@ pub fn bench_ntk(a: &BenchNtkArgs) -> Result<(), CliError> {
             a.n,
             a.input_dim,
             a.depth,
-            a.activation.activation().name(),
+            a.activation.name(),
             seconds,
             rayon::current_num_threads()
         ))

@@ -29,13 +29,6 @@ impl From<RulesError> for CliError {
     }
 }
 
-/// The rules crate's config for `cfg`: the two share field names and value spellings, so the
-/// canonical JSON of one is the other (the rules-only `cache_frozen` keeps its default).
-pub fn rules_config(cfg: &TrainConfig) -> Result<rules::TrainConfig, CliError> {
-    serde_json::from_str(&cfg.key())
-        .map_err(|e| CliError::Failure(format!("internal: config does not convert: {e}")))
-}
-
 /// Whether a dataset's content depends on the seed (generated data, seeded CSV split).
 fn seed_dependent(name: &str) -> bool {
     !(matches!(
@@ -99,7 +92,6 @@ impl Trainer {
         observer: &mut Observer<'_>,
     ) -> Result<RunResult, CliError> {
         let data = self.dataset(cfg)?;
-        let rcfg = rules_config(cfg)?;
         let halt = AtomicBool::new(STOP.load(Ordering::SeqCst));
         let progress = |p: &rules::Progress<'_>| {
             if let Some(event) = run_event(p) {
@@ -113,7 +105,7 @@ impl Trainer {
             step_hook: None,
             stop: Some(&halt),
         };
-        let r = rules::train(&rcfg, &data, callbacks)?;
+        let r = rules::train(cfg, &data, callbacks)?;
         Ok(run_result(r))
     }
 }
@@ -181,24 +173,6 @@ pub fn run_result(r: rules::TrainResult) -> RunResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::RuleName;
-
-    #[test]
-    fn configs_convert_for_every_rule() {
-        for rule in RuleName::ALL {
-            let cfg = TrainConfig {
-                rule,
-                train_size: Some(50),
-                lr: 0.25,
-                ..TrainConfig::default()
-            };
-            let r = rules_config(&cfg).unwrap();
-            assert_eq!(r.rule.name(), rule.name());
-            assert_eq!(r.train_size, Some(50));
-            assert_eq!(r.lr, 0.25);
-            assert_eq!(r.width, cfg.width);
-        }
-    }
 
     #[test]
     fn tiny_run_trains_and_reports_history() {

@@ -15,6 +15,9 @@
 //! assert_eq!(spec.widths(), vec![64, 256, 256, 10]);
 //! ```
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 use widealign_models::{BiasInit, MlpSpec, Parameterization};
 use widealign_tensor::Activation;
@@ -33,6 +36,9 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// Both families, MLP first.
+    pub const ALL: [ModelKind; 2] = [ModelKind::Mlp, ModelKind::Rnn];
+
     /// `"mlp"` or `"rnn"`.
     pub fn name(self) -> &'static str {
         match self {
@@ -52,6 +58,19 @@ pub enum ParamKind {
     Standard,
 }
 
+impl ParamKind {
+    /// Both parameterisations, NTK first.
+    pub const ALL: [ParamKind; 2] = [ParamKind::Ntk, ParamKind::Standard];
+
+    /// `"ntk"` or `"standard"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParamKind::Ntk => "ntk",
+            ParamKind::Standard => "standard",
+        }
+    }
+}
+
 /// Optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -61,6 +80,49 @@ pub enum OptimizerChoice {
     /// Adam with `β₁ = 0.9`, `β₂ = 0.999`, `ε = 1e−8`.
     Adam,
 }
+
+impl OptimizerChoice {
+    /// Both optimisers, SGD first.
+    pub const ALL: [OptimizerChoice; 2] = [OptimizerChoice::Sgd, OptimizerChoice::Adam];
+
+    /// `"sgd"` or `"adam"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerChoice::Sgd => "sgd",
+            OptimizerChoice::Adam => "adam",
+        }
+    }
+}
+
+/// `Display` (the name) and `FromStr` (the inverse, [`RulesError::UnknownName`] otherwise) for
+/// a name enum with `ALL` and `name()`; the serde form is the same name.
+macro_rules! by_name {
+    ($ty:ident, $what:literal) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = RulesError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $ty::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
+                    RulesError::UnknownName {
+                        what: $what,
+                        got: s.to_string(),
+                        expected: $ty::ALL.map($ty::name).join(", "),
+                    }
+                })
+            }
+        }
+    };
+}
+
+by_name!(ModelKind, "model");
+by_name!(ParamKind, "parameterisation");
+by_name!(OptimizerChoice, "optimiser");
 
 mod activation_name {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -284,4 +346,34 @@ pub struct TrainResult {
     pub seconds: f64,
     /// Per-epoch history, epoch 0 first.
     pub history: Vec<EpochRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `name()`, `Display`, `FromStr` and the serde form spell every value the same way.
+    fn round_trips<T>(all: &[T], name: fn(T) -> &'static str)
+    where
+        T: Copy + PartialEq + fmt::Debug + fmt::Display + FromStr + Serialize,
+    {
+        for &v in all {
+            assert_eq!(v.to_string(), name(v));
+            assert_eq!(name(v).parse::<T>().ok(), Some(v));
+            assert_eq!(serde_json::to_value(v).unwrap(), name(v));
+        }
+        assert!("nope".parse::<T>().is_err());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        round_trips(&ModelKind::ALL, ModelKind::name);
+        round_trips(&ParamKind::ALL, ParamKind::name);
+        round_trips(&OptimizerChoice::ALL, OptimizerChoice::name);
+        let err = "SGD".parse::<OptimizerChoice>().unwrap_err().to_string();
+        assert_eq!(
+            err, "unknown optimiser `SGD` (expected one of: sgd, adam)",
+            "{err}"
+        );
+    }
 }

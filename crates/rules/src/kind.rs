@@ -33,12 +33,13 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
-    /// Every rule, in the order of THEORY.md §2's table (bp first).
+    /// Every rule, in the order reports and `widealign reproduce` list them: bp, then the Align
+    /// rules from the most frozen (align-zero) to the least (align-prop), fa, dfa, readout.
     pub const ALL: [RuleKind; 7] = [
         RuleKind::Bp,
-        RuleKind::AlignProp,
-        RuleKind::AlignAda,
         RuleKind::AlignZero,
+        RuleKind::AlignAda,
+        RuleKind::AlignProp,
         RuleKind::Fa,
         RuleKind::Dfa,
         RuleKind::Readout,
