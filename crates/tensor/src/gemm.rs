@@ -94,7 +94,7 @@ pub fn gemm<T: Float>(
     gemm_view(alpha, a, op_a, b, op_b, beta, c);
 }
 
-/// [`gemm`] on any dense matrices or views (`m.rows(..)`, `m.columns_mut(..)`, …) of dynamic
+/// [`gemm()`] on any dense matrices or views (`m.rows(..)`, `m.columns_mut(..)`, …) of dynamic
 /// shape: the strides of each operand are read from its storage, so sub-matrices are multiplied
 /// in place, without copies.
 ///
@@ -108,7 +108,7 @@ pub fn gemm<T: Float>(
 /// ```
 ///
 /// # Panics
-/// As [`gemm`].
+/// As [`gemm()`].
 pub fn gemm_view<T, SA, SB, SC>(
     alpha: T,
     a: &Matrix<T, Dyn, Dyn, SA>,
