@@ -338,7 +338,12 @@ impl InfiniteMlp {
                 slots.push(Slot::Backward(l));
             }
         }
-        let mut outputs: Vec<Mat<f64>> = slots.iter().map(|_| Mat::zeros(n, m)).collect();
+        // `vec![0.0; ..]` (calloc) rather than `Mat::zeros` (memset): large blocks come from the OS
+        // already zeroed, so the outputs are not written twice
+        let mut outputs: Vec<Mat<f64>> = slots
+            .iter()
+            .map(|_| Mat::from_vec(n, m, vec![0.0; n * m]))
+            .collect();
         // The Gram matrix x1·x2ᵀ goes straight into the first output (each entry is read before
         // it is overwritten by its kernel value): no per-block copies, one large GEMM.
         if let Some(gram) = outputs.first_mut() {
