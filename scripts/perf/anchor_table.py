@@ -18,6 +18,8 @@ def key(d):
     if w == "mlp_step":
         tag = d["rule"] + ("-fused" if d.get("fused") else "") + ("" if d.get("cache", True) else "-nocache")
         return (w, d["impl"], tag, d["width"])
+    if w == "ntk_analytic" and d["impl"] == "neural-tangents":
+        return (w, d["impl"], d.get("dtype", "float32"))
     if w in ("rnn_step", "gemm", "ntk_analytic"):
         return (w, d["impl"])
     return None
@@ -65,7 +67,8 @@ def main():
             row(f"{rule} without frozen-trace cache vs bp step, width {w}", ("mlp_step", "widealign", rule + "-nocache", w), ("mlp_step", "widealign", "bp", w), 1.3)
     row("RNN bp step vs JAX lax.scan (width 1024, T 100, B 50)", ("rnn_step", "widealign"), ("rnn_step", "jax"), 1.0)
     row("GEMM n = 1024 f32, throughput vs numpy", ("gemm", "widealign"), ("gemm", "numpy"), 0.7, higher_is_better=True)
-    row("analytic NNGP+NTK N = 5000, depth 3, vs neural-tangents", ("ntk_analytic", "widealign"), ("ntk_analytic", "neural-tangents"), 0.5)
+    row("analytic NNGP+NTK N = 5000, depth 3 (ours f64) vs neural-tangents float32 (its default)", ("ntk_analytic", "widealign"), ("ntk_analytic", "neural-tangents", "float32"), 0.5)
+    row("analytic NNGP+NTK N = 5000, depth 3 (ours f64) vs neural-tangents float64", ("ntk_analytic", "widealign"), ("ntk_analytic", "neural-tangents", "float64"), 0.5)
     print(f"| comparison ({len(rounds)} rounds) | ours, best ms | reference, best ms | ratio: median of paired rounds (range) | target | |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))

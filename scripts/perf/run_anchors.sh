@@ -9,7 +9,7 @@
 #       widealign bp / bp fused / align-ada / align-zero   vs   JAX (jit, donated params)
 #   RNN BPTT step, ReLU Elman, width 1024, T = 100, batch 50:   widealign bp   vs   JAX lax.scan
 #   GEMM n = 1024 f32:                                          widealign      vs   numpy (OpenBLAS)
-#   analytic NNGP+NTK, N = 5000, depth 3, relu:                 widealign (f64) vs  neural-tangents (f32)
+#   analytic NNGP+NTK, N = 5000, depth 3, relu:                 widealign (f64) vs  neural-tangents (f32 and f64)
 # and, once, the peak memory of width-8192 depth-3 training (fused and unfused SGD).
 #
 # Threads: both sides get the machine's 2 CPUs and 2 threads: `taskset -c 0,1` for everything,
@@ -65,7 +65,7 @@ np() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=2 tasks
 for r in $(seq 1 "$ROUNDS"); do
     echo "# round $r/$ROUNDS $(date -u +%T), load $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RAW" >&2
     for w in 1024 4096; do
-        if [ "$w" = 1024 ]; then k=30; else k=8; fi
+        if [ "$w" = 1024 ]; then k=100; else k=8; fi
         rs mlp --width "$w" --depth 2 --batch 100 --rule bp --steps "$k"
         jx scripts/perf/jax_step.py --widths "$w" --depth 2 --batch 100 --steps "$k"
         rs mlp --width "$w" --depth 2 --batch 100 --rule bp --fused --steps "$k"
@@ -80,6 +80,7 @@ for r in $(seq 1 "$ROUNDS"); do
     np scripts/perf/numpy_matmul.py --shapes sq1024 --min-reps 30 --budget-secs 0.5
     rs ntk --n 5000 --depth 3 --steps 2
     nt scripts/perf/nt_kernel.py --n 5000 --depth 3 --reps 2
+    nt scripts/perf/nt_kernel.py --n 5000 --depth 3 --reps 2 --x64
 done
 echo "# memory $(date -u +%T)" | tee -a "$RAW" >&2
 "$BIN" memory --width 8192 --depth 3 --batch 100 --steps 2 >> "$RAW"
