@@ -51,7 +51,7 @@
 
 use widealign_tensor::{
     elementwise,
-    gemm::{gemm, Op},
+    gemm::{gemm_view, Op},
     reduce, Float, Mat,
 };
 
@@ -75,7 +75,6 @@ pub enum FusedFeedback<'a, T: Float> {
 #[derive(Clone, Debug)]
 pub struct FusedBuffers<T: Float> {
     signals: Vec<Option<Mat<T>>>,
-    a_blocks: Vec<[Mat<T>; 2]>,
     g_blocks: Vec<[Mat<T>; 2]>,
 }
 
@@ -90,7 +89,6 @@ impl<T: Float> FusedBuffers<T> {
     pub fn new() -> Self {
         FusedBuffers {
             signals: Vec::new(),
-            a_blocks: Vec::new(),
             g_blocks: Vec::new(),
         }
     }
@@ -104,9 +102,8 @@ impl<T: Float> FusedBuffers<T> {
             .map(|m| m.len())
             .sum::<usize>()
             + self
-                .a_blocks
+                .g_blocks
                 .iter()
-                .chain(&self.g_blocks)
                 .flat_map(|p| p.iter())
                 .map(|m| m.len())
                 .sum::<usize>();
@@ -199,13 +196,8 @@ pub fn sgd_update_fused<T: Float>(
         activities.act.len()
     );
     let s = T::cast(spec.param.bias_multiplier());
-    let FusedBuffers {
-        signals,
-        a_blocks,
-        g_blocks,
-    } = buffers;
+    let FusedBuffers { signals, g_blocks } = buffers;
     let empty = || Mat::zeros(0, 0);
-    a_blocks.resize_with(depth, || [empty(), empty()]);
     g_blocks.resize_with(depth, || [empty(), empty()]);
     // The hook: D^l is final, D^{l−1} has been formed from W^l, so W^l may change now.
     let update_layer = |l: usize, d: &Mat<T>, weights: &mut [Mat<T>]| {
@@ -224,23 +216,22 @@ pub fn sgd_update_fused<T: Float>(
         let w = weights[l - 1].as_mut_slice();
         let blocks = column_blocks(rows, cols);
         let narrow = blocks.iter().map(|&(j0, j1)| j1 - j0).min().unwrap_or(cols);
-        let (a_pair, g_pair) = (&mut a_blocks[l - 1], &mut g_blocks[l - 1]);
+        let g_pair = &mut g_blocks[l - 1];
         for (j0, j1) in blocks {
             let width = j1 - j0;
             let slot = (width - narrow).min(1);
-            let g_src: &Mat<T> = if width == cols {
-                a
-            } else {
-                let a_block = &mut a_pair[slot];
-                ensure_shape(a_block, batch, width);
-                a_block
-                    .as_mut_slice()
-                    .copy_from_slice(&a.as_slice()[j0 * batch..j1 * batch]);
-                &a_pair[slot]
-            };
             let g_block = &mut g_pair[slot];
             ensure_shape(g_block, rows, width);
-            gemm(m, d, Op::T, g_src, Op::N, T::zero(), g_block);
+            // columns j0..j1 of A, read in place (the same operand the whole-layer GEMM sees)
+            gemm_view(
+                m,
+                d,
+                Op::T,
+                &a.columns(j0, width),
+                Op::N,
+                T::zero(),
+                g_block,
+            );
             elementwise::axpy(-lr, g_block.as_slice(), &mut w[j0 * rows..j1 * rows]);
         }
         // b^l
