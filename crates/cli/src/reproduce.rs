@@ -577,6 +577,7 @@ pub fn write_report(
     for (ri, rule) in RuleKind::ALL.iter().enumerate() {
         let mut row = vec![rule.name().to_string()];
         let mut pts = Vec::new();
+        let mut lost = Vec::new(); // widths without a point: every run diverged
         for &w in &plan.widths {
             let recs: Vec<Option<&Value>> = plan
                 .accuracy
@@ -599,6 +600,9 @@ pub fn write_report(
             } else {
                 "–".into()
             };
+            if diverged > 0 && !m.is_finite() {
+                lost.push(w.to_string());
+            }
             if diverged > 0 {
                 c = if m.is_finite() {
                     format!("{c} ({diverged} diverged)")
@@ -610,7 +614,13 @@ pub fn write_report(
             pts.push((w as f64, m));
         }
         rows.push(row);
-        chart.series.push(Series::new(rule.name(), pts, ri));
+        // the legend says which widths have no point, so a missing point is not a mystery
+        let label = if lost.is_empty() {
+            rule.name().to_string()
+        } else {
+            format!("{} (diverged: {})", rule.name(), lost.join(", "))
+        };
+        chart.series.push(Series::new(label, pts, ri));
     }
     md.push_str(&md_table(&header, &rows));
     chart.save(&dir.join("accuracy_vs_width.svg"))?;
@@ -1012,6 +1022,36 @@ mod tests {
         let r = json!({"diverged": false, "test_accuracy": 0.91234});
         assert_eq!(cell(Some(&r), "test_accuracy", 3), "0.912");
         assert_eq!(cell(None, "test_accuracy", 3), "–");
+    }
+
+    #[test]
+    fn diverged_widths_are_named_in_the_accuracy_legend() {
+        let p = plan(Scale::Quick, "digits", 0).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let diverged = json!({
+            "config": Json(&p.accuracy[0]), "diverged": true, "diverged_epoch": 3,
+            "test_accuracy": null, "best_test_loss": null, "history": []
+        });
+        let fine = json!({
+            "config": Json(&p.accuracy[1]), "diverged": false, "test_accuracy": 0.5,
+            "best_test_loss": 0.1, "history": []
+        });
+        write_report(
+            d.path(),
+            &p,
+            &[diverged, fine],
+            0.3,
+            1.0,
+            "widealign reproduce",
+        )
+        .unwrap();
+        let svg = std::fs::read_to_string(d.path().join("accuracy_vs_width.svg")).unwrap();
+        let w = p.accuracy[0].width;
+        assert!(
+            svg.contains(&format!("bp (diverged: {w})")),
+            "legend lacks the note"
+        );
+        assert!(!svg.contains("align-zero (diverged"));
     }
 
     #[test]
