@@ -12,7 +12,7 @@
 //! Every mode prints one JSON line on stdout (times in milliseconds; `best_ms` is the fastest
 //! repetition, `median_ms` the median).
 //!
-//! * `mlp`: one training step of an NTK-parameterised ReLU MLP (`--input-dim 784`, `--depth`
+//! * `mlp`: one training step of an NTK-parameterised MLP (`--activation relu`, `--input-dim 784`, `--depth`
 //!   hidden layers of `--width`, `--output-dim 10`) at batch `--batch`: live forward pass, MSE loss
 //!   (`1/(B·C) Σ (f − y)²`, one-hot-0.1 targets), the rule's update ([`MlpRule::update`], with the
 //!   per-example frozen-trace cache unless `--no-cache`) and plain SGD — what the training loop
@@ -131,7 +131,9 @@ fn mlp_spec(a: &Args) -> Res<MlpSpec> {
         a.usize("width", 1024)?,
         a.usize("depth", 2)?,
         a.usize("output-dim", 10)?,
-        Activation::Relu,
+        a.str("activation", "relu")
+            .parse::<Activation>()
+            .map_err(|e| format!("--activation: {e}"))?,
     )
     .with_param(Parameterization::Ntk {
         w_std: 1.0,
