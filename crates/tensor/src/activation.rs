@@ -95,7 +95,10 @@ impl Activation {
     }
 
     /// `φ(x)`.
-    #[inline]
+    ///
+    /// tanh uses the branch-free [`crate::vmath::tanh`], the same function the slice kernels run,
+    /// so a scalar call and a slice kernel give the same bits.
+    #[inline(always)]
     pub fn value<T: Float>(self, x: T) -> T {
         match self {
             Activation::Identity => x,
@@ -106,14 +109,14 @@ impl Activation {
                     T::zero()
                 }
             }
-            Activation::Tanh => x.tanh(),
+            Activation::Tanh => x.tanh_fn(),
             Activation::Erf => x.erf_fn(),
             Activation::Gelu => x * normal_cdf(x),
         }
     }
 
     /// `φ'(x)`.
-    #[inline]
+    #[inline(always)]
     pub fn derivative<T: Float>(self, x: T) -> T {
         match self {
             Activation::Identity => T::one(),
@@ -125,7 +128,7 @@ impl Activation {
                 }
             }
             Activation::Tanh => {
-                let t = x.tanh();
+                let t = x.tanh_fn();
                 T::one() - t * t
             }
             Activation::Erf => T::cast(std::f64::consts::FRAC_2_SQRT_PI) * (-(x * x)).exp(),
@@ -211,10 +214,9 @@ fn normal_cdf<T: Float>(x: T) -> T {
 
 fn map_in_place<T: Float>(xs: &mut [T], f: impl Fn(T) -> T + Sync) {
     if xs.len() > CHUNK {
-        xs.par_chunks_mut(CHUNK)
-            .for_each(|c| c.iter_mut().for_each(|x| *x = f(*x)));
+        xs.par_chunks_mut(CHUNK).for_each(|c| MapKernel::run(c, &f));
     } else {
-        xs.iter_mut().for_each(|x| *x = f(*x));
+        MapKernel::run(xs, &f);
     }
 }
 
@@ -223,9 +225,61 @@ fn zip_map<T: Float>(src: &[T], dst: &mut [T], f: impl Fn(T, T) -> T + Sync) {
     if dst.len() > CHUNK {
         dst.par_chunks_mut(CHUNK)
             .zip(src.par_chunks(CHUNK))
-            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s, *d)));
+            .for_each(|(d, s)| ZipKernel::run(s, d, &f));
     } else {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s, *d));
+        ZipKernel::run(src, dst, &f);
+    }
+}
+
+/// `xs[i] ← f(xs[i])` as a `pulp` operation: `with_simd` is inlined into a function compiled with
+/// the dispatched target features (AVX2, AVX-512, …), so the loop — with `f` and the
+/// `#[inline(always)]` maths of [`crate::vmath`] inlined into it — is vectorised for them. The
+/// results do not depend on the instruction set: every lane does the same IEEE operations.
+struct MapKernel<'a, T, F> {
+    xs: &'a mut [T],
+    f: &'a F,
+}
+
+impl<'a, T: Float, F: Fn(T) -> T> MapKernel<'a, T, F> {
+    fn run(xs: &'a mut [T], f: &'a F) {
+        pulp::Arch::new().dispatch(MapKernel { xs, f });
+    }
+}
+
+impl<T: Float, F: Fn(T) -> T> pulp::WithSimd for MapKernel<'_, T, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        for x in self.xs.iter_mut() {
+            *x = (self.f)(*x);
+        }
+    }
+}
+
+/// `dst[i] ← f(src[i], dst[i])` as a `pulp` operation (see [`MapKernel`]).
+struct ZipKernel<'a, T, F> {
+    src: &'a [T],
+    dst: &'a mut [T],
+    f: &'a F,
+}
+
+impl<'a, T: Float, F: Fn(T, T) -> T> ZipKernel<'a, T, F> {
+    fn run(src: &'a [T], dst: &'a mut [T], f: &'a F) {
+        pulp::Arch::new().dispatch(ZipKernel { src, dst, f });
+    }
+}
+
+impl<T: Float, F: Fn(T, T) -> T> pulp::WithSimd for ZipKernel<'_, T, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let n = self.dst.len();
+        let src = &self.src[..n];
+        for (d, &s) in self.dst.iter_mut().zip(src) {
+            *d = (self.f)(s, *d);
+        }
     }
 }
 

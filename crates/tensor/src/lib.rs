@@ -34,6 +34,7 @@ pub mod gemm;
 pub mod reduce;
 pub mod rng;
 mod scalar;
+pub mod vmath;
 
 pub use activation::Activation;
 pub use nalgebra;

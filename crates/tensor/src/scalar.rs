@@ -16,6 +16,11 @@ pub trait Float:
     fn as_f64(self) -> f64;
     /// The error function, computed by the portable `libm` implementation.
     fn erf_fn(self) -> Self;
+    /// `tanh x`, computed by the branch-free [`crate::vmath::tanh`] (for `f32`: in `f64`, rounded
+    /// once), so scalar and vectorised callers agree bit for bit.
+    fn tanh_fn(self) -> Self;
+    /// `eˣ`, computed by the branch-free [`crate::vmath::exp`] (for `f32`: in `f64`, rounded once).
+    fn exp_fn(self) -> Self;
     /// Writes the value's little-endian bytes to `out`.
     fn write_le(self, out: &mut Vec<u8>);
     /// Reads a value from exactly [`Float::BYTES`] little-endian bytes.
@@ -36,6 +41,14 @@ impl Float for f32 {
     #[inline]
     fn erf_fn(self) -> Self {
         libm::erff(self)
+    }
+    #[inline(always)]
+    fn tanh_fn(self) -> Self {
+        crate::vmath::tanh_f32(self)
+    }
+    #[inline(always)]
+    fn exp_fn(self) -> Self {
+        crate::vmath::exp_f32(self)
     }
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
@@ -61,6 +74,14 @@ impl Float for f64 {
     #[inline]
     fn erf_fn(self) -> Self {
         libm::erf(self)
+    }
+    #[inline(always)]
+    fn tanh_fn(self) -> Self {
+        crate::vmath::tanh(self)
+    }
+    #[inline(always)]
+    fn exp_fn(self) -> Self {
+        crate::vmath::exp(self)
     }
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());

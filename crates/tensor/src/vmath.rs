@@ -1,0 +1,349 @@
+//! Branch-free, vectorisable `exp` and `tanh` in `f64` (and `f32` through `f64`).
+//!
+//! Every function here is a straight line of IEEE additions, multiplications, divisions, bit
+//! manipulations and *selects* (`if c { a } else { b }` on values that are both computed), with no
+//! branches on the data and no calls into `libm`. A loop over a slice therefore compiles to SIMD
+//! code (the activation kernels in [`crate::activation`] run it under `pulp` runtime dispatch),
+//! and because Rust never contracts `a·b + c` into a fused multiply-add, every lane — scalar,
+//! SSE, AVX2 or AVX-512 — produces the same bits. The scalar and slice paths of
+//! [`Activation`](crate::Activation) both call these functions, so all callers see identical
+//! numbers.
+//!
+//! ## Formulas
+//!
+//! * **exp.** `x = k·ln2 + r` with `k = round(x·log₂e)` (rounded by adding and subtracting
+//!   `1.5·2⁵²`) and `r = (x − k·ln2_hi) − k·ln2_lo` (`ln2_hi` has 33 significant bits, so
+//!   `k·ln2_hi` is exact), `|r| ≤ ln2/2`; then `eʳ = 1 + r·P(r)` with `P` of degree 12, and
+//!   `eˣ = eʳ·2^{k₁}·2^{k₂}` (`k₁ = ⌊k/2⌋`, `k₂ = k − k₁`, so both scale factors are normal numbers
+//!   and results that overflow or are subnormal come out right). The argument is clamped to
+//!   `[−746, 710]` first (NaN passes through), so `eˣ` is `+∞` above 709.78 and `0` below −745.2.
+//! * **tanh.** For `|x| < 1`: `tanh x = x + x·z·T(z)`, `z = x²`, `T` of degree 16 (no
+//!   cancellation near 0). For `|x| ≥ 1`: `tanh|x| = 1 − 2/(e^{2|x|} + 1)` with `|x|` clamped to
+//!   20, where the quotient is below half an ulp of 1, so `tanh` saturates to exactly `±1`. The
+//!   sign is put back with `copysign`, so `tanh(−x) = −tanh(x)` exactly and `tanh(−0) = −0`.
+//! * **f32.** [`tanh_f32`] converts to `f64`, evaluates the `f64` function and rounds once.
+//!
+//! The polynomial coefficients are Chebyshev interpolants computed at 50 digits by
+//! `scripts/numerics/activation_fit.py`, which also replays the `f64` evaluation (same operation
+//! order) against a 50-digit reference. Measured accuracy (unit tests in this module, dense grids
+//! of ≥ 100 000 points): see `docs/decisions/activations.md`.
+//!
+//! ```
+//! use widealign_tensor::vmath;
+//!
+//! assert_eq!(vmath::tanh(0.0f64), 0.0);
+//! assert_eq!(vmath::tanh(-30.0f64), -1.0);
+//! assert!((vmath::tanh(0.5f64) - 0.5f64.tanh()).abs() <= 2.0 * f64::EPSILON);
+//! assert!((vmath::exp(1.0) / std::f64::consts::E - 1.0).abs() <= f64::EPSILON);
+//! assert!((vmath::tanh_f32(0.25) - 0.25f32.tanh()).abs() <= f32::EPSILON);
+//! ```
+
+/// `1/ln 2`.
+const LOG2E: f64 = std::f64::consts::LOG2_E;
+/// `ln 2` rounded to 33 significant bits, so `k·LN2_HI` is exact for `|k| < 2²⁰`.
+const LN2_HI: f64 = 0.693_147_180_485_539_1;
+/// `ln 2 − LN2_HI`.
+const LN2_LO: f64 = 7.440_617_110_012_397e-11;
+/// `1.5·2⁵²`: adding and subtracting it rounds a number of magnitude `< 2⁵¹` to an integer.
+const ROUND_MAGIC: f64 = 6_755_399_441_055_744.0;
+
+/// `P` in `eʳ = 1 + r·P(r)`, `|r| ≤ ln2/2` (`scripts/numerics/activation_fit.py`, `EXP_P`).
+const EXP_P: [f64; 13] = [
+    1.0,
+    0.5,
+    0.16666666666666666,
+    0.04166666666666669,
+    0.008333333333333335,
+    0.001388888888887189,
+    0.00019841269841258509,
+    2.4801587350110797e-05,
+    2.7557319256329253e-06,
+    2.7557251904174915e-07,
+    2.50520635125698e-08,
+    2.09215799649503e-09,
+    1.6088922302280749e-10,
+];
+/// `T` in `tanh x = x + x·z·T(z)`, `z = x² ∈ [0, 1]` (`scripts/numerics/activation_fit.py`,
+/// `TANH_P`).
+const TANH_P: [f64; 17] = [
+    -0.3333333333333333,
+    0.1333333333333331,
+    -0.053968253968231523,
+    0.021869488535296695,
+    -0.008863235512566054,
+    0.003592127823422879,
+    -0.0014558326516768139,
+    0.0005900175685254319,
+    -0.0002390884367049363,
+    9.67910218266933e-05,
+    -3.8991741215043214e-05,
+    1.541627724102249e-05,
+    -5.777484136865915e-06,
+    1.9216974143833895e-06,
+    -5.122767150793262e-07,
+    9.364144622965759e-08,
+    -8.538161901212156e-09,
+];
+/// `c[0] + t·(c[1] + t·(…))` by Horner's rule (unrolled: `N` is a constant).
+#[inline(always)]
+fn horner<const N: usize>(c: &[f64; N], t: f64) -> f64 {
+    let mut p = c[N - 1];
+    for j in (0..N - 1).rev() {
+        p = p * t + c[j];
+    }
+    p
+}
+
+/// `2ᵏ` for an integer `k ∈ [−1022, 1023]`, built from its exponent bits (for other `k`,
+/// which only a NaN argument of [`exp`] produces, some number that the NaN then absorbs).
+#[inline(always)]
+fn pow2i(k: i64) -> f64 {
+    f64::from_bits((k.wrapping_add(1023) as u64) << 52)
+}
+
+/// `eˣ` in `f64`, branch-free (see the module docs for the method).
+///
+/// Within one ulp of the correctly rounded result for normal results (replayed against a 50-digit
+/// reference by `scripts/numerics/activation_fit.py`); `+∞` above 709.78, `0` below −745.2 and
+/// NaN for NaN.
+#[inline(always)]
+pub fn exp(x: f64) -> f64 {
+    // Clamp keeping NaN (comparisons with NaN are false).
+    let x = if x > 710.0 { 710.0 } else { x };
+    let x = if x < -746.0 { -746.0 } else { x };
+    let t = x * LOG2E + ROUND_MAGIC;
+    let kf = t - ROUND_MAGIC;
+    let k = (t.to_bits() as i64).wrapping_sub(ROUND_MAGIC.to_bits() as i64);
+    let r = (x - kf * LN2_HI) - kf * LN2_LO;
+    let er = 1.0 + r * horner(&EXP_P, r);
+    let k1 = k >> 1;
+    er * pow2i(k1) * pow2i(k - k1)
+}
+
+/// `tanh x` in `f64`, branch-free (see the module docs for the method).
+///
+/// Within 2 ulp of `f64::tanh` (the unit tests check ≥ 100 000 points); exactly odd, exactly
+/// `±1` for `|x| ≥ 19.1`, NaN for NaN.
+#[inline(always)]
+pub fn tanh(x: f64) -> f64 {
+    let a = x.abs();
+    let z = a * a;
+    let small = a + a * (z * horner(&TANH_P, z));
+    let c = if a > 20.0 { 20.0 } else { a };
+    let big = 1.0 - 2.0 / (exp(2.0 * c) + 1.0);
+    let t = if a < 1.0 { small } else { big };
+    t.copysign(x)
+}
+
+/// `tanh x` in `f32`: [`tanh`] of the exact `f64` value, rounded once.
+///
+/// Within 1 ulp of `f32::tanh`.
+#[inline(always)]
+pub fn tanh_f32(x: f32) -> f32 {
+    tanh(x as f64) as f32
+}
+
+/// `eˣ` in `f32`: [`exp`] of the exact `f64` value, rounded once.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    exp(x as f64) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Distance in ulps between two finite `f64` of any sign (0 for equal values, incl. ±0).
+    pub(super) fn ulps64(a: f64, b: f64) -> u64 {
+        fn key(x: f64) -> i64 {
+            let b = x.to_bits() as i64;
+            if b < 0 {
+                i64::MIN - b
+            } else {
+                b
+            }
+        }
+        key(a).abs_diff(key(b))
+    }
+
+    /// Distance in ulps between two finite `f32`.
+    pub(super) fn ulps32(a: f32, b: f32) -> u32 {
+        fn key(x: f32) -> i32 {
+            let b = x.to_bits() as i32;
+            if b < 0 {
+                i32::MIN - b
+            } else {
+                b
+            }
+        }
+        key(a).abs_diff(key(b))
+    }
+
+    /// A dense grid: `n` uniform points on `[-span, span]`, `n` log-spaced magnitudes from
+    /// `1e-300` to `1e300` of both signs, and the special values.
+    pub(super) fn grid64(span: f64, n: usize) -> Vec<f64> {
+        let mut v: Vec<f64> = (0..n)
+            .map(|i| -span + 2.0 * span * i as f64 / (n - 1) as f64)
+            .collect();
+        for i in 0..n {
+            let m = 10f64.powf(-300.0 + 600.0 * i as f64 / (n - 1) as f64);
+            v.push(m);
+            v.push(-m);
+        }
+        v.extend([
+            0.0,
+            -0.0,
+            f64::MIN_POSITIVE,
+            -f64::MIN_POSITIVE,
+            5e-324,
+            -5e-324,
+            f64::MAX,
+            f64::MIN,
+            1.0,
+            -1.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ]);
+        v
+    }
+
+    /// The `f32` analogue of [`grid64`] (magnitudes from `1e-45` to `1e38`).
+    pub(super) fn grid32(span: f32, n: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n)
+            .map(|i| -span + 2.0 * span * i as f32 / (n - 1) as f32)
+            .collect();
+        for i in 0..n {
+            let m = 10f64.powf(-45.0 + 83.0 * i as f64 / (n - 1) as f64) as f32;
+            v.push(m);
+            v.push(-m);
+        }
+        v.extend([
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE,
+            1e-45,
+            -1e-45,
+            f32::MAX,
+            f32::MIN,
+            1.0,
+            -1.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ]);
+        v
+    }
+
+    /// Worst ulp distance of `f` from `reference` over `xs`; also checks that ±0, ±∞ map as the
+    /// reference does (same bits for non-finite and zero results).
+    fn worst64(xs: &[f64], f: impl Fn(f64) -> f64, reference: impl Fn(f64) -> f64) -> (u64, f64) {
+        let mut worst = (0, 0.0);
+        for &x in xs {
+            let (y, r) = (f(x), reference(x));
+            if !r.is_finite() || r == 0.0 {
+                assert_eq!(y.to_bits(), r.to_bits(), "at {x:e}: {y:e} vs {r:e}");
+                continue;
+            }
+            let u = ulps64(y, r);
+            if u > worst.0 {
+                worst = (u, x);
+            }
+        }
+        worst
+    }
+
+    fn worst32(xs: &[f32], f: impl Fn(f32) -> f32, reference: impl Fn(f32) -> f32) -> (u32, f32) {
+        let mut worst = (0, 0.0);
+        for &x in xs {
+            let (y, r) = (f(x), reference(x));
+            if !r.is_finite() || r == 0.0 {
+                assert_eq!(y.to_bits(), r.to_bits(), "at {x:e}: {y:e} vs {r:e}");
+                continue;
+            }
+            let u = ulps32(y, r);
+            if u > worst.0 {
+                worst = (u, x);
+            }
+        }
+        worst
+    }
+
+    #[test]
+    fn exp_within_one_ulp_of_std() {
+        let xs: Vec<f64> = grid64(745.0, 200_000)
+            .into_iter()
+            .filter(|x| x.abs() < 1e4 || !x.is_finite())
+            .collect();
+        let (u, at) = worst64(&xs, exp, f64::exp);
+        assert!(u <= 1, "exp: {u} ulp at {at:e}");
+        assert!(exp(f64::NAN).is_nan());
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-800.0), 0.0);
+        assert_eq!(exp(710.0), f64::INFINITY);
+        let (u, at) = worst32(&grid32(100.0, 200_000), exp_f32, f32::exp);
+        assert!(u <= 1, "exp_f32: {u} ulp at {at:e}");
+    }
+
+    #[test]
+    fn tanh_f64_within_two_ulp_of_std() {
+        let xs = grid64(25.0, 200_000);
+        let (u, at) = worst64(&xs, tanh, f64::tanh);
+        eprintln!("tanh f64 vs f64::tanh: worst {u} ulp at {at:e}");
+        assert!(u <= 2, "tanh: {u} ulp at {at:e}");
+        // Dense near the switch point |x| = 1 and at small |x|.
+        let near: Vec<f64> = (0..100_000)
+            .map(|i| 0.9 + 0.2 * i as f64 / 99_999.0)
+            .chain((0..100_000).map(|i| 1e-3 * i as f64 / 99_999.0))
+            .collect();
+        let (u, at) = worst64(&near, tanh, f64::tanh);
+        assert!(u <= 2, "tanh: {u} ulp at {at:e}");
+    }
+
+    #[test]
+    fn tanh_f32_within_one_ulp_of_correctly_rounded() {
+        let xs = grid32(12.0, 300_000);
+        // Against the correctly rounded value (f64 `tanh`, rounded once): within 1 ulp (½ ulp up
+        // to a double rounding).
+        let (u, at) = worst32(&xs, tanh_f32, |x| (x as f64).tanh() as f32);
+        assert!(u <= 1, "tanh_f32 vs rounded f64::tanh: {u} ulp at {at:e}");
+        // The libm single-precision `tanhf`s are themselves up to 2 ulp from the correctly
+        // rounded value: the platform's `f32::tanh` (glibc on Linux) at x = -0.998043 returns
+        // -0.76077116 while tanh x = -0.76077106…, and the portable `libm::tanhf` is 2 ulp off
+        // at x = -0.248361. Against them the bound is therefore 2 ulp.
+        for (name, reference) in [
+            ("f32::tanh", f32::tanh as fn(f32) -> f32),
+            ("libm::tanhf", libm::tanhf),
+        ] {
+            let (u, at) = worst32(&xs, tanh_f32, reference);
+            let over = xs
+                .iter()
+                .filter(|&&x| x.is_finite() && ulps32(tanh_f32(x), reference(x)) > 1)
+                .count();
+            eprintln!("tanh f32 vs {name}: worst {u} ulp at {at:e}, {over} points > 1 ulp");
+            assert!(u <= 2, "tanh_f32 vs {name}: {u} ulp at {at:e}");
+        }
+    }
+
+    #[test]
+    fn tanh_is_odd_saturates_and_propagates_nan() {
+        for x in grid64(25.0, 20_000) {
+            assert_eq!(tanh(-x).to_bits(), (-tanh(x)).to_bits(), "odd at {x:e}");
+        }
+        for x in grid32(12.0, 20_000) {
+            assert_eq!(
+                tanh_f32(-x).to_bits(),
+                (-tanh_f32(x)).to_bits(),
+                "odd at {x:e}"
+            );
+        }
+        assert_eq!(tanh(-0.0).to_bits(), (-0.0f64).to_bits());
+        for x in [19.1, 20.0, 25.0, 1e10, f64::MAX, f64::INFINITY] {
+            assert_eq!(tanh(x), 1.0);
+            assert_eq!(tanh(-x), -1.0);
+        }
+        assert_eq!(tanh_f32(9.1), 1.0);
+        assert_eq!(tanh_f32(f32::NEG_INFINITY), -1.0);
+        assert!(tanh(f64::NAN).is_nan());
+        assert!(tanh_f32(f32::NAN).is_nan());
+        assert_eq!(tanh(5e-324), 5e-324);
+    }
+}
