@@ -107,7 +107,7 @@ ERF_Q = cheb_fit(erf_q, 0, 1, ERF_DEG)
 
 PIECES = [(1.0, 2.25), (2.25, 3.5), (3.5, 6.0)]
 MIDS = [(a + b) / 2 for a, b in PIECES]
-ERFC_DEG = 22
+ERFC_DEG = 16
 
 
 def erfcx(x):

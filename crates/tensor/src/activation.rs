@@ -96,8 +96,9 @@ impl Activation {
 
     /// `φ(x)`.
     ///
-    /// tanh uses the branch-free [`crate::vmath::tanh`], the same function the slice kernels run,
-    /// so a scalar call and a slice kernel give the same bits.
+    /// tanh, erf and gelu use the branch-free functions of [`crate::vmath`] (erf through
+    /// [`Float::erf_fn`]), the same ones the slice kernels run, so a scalar call and a slice
+    /// kernel give the same bits.
     #[inline(always)]
     pub fn value<T: Float>(self, x: T) -> T {
         match self {
@@ -131,10 +132,10 @@ impl Activation {
                 let t = x.tanh_fn();
                 T::one() - t * t
             }
-            Activation::Erf => T::cast(std::f64::consts::FRAC_2_SQRT_PI) * (-(x * x)).exp(),
+            Activation::Erf => T::cast(std::f64::consts::FRAC_2_SQRT_PI) * (-(x * x)).exp_fn(),
             Activation::Gelu => {
                 let pdf = T::cast(1.0 / (2.0 * std::f64::consts::PI).sqrt())
-                    * (-(x * x) * T::cast(0.5)).exp();
+                    * (-(x * x) * T::cast(0.5)).exp_fn();
                 normal_cdf(x) + x * pdf
             }
         }
@@ -145,12 +146,20 @@ impl Activation {
         if self == Activation::Identity {
             return;
         }
-        for_each_fixed!(self, |a| map_in_place(xs, |x| a.value(x)));
+        for_each_fixed!(self, |a| map_in_place(
+            xs,
+            #[inline(always)]
+            |x| a.value(x)
+        ));
     }
 
     /// Replaces every `x` in `xs` by `φ'(x)` (in parallel for long slices).
     pub fn derivative_slice<T: Float>(self, xs: &mut [T]) {
-        for_each_fixed!(self, |a| map_in_place(xs, |x| a.derivative(x)));
+        for_each_fixed!(self, |a| map_in_place(
+            xs,
+            #[inline(always)]
+            |x| a.derivative(x)
+        ));
     }
 
     /// `out[i] ← φ(h[i])`, leaving `h` untouched.
@@ -158,7 +167,12 @@ impl Activation {
     /// # Panics
     /// If the slices differ in length.
     pub fn apply_into<T: Float>(self, h: &[T], out: &mut [T]) {
-        for_each_fixed!(self, |a| zip_map(h, out, |x, _| a.value(x)));
+        for_each_fixed!(self, |a| zip_map(
+            h,
+            out,
+            #[inline(always)]
+            |x, _| a.value(x)
+        ));
     }
 
     /// `g[i] ← g[i] · φ'(h[i])`: multiplies a backward signal by the derivative at `h`.
@@ -170,7 +184,12 @@ impl Activation {
             assert_eq!(h.len(), g.len(), "mul_derivative: length mismatch");
             return;
         }
-        for_each_fixed!(self, |a| zip_map(h, g, |x, gi| gi * a.derivative(x)));
+        for_each_fixed!(self, |a| zip_map(
+            h,
+            g,
+            #[inline(always)]
+            |x, gi| gi * a.derivative(x)
+        ));
     }
 }
 
@@ -207,7 +226,7 @@ impl std::str::FromStr for Activation {
 }
 
 /// Standard normal CDF `Φ(x) = (1 + erf(x/√2))/2`.
-#[inline]
+#[inline(always)]
 fn normal_cdf<T: Float>(x: T) -> T {
     T::cast(0.5) * (T::one() + (x * T::cast(std::f64::consts::FRAC_1_SQRT_2)).erf_fn())
 }

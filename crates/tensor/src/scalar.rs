@@ -14,7 +14,8 @@ pub trait Float:
     fn cast(x: f64) -> Self;
     /// Converts to `f64` exactly.
     fn as_f64(self) -> f64;
-    /// The error function, computed by the portable `libm` implementation.
+    /// The error function, computed by the branch-free [`crate::vmath::erf`] (for `f32`: in `f64`,
+    /// rounded once), so scalar and vectorised callers agree bit for bit.
     fn erf_fn(self) -> Self;
     /// `tanh x`, computed by the branch-free [`crate::vmath::tanh`] (for `f32`: in `f64`, rounded
     /// once), so scalar and vectorised callers agree bit for bit.
@@ -38,9 +39,9 @@ impl Float for f32 {
     fn as_f64(self) -> f64 {
         self as f64
     }
-    #[inline]
+    #[inline(always)]
     fn erf_fn(self) -> Self {
-        libm::erff(self)
+        crate::vmath::erf_f32(self)
     }
     #[inline(always)]
     fn tanh_fn(self) -> Self {
@@ -71,9 +72,9 @@ impl Float for f64 {
     fn as_f64(self) -> f64 {
         self
     }
-    #[inline]
+    #[inline(always)]
     fn erf_fn(self) -> Self {
-        libm::erf(self)
+        crate::vmath::erf(self)
     }
     #[inline(always)]
     fn tanh_fn(self) -> Self {

@@ -1,4 +1,4 @@
-//! Branch-free, vectorisable `exp` and `tanh` in `f64` (and `f32` through `f64`).
+//! Branch-free, vectorisable `exp`, `tanh` and `erf` in `f64` (and `f32` through `f64`).
 //!
 //! Every function here is a straight line of IEEE additions, multiplications, divisions, bit
 //! manipulations and *selects* (`if c { a } else { b }` on values that are both computed), with no
@@ -21,7 +21,15 @@
 //!   cancellation near 0). For `|x| ≥ 1`: `tanh|x| = 1 − 2/(e^{2|x|} + 1)` with `|x|` clamped to
 //!   20, where the quotient is below half an ulp of 1, so `tanh` saturates to exactly `±1`. The
 //!   sign is put back with `copysign`, so `tanh(−x) = −tanh(x)` exactly and `tanh(−0) = −0`.
-//! * **f32.** [`tanh_f32`] converts to `f64`, evaluates the `f64` function and rounds once.
+//! * **erf.** For `|x| < 1`: `erf x = x + x·Q(z)`, `z = x²`, `Q` of degree 12. For `|x| ≥ 1`:
+//!   `erf|x| = 1 − e^{−x²}·G(|x|)` where `G(x) = e^{x²} erfc x` (an entire function) is a
+//!   polynomial of degree 16 in `|x| − m_k` on each of `[1, 2.25)`, `[2.25, 3.5)`, `[3.5, 6]`; all
+//!   three are evaluated and the right one is *selected* per element. `|x|` is
+//!   clamped to 6, where `erfc` is below half an ulp of 1, so `erf` saturates to exactly `±1`.
+//!   The rounding error of `x²` in the exponent is harmless: it is damped by `erfc x / erf x ≤ 0.19`.
+//!   Odd symmetry and `erf(−0) = −0` come from `copysign`.
+//! * **f32.** [`tanh_f32`], [`erf_f32`] and [`exp_f32`] convert to `f64`, evaluate the `f64`
+//!   function and round once.
 //!
 //! The polynomial coefficients are Chebyshev interpolants computed at 50 digits by
 //! `scripts/numerics/activation_fit.py`, which also replays the `f64` evaluation (same operation
@@ -32,6 +40,8 @@
 //! use widealign_tensor::vmath;
 //!
 //! assert_eq!(vmath::tanh(0.0f64), 0.0);
+//! assert_eq!(vmath::erf(7.0), 1.0);
+//! assert!((vmath::erf(0.5) - 0.520_499_877_813_046_5).abs() <= f64::EPSILON);
 //! assert_eq!(vmath::tanh(-30.0f64), -1.0);
 //! assert!((vmath::tanh(0.5f64) - 0.5f64.tanh()).abs() <= 2.0 * f64::EPSILON);
 //! assert!((vmath::exp(1.0) / std::f64::consts::E - 1.0).abs() <= f64::EPSILON);
@@ -84,6 +94,88 @@ const TANH_P: [f64; 17] = [
     9.364144622965759e-08,
     -8.538161901212156e-09,
 ];
+
+/// `Q` in `erf x = x + x·Q(z)`, `z = x² ∈ [0, 1]` (`scripts/numerics/activation_fit.py`, `ERF_Q`).
+const ERF_Q: [f64; 13] = [
+    0.1283791670955126,
+    -0.3761263890318375,
+    0.11283791670954879,
+    -0.026866170645076792,
+    0.0052239776248180145,
+    -0.000854832698083379,
+    0.0001205533111164271,
+    -1.4925595266831182e-05,
+    1.6461000484121368e-06,
+    -1.6350312701054695e-07,
+    1.4659775274047436e-08,
+    -1.1372848856791674e-09,
+    5.957176147748911e-11,
+];
+
+/// `G_k` in `e^{x²} erfc x = G_k(x − m_k)` on `[1, 2.25)`, `[2.25, 3.5)`, `[3.5, 6]`
+/// (`scripts/numerics/activation_fit.py`, `ERFC_G`).
+const ERFC_G: [[f64; 17]; 3] = [
+    [
+        0.30226120936348594,
+        -0.14603023666418305,
+        0.06496207478418792,
+        -0.026977910093286858,
+        0.010561485441335583,
+        -0.003926198499187299,
+        0.0013938042923910125,
+        -0.0004746475986006894,
+        0.00015562549944528182,
+        -4.927897362754153e-05,
+        1.5109334064396763e-05,
+        -4.496532798143314e-06,
+        1.3008476648096665e-06,
+        -3.6424174553776885e-07,
+        1.0016468500203168e-07,
+        -3.026109956139937e-08,
+        7.90757139685496e-09,
+    ],
+    [
+        0.1860549346844711,
+        -0.05856329265980373,
+        0.017685468287535387,
+        -0.005145047555426519,
+        0.001446728282842397,
+        -0.00039428149689476894,
+        0.00010438965974841496,
+        -2.6903207290691085e-05,
+        6.760734802175023e-06,
+        -1.6591311885899616e-06,
+        3.981457679420193e-07,
+        -9.354328657324633e-08,
+        2.1538028748558713e-08,
+        -4.851811650635396e-09,
+        1.076143675296877e-09,
+        -2.534558089270988e-10,
+        5.417970841757592e-11,
+    ],
+    [
+        0.11630270721024731,
+        -0.023503448598162904,
+        0.0046613263689723,
+        -0.0009080988970373065,
+        0.00017392830404186873,
+        -3.2775781066528116e-05,
+        6.081114539531e-06,
+        -1.1115679931156728e-06,
+        2.002920135090727e-07,
+        -3.5595168000590696e-08,
+        6.242341780249905e-09,
+        -1.081455682633195e-09,
+        1.849140276993934e-10,
+        -3.0750980426473406e-11,
+        5.138680596045611e-12,
+        -1.0277932486024302e-12,
+        1.6722457190056534e-13,
+    ],
+];
+
+/// The centres `m_k` of the `ERFC_G` pieces.
+const ERFC_MID: [f64; 3] = [1.625, 2.875, 4.75];
 /// `c[0] + t·(c[1] + t·(…))` by Horner's rule (unrolled: `N` is a constant).
 #[inline(always)]
 fn horner<const N: usize>(c: &[f64; N], t: f64) -> f64 {
@@ -133,6 +225,36 @@ pub fn tanh(x: f64) -> f64 {
     let big = 1.0 - 2.0 / (exp(2.0 * c) + 1.0);
     let t = if a < 1.0 { small } else { big };
     t.copysign(x)
+}
+
+/// `erf x` in `f64`, branch-free (see the module docs for the method).
+///
+/// Within 2 ulp of `libm::erf` (the unit tests check ≥ 100 000 points); exactly odd, exactly
+/// `±1` for `|x| ≥ 5.93`, NaN for NaN.
+#[inline(always)]
+pub fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    let small = a + a * horner(&ERF_Q, a * a);
+    // Clamp keeping NaN.
+    let c = if a > 6.0 { 6.0 } else { a };
+    // All three pieces are evaluated and the right one is selected: selecting coefficients
+    // instead makes LLVM fall back to scalar code with branches.
+    let g0 = horner(&ERFC_G[0], c - ERFC_MID[0]);
+    let g1 = horner(&ERFC_G[1], c - ERFC_MID[1]);
+    let g2 = horner(&ERFC_G[2], c - ERFC_MID[2]);
+    let g = if c < 3.5 { g1 } else { g2 };
+    let g = if c < 2.25 { g0 } else { g };
+    let big = 1.0 - exp(-(c * c)) * g;
+    let e = if a < 1.0 { small } else { big };
+    e.copysign(x)
+}
+
+/// `erf x` in `f32`: [`erf`] of the exact `f64` value, rounded once.
+///
+/// Within 1 ulp of `libm::erff`.
+#[inline(always)]
+pub fn erf_f32(x: f32) -> f32 {
+    erf(x as f64) as f32
 }
 
 /// `tanh x` in `f32`: [`tanh`] of the exact `f64` value, rounded once.
@@ -345,5 +467,54 @@ mod tests {
         assert!(tanh(f64::NAN).is_nan());
         assert!(tanh_f32(f32::NAN).is_nan());
         assert_eq!(tanh(5e-324), 5e-324);
+    }
+
+    #[test]
+    fn erf_f64_within_two_ulp_of_libm() {
+        let xs = grid64(7.0, 200_000);
+        let (u, at) = worst64(&xs, erf, libm::erf);
+        eprintln!("erf f64 vs libm::erf: worst {u} ulp at {at:e}");
+        assert!(u <= 2, "erf: {u} ulp at {at:e}");
+        // Dense around the switch points 1, 2.25, 3.5 and at small |x|.
+        let near: Vec<f64> = [1.0, 2.25, 3.5]
+            .iter()
+            .flat_map(|&c| (0..50_000).map(move |i| c - 0.05 + 0.1 * i as f64 / 49_999.0))
+            .chain((0..50_000).map(|i| 1e-3 * i as f64 / 49_999.0))
+            .collect();
+        let (u, at) = worst64(&near, erf, libm::erf);
+        assert!(u <= 2, "erf: {u} ulp at {at:e}");
+    }
+
+    #[test]
+    fn erf_f32_within_one_ulp_of_libm() {
+        let xs = grid32(5.0, 300_000);
+        let (u, at) = worst32(&xs, erf_f32, libm::erff);
+        eprintln!("erf f32 vs libm::erff: worst {u} ulp at {at:e}");
+        assert!(u <= 1, "erf_f32: {u} ulp at {at:e}");
+        let (u, at) = worst32(&xs, erf_f32, |x| libm::erf(x as f64) as f32);
+        assert!(u <= 1, "erf_f32 vs rounded libm::erf: {u} ulp at {at:e}");
+    }
+
+    #[test]
+    fn erf_is_odd_saturates_and_propagates_nan() {
+        for x in grid64(7.0, 20_000) {
+            assert_eq!(erf(-x).to_bits(), (-erf(x)).to_bits(), "odd at {x:e}");
+        }
+        for x in grid32(5.0, 20_000) {
+            assert_eq!(
+                erf_f32(-x).to_bits(),
+                (-erf_f32(x)).to_bits(),
+                "odd at {x:e}"
+            );
+        }
+        assert_eq!(erf(-0.0).to_bits(), (-0.0f64).to_bits());
+        for x in [5.93, 6.0, 7.0, 1e10, f64::MAX, f64::INFINITY] {
+            assert_eq!(erf(x), 1.0);
+            assert_eq!(erf(-x), -1.0);
+        }
+        assert_eq!(erf_f32(3.92), 1.0);
+        assert_eq!(erf_f32(f32::NEG_INFINITY), -1.0);
+        assert!(erf(f64::NAN).is_nan());
+        assert!(erf_f32(f32::NAN).is_nan());
     }
 }
