@@ -447,27 +447,32 @@ mod tests {
         }
     }
 
+    /// `f` and `g` (its f32 twin) are odd bit for bit on `[−r, r]`, exactly ±1 from `sat64` /
+    /// `sat32` on, and propagate NaN.
+    fn odd_saturating(
+        f: fn(f64) -> f64,
+        g: fn(f32) -> f32,
+        (r64, r32): (f64, f32),
+        sat64: f64,
+        sat32: f32,
+    ) {
+        for x in grid64(r64, 20_000) {
+            assert_eq!(f(-x).to_bits(), (-f(x)).to_bits(), "odd at {x:e}");
+        }
+        for x in grid32(r32, 20_000) {
+            assert_eq!(g(-x).to_bits(), (-g(x)).to_bits(), "odd at {x:e}");
+        }
+        assert_eq!(f(-0.0).to_bits(), (-0.0f64).to_bits());
+        for x in [sat64, sat64 + 0.9, 1e10, f64::MAX, f64::INFINITY] {
+            assert_eq!((f(x), f(-x)), (1.0, -1.0), "saturation at {x:e}");
+        }
+        assert_eq!((g(sat32), g(f32::NEG_INFINITY)), (1.0, -1.0));
+        assert!(f(f64::NAN).is_nan() && g(f32::NAN).is_nan());
+    }
+
     #[test]
     fn tanh_is_odd_saturates_and_propagates_nan() {
-        for x in grid64(25.0, 20_000) {
-            assert_eq!(tanh(-x).to_bits(), (-tanh(x)).to_bits(), "odd at {x:e}");
-        }
-        for x in grid32(12.0, 20_000) {
-            assert_eq!(
-                tanh_f32(-x).to_bits(),
-                (-tanh_f32(x)).to_bits(),
-                "odd at {x:e}"
-            );
-        }
-        assert_eq!(tanh(-0.0).to_bits(), (-0.0f64).to_bits());
-        for x in [19.1, 20.0, 25.0, 1e10, f64::MAX, f64::INFINITY] {
-            assert_eq!(tanh(x), 1.0);
-            assert_eq!(tanh(-x), -1.0);
-        }
-        assert_eq!(tanh_f32(9.1), 1.0);
-        assert_eq!(tanh_f32(f32::NEG_INFINITY), -1.0);
-        assert!(tanh(f64::NAN).is_nan());
-        assert!(tanh_f32(f32::NAN).is_nan());
+        odd_saturating(tanh, tanh_f32, (25.0, 12.0), 19.1, 9.1);
         assert_eq!(tanh(5e-324), 5e-324);
     }
 
@@ -499,24 +504,6 @@ mod tests {
 
     #[test]
     fn erf_is_odd_saturates_and_propagates_nan() {
-        for x in grid64(7.0, 20_000) {
-            assert_eq!(erf(-x).to_bits(), (-erf(x)).to_bits(), "odd at {x:e}");
-        }
-        for x in grid32(5.0, 20_000) {
-            assert_eq!(
-                erf_f32(-x).to_bits(),
-                (-erf_f32(x)).to_bits(),
-                "odd at {x:e}"
-            );
-        }
-        assert_eq!(erf(-0.0).to_bits(), (-0.0f64).to_bits());
-        for x in [5.93, 6.0, 7.0, 1e10, f64::MAX, f64::INFINITY] {
-            assert_eq!(erf(x), 1.0);
-            assert_eq!(erf(-x), -1.0);
-        }
-        assert_eq!(erf_f32(3.92), 1.0);
-        assert_eq!(erf_f32(f32::NEG_INFINITY), -1.0);
-        assert!(erf(f64::NAN).is_nan());
-        assert!(erf_f32(f32::NAN).is_nan());
+        odd_saturating(erf, erf_f32, (7.0, 5.0), 5.93, 3.92);
     }
 }
