@@ -285,32 +285,16 @@ impl<T: Float> MlpRule<T> {
             fused,
             ..
         } = self;
-        let live = step.live;
-        let fixed = FusedFeedback::Fixed;
-        let (fb, deriv, acts): (FusedFeedback<'_, T>, &Trace<T>, &Trace<T>) = match kind {
-            RuleKind::Bp => (FusedFeedback::Live, live, live),
-            RuleKind::Fa => (fixed(Feedback::Weights(feedback)), live, live),
-            RuleKind::Dfa => (fixed(Feedback::Direct(feedback)), live, live),
-            RuleKind::Readout => (fixed(Feedback::ReadoutOnly), live, live),
-            RuleKind::AlignProp => {
-                let f = frozen
-                    .as_ref()
-                    .expect("align rules hold the frozen network");
-                (fixed(Feedback::Weights(&f.weights)), live, live)
-            }
-            RuleKind::AlignAda | RuleKind::AlignZero => {
-                let f = frozen
-                    .as_ref()
-                    .expect("align rules hold the frozen network");
-                frozen_trace_into(f, cache.as_ref(), step.x, step.rows, frozen_trace)?;
-                let acts = if *kind == RuleKind::AlignZero {
-                    &*frozen_trace
-                } else {
-                    live
-                };
-                (fixed(Feedback::Weights(&f.weights)), &*frozen_trace, acts)
-            }
-        };
+        let (fb, deriv, acts) = pathway(
+            *kind,
+            feedback,
+            frozen.as_ref(),
+            cache.as_ref(),
+            frozen_trace,
+            step,
+        )?;
+        // `None` is the network's own weights, read inside the fused pass before each update
+        let fb = fb.map_or(FusedFeedback::Live, FusedFeedback::Fixed);
         sgd_update_fused(model, fb, deriv, acts, step.err, lr, fused);
         Ok(())
     }
@@ -380,6 +364,42 @@ impl<T: Float> MlpRule<T> {
         }
         Ok(())
     }
+}
+
+/// (feedback, derivative trace, activity trace); feedback `None` is the network's own weights.
+type RulePathway<'a, T> = (Option<Feedback<'a, T>>, &'a Trace<T>, &'a Trace<T>);
+
+/// A rule's (feedback, derivative trace, activity trace) — the whole definition of each rule;
+/// feedback `None` means the network's own weights (backprop). Align-ada/zero first fill
+/// `frozen_trace` with the frozen network's trace on this batch.
+fn pathway<'a, T: Float>(
+    kind: RuleKind,
+    feedback: &'a [Mat<T>],
+    frozen: Option<&'a Mlp<T>>,
+    cache: Option<&FrozenCache<T>>,
+    frozen_trace: &'a mut Trace<T>,
+    step: &StepInput<'a, Mlp<T>>,
+) -> Result<RulePathway<'a, T>, RulesError> {
+    let live = step.live;
+    let frozen = || frozen.expect("align rules hold the frozen network");
+    Ok(match kind {
+        RuleKind::Bp => (None, live, live),
+        RuleKind::Fa => (Some(Feedback::Weights(feedback)), live, live),
+        RuleKind::Dfa => (Some(Feedback::Direct(feedback)), live, live),
+        RuleKind::Readout => (Some(Feedback::ReadoutOnly), live, live),
+        RuleKind::AlignProp => (Some(Feedback::Weights(&frozen().weights)), live, live),
+        RuleKind::AlignAda | RuleKind::AlignZero => {
+            let f = frozen();
+            frozen_trace_into(f, cache, step.x, step.rows, frozen_trace)?;
+            let ft: &'a Trace<T> = frozen_trace;
+            let acts = if kind == RuleKind::AlignZero {
+                ft
+            } else {
+                live
+            };
+            (Some(Feedback::Weights(&f.weights)), ft, acts)
+        }
+    })
 }
 
 /// Fills `trace` with the frozen network's trace on `x`: gathered from the cache when `rows` are
@@ -525,37 +545,20 @@ impl<T: Float> Rule<Mlp<T>> for MlpRule<T> {
             grads,
             ..
         } = self;
-        let live = step.live;
-        // (feedback, derivative trace, activity trace) — the whole definition of each rule.
-        let (fb, deriv, acts): (Feedback<'_, T>, &Trace<T>, &Trace<T>) = match kind {
-            RuleKind::Bp => (Feedback::Weights(&model.weights), live, live),
-            RuleKind::Fa => (Feedback::Weights(feedback), live, live),
-            RuleKind::Dfa => (Feedback::Direct(feedback), live, live),
-            RuleKind::Readout => (Feedback::ReadoutOnly, live, live),
-            RuleKind::AlignProp => {
-                let f = frozen
-                    .as_ref()
-                    .expect("align rules hold the frozen network");
-                (Feedback::Weights(&f.weights), live, live)
-            }
-            RuleKind::AlignAda | RuleKind::AlignZero => {
-                let f = frozen
-                    .as_ref()
-                    .expect("align rules hold the frozen network");
-                frozen_trace_into(f, cache.as_ref(), step.x, step.rows, frozen_trace)?;
-                let acts = if *kind == RuleKind::AlignZero {
-                    &*frozen_trace
-                } else {
-                    live
-                };
-                (Feedback::Weights(&f.weights), &*frozen_trace, acts)
-            }
-        };
-        let pathway = Pathway {
+        let (fb, deriv, acts) = pathway(
+            *kind,
+            feedback,
+            frozen.as_ref(),
+            cache.as_ref(),
+            frozen_trace,
+            step,
+        )?;
+        let fb = fb.unwrap_or(Feedback::Weights(&model.weights));
+        let p = Pathway {
             feedback: fb,
             derivatives: deriv,
         };
-        backward_signals_into(spec, &pathway, step.err, signals);
+        backward_signals_into(spec, &p, step.err, signals);
         gradients_into(spec, signals, acts, grads);
         Ok(grads)
     }
