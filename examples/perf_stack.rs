@@ -29,6 +29,8 @@
 //! * `memory`: builds the network, runs `--steps` training steps (fused backprop SGD unless
 //!   `--unfused`) and reports the peak resident set (`VmHWM`) next to the bytes of the weights and
 //!   the forward trace.
+//! * `phases` / `rnn-phases`: the `mlp` / `rnn` step split into forward, loss, backward signals,
+//!   weight gradients and update (best of `--steps` repetitions per phase).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -524,116 +526,12 @@ fn rnn_phases(a: &Args) -> Res<()> {
     Ok(())
 }
 
-/// The recurrent product of one time step, on a real trace, timed alone.
-fn rnn_gemm(a: &Args) -> Res<()> {
-    let width = a.usize("width", 1024)?;
-    let batch = a.usize("batch", 50)?;
-    let spec = RnnSpec::new(1, width, 1, Activation::Relu);
-    let net = Rnn::<f32>::new(&spec, 0)?;
-    let s = SeedStream::new(0).child("perf-rnn");
-    let xs: Vec<Mat<f32>> = (0..100)
-        .map(|t| s.gaussian_matrix(&format!("x{t}"), batch, 1, 1.0))
-        .collect();
-    let tr = net.forward(&xs)?;
-    let mut h = Mat::<f32>::zeros(batch, width);
-    for (name, r) in [
-        ("state50", tr.states[50].clone()),
-        ("gauss", s.gaussian_matrix("r", batch, width, 1.0)),
-    ] {
-        let (best, med, _) = time_reps(3, 50, || {
-            gemm::gemm(
-                0.03125,
-                &r,
-                gemm::Op::N,
-                &net.w_rec,
-                gemm::Op::T,
-                1.0,
-                &mut h,
-            );
-            Ok(())
-        })?;
-        let min = r
-            .iter()
-            .filter(|v| **v != 0.0)
-            .map(|v| v.abs())
-            .fold(f32::INFINITY, f32::min);
-        println!("{name}: best {best:.3} ms median {med:.3} ms; smallest nonzero |r| {min:e}");
-    }
-    let mut tr2 = tr.clone();
-    let (best, _, _) = time_reps(1, 5, || {
-        for t in 0..100 {
-            gemm::gemm(
-                0.03125,
-                &tr.states[t],
-                gemm::Op::N,
-                &net.w_rec,
-                gemm::Op::T,
-                1.0,
-                &mut tr2.pre[t],
-            );
-        }
-        Ok(())
-    })?;
-    println!("100 steps over the trace buffers: best {best:.3} ms");
-    let (best, _, _) = time_reps(1, 5, || {
-        for t in 0..100 {
-            gemm::gemm(
-                0.03125,
-                &tr.states[50],
-                gemm::Op::N,
-                &net.w_rec,
-                gemm::Op::T,
-                1.0,
-                &mut tr2.pre[t],
-            );
-        }
-        Ok(())
-    })?;
-    println!("100 steps, same lhs, distinct dst: best {best:.3} ms");
-    let (best, _, _) = time_reps(1, 5, || {
-        for t in 0..100 {
-            gemm::gemm(
-                0.03125,
-                &tr.states[t],
-                gemm::Op::N,
-                &net.w_rec,
-                gemm::Op::T,
-                1.0,
-                &mut h,
-            );
-        }
-        Ok(())
-    })?;
-    println!("100 steps, distinct lhs, same dst: best {best:.3} ms");
-    for t in [0usize, 1, 2, 5, 10, 99] {
-        let r = &tr.states[t];
-        let (best, _, _) = time_reps(1, 10, || {
-            gemm::gemm(
-                0.03125,
-                r,
-                gemm::Op::N,
-                &net.w_rec,
-                gemm::Op::T,
-                1.0,
-                &mut h,
-            );
-            Ok(())
-        })?;
-        let nz = r.iter().filter(|v| **v != 0.0).count();
-        println!("  lhs = state {t}: {best:.3} ms, nonzeros {nz}");
-    }
-    let (best, _, _) = time_reps(1, 5, || {
-        net.forward_into(&xs, &mut tr2)?;
-        Ok(())
-    })?;
-    println!("forward_into: best {best:.3} ms");
-    Ok(())
-}
-
 fn main() -> Res<()> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = argv.first() else {
-        return Err("usage: perf_stack mlp|rnn|gemm|ntk|memory [--flag value ...]".into());
+        return Err(
+            "usage: perf_stack mlp|rnn|gemm|ntk|memory|phases|rnn-phases [--flag value ...]".into(),
+        );
     };
     let a = Args::parse(&argv[1..])?;
     match mode.as_str() {
@@ -644,7 +542,6 @@ fn main() -> Res<()> {
         "memory" => memory(&a),
         "phases" => phases(&a),
         "rnn-phases" => rnn_phases(&a),
-        "rnn-gemm" => rnn_gemm(&a),
         other => Err(format!("unknown mode {other:?}").into()),
     }
 }
