@@ -482,14 +482,7 @@ fn rnn_phases(a: &Args) -> Res<()> {
         .collect();
     let mut trace = RnnTrace::new();
     let mut sig = RnnSignals::new();
-    let mut grads = RnnGrads {
-        w_in: None,
-        w_rec: None,
-        b: None,
-        w_out: None,
-        b_out: None,
-        r0: None,
-    };
+    let mut grads = RnnGrads::new();
     let mut best = [f64::INFINITY; 5];
     for _ in 0..reps + 1 {
         let mut t = Instant::now();

@@ -491,6 +491,18 @@ pub struct RnnGrads<T: Float> {
 }
 
 impl<T: Float> RnnGrads<T> {
+    /// Empty buffers for [`rnn_gradients_into`] (every tensor `None`).
+    pub fn new() -> Self {
+        RnnGrads {
+            w_in: None,
+            w_rec: None,
+            b: None,
+            w_out: None,
+            b_out: None,
+            r0: None,
+        }
+    }
+
     /// The gradient tensors in the order of [`Rnn::params_mut`].
     pub fn as_slices(&self) -> Vec<Option<&[T]>> {
         vec![
@@ -510,6 +522,12 @@ impl<T: Float> RnnGrads<T> {
             .flatten()
             .map(|g| reduce::dot(g, g))
             .sum()
+    }
+}
+
+impl<T: Float> Default for RnnGrads<T> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -596,14 +614,7 @@ pub fn rnn_gradients<T: Float>(
     errs: &[Mat<T>],
     activities: &RnnTrace<T>,
 ) -> RnnGrads<T> {
-    let mut g = RnnGrads {
-        w_in: None,
-        w_rec: None,
-        b: None,
-        w_out: None,
-        b_out: None,
-        r0: None,
-    };
+    let mut g = RnnGrads::new();
     rnn_gradients_into(spec, signals, errs, activities, &mut g);
     g
 }

@@ -155,14 +155,7 @@ impl<T: Float> RnnRule<T> {
             cache: None,
             frozen_trace: RnnTrace::new(),
             signals: RnnSignals::new(),
-            grads: RnnGrads {
-                w_in: None,
-                w_rec: None,
-                b: None,
-                w_out: None,
-                b_out: None,
-                r0: None,
-            },
+            grads: RnnGrads::new(),
         })
     }
 
