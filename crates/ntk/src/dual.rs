@@ -152,6 +152,8 @@ fn asin(x: f64) -> f64 {
 pub struct DualKernel {
     act: Activation,
     integrator: Option<GaussianIntegrator>,
+    /// The instruction set the column loops are dispatched to, detected once.
+    arch: pulp::Arch,
 }
 
 impl DualKernel {
@@ -170,7 +172,11 @@ impl DualKernel {
         } else {
             None
         };
-        Ok(DualKernel { act, integrator })
+        Ok(DualKernel {
+            act,
+            integrator,
+            arch: pulp::Arch::new(),
+        })
     }
 
     /// The activation.
@@ -210,8 +216,8 @@ impl DualKernel {
             "eval_into: slice lengths differ"
         );
         match (&self.integrator, self.act) {
-            (None, Activation::Relu) => Column::run(relu, k11, k12, k22, e, ed),
-            (None, Activation::Erf) => Column::run(erf, k11, k12, k22, e, ed),
+            (None, Activation::Relu) => self.arch.dispatch(Column::new(relu, k11, k12, k22, e, ed)),
+            (None, Activation::Erf) => self.arch.dispatch(Column::new(erf, k11, k12, k22, e, ed)),
             _ => {
                 for i in 0..n {
                     (e[i], ed[i]) = self.eval(k11[i], k12[i], k22);
@@ -233,16 +239,23 @@ struct Column<'a, F> {
 }
 
 impl<'a, F: Fn(f64, f64, f64) -> (f64, f64)> Column<'a, F> {
-    /// Evaluates `form` over the column with the widest instruction set available.
-    fn run(form: F, k11: &'a [f64], k12: &'a [f64], k22: f64, e: &'a mut [f64], ed: &'a mut [f64]) {
-        pulp::Arch::new().dispatch(Column {
+    /// The evaluation of `form` over one column.
+    fn new(
+        form: F,
+        k11: &'a [f64],
+        k12: &'a [f64],
+        k22: f64,
+        e: &'a mut [f64],
+        ed: &'a mut [f64],
+    ) -> Self {
+        Column {
             form,
             k11,
             k12,
             k22,
             e,
             ed,
-        });
+        }
     }
 }
 
