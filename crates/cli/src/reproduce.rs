@@ -1,4 +1,4 @@
-//! `widealign reproduce`: the reference experiments (THEORY.md §5–6) end to end.
+//! `widealign reproduce`: the reference experiments (docs/theory.md §5–6) end to end.
 //!
 //! 1. **accuracy vs width**: every rule on the image dataset, MLP depth 2, a range of widths;
 //! 2. **Add task vs width**: RNN, rules bp / align-ada / align-zero / readout, best test loss
@@ -854,7 +854,7 @@ pub fn write_report(
     // 5. Dynamics.
     md.push_str(
         "## 5. Layerwise weight dynamics against width\n\nFull-batch gradient descent on teacher–student regression; relative errors of the closed-form \
-         predictions of THEORY.md §4 for each layer's weight-change norm and direction (mean over layers) and for the function on test points, with \
+         predictions of docs/theory.md §4 for each layer's weight-change norm and direction (mean over layers) and for the function on test points, with \
          log-log slopes fitted over all layers and widths (theory: about −1/2 for smooth activations; ReLU's weight direction may converge more slowly).\n\n",
     );
     for v in lines.iter().filter(|v| v["experiment"] == EXPERIMENTS[4]) {

@@ -1,6 +1,6 @@
 //! Synthetic tasks: the Add task (recurrent) and teacher–student regression.
 //!
-//! **Add task** (THEORY.md §6). Inputs `x_t ~ Bernoulli(p)` (default `p = 0.5`) for
+//! **Add task** (docs/theory.md §6). Inputs `x_t ~ Bernoulli(p)` (default `p = 0.5`) for
 //! `t = 1..T`, and targets
 //!
 //! ```text
@@ -12,7 +12,7 @@
 //! the order `i = 0, 1, …`, step `t = 1..T` within a sequence, so the first sequences do not
 //! change when more are requested.
 //!
-//! **Teacher–student.** A random teacher MLP in the NTK parameterisation (THEORY.md §1) with
+//! **Teacher–student.** A random teacher MLP in the NTK parameterisation (docs/theory.md §1) with
 //! `depth` hidden layers of `width` units,
 //!
 //! ```text

@@ -13,7 +13,7 @@
 //!
 //! ## The backward pass in two parts
 //!
-//! Every credit-assignment rule of THEORY.md §2 updates `W^l` by
+//! Every credit-assignment rule of docs/theory.md §2 updates `W^l` by
 //! `ΔW^l = −lr · m_l · D^lᵀ · A^{l−1}` and differs from backprop only in the backward signal
 //! `D^l` and in the input activity `A^{l−1}`. So the backward pass is split in two functions that
 //! the rules combine:
@@ -321,7 +321,7 @@ impl<T: Float> Mlp<T> {
     }
 }
 
-/// Which matrices carry the signal backward (THEORY.md §2).
+/// Which matrices carry the signal backward (docs/theory.md §2).
 #[derive(Clone, Copy, Debug)]
 pub enum Feedback<'a, T: Float> {
     /// `D^l = φ'(H^l) ⊙ (m_{l+1} · D^{l+1} · M^{l+1})`, with `M^{l+1}` at index `l` shaped like

@@ -1,4 +1,4 @@
-//! Alignment of weight changes (THEORY.md §5) and the shadow accumulation of the predicted
+//! Alignment of weight changes (docs/theory.md §5) and the shadow accumulation of the predicted
 //! update during a backprop run.
 //!
 //! For a layer's weight change `ΔW` (`n_out × n_in`, trained minus initial) and a reference
@@ -314,7 +314,7 @@ pub fn input_span_fraction<T: Float>(dw: &Mat<T>, activities: &Mat<T>) -> Result
 ///
 /// Cost per batch: one forward and one backward pass of the initial network.
 ///
-/// The accumulated change is the plain-SGD update (`lr` times the frozen gradient), THEORY.md
+/// The accumulated change is the plain-SGD update (`lr` times the frozen gradient), docs/theory.md
 /// §5's reference for SGD runs; for a run with Adam it is not the update Adam would make.
 /// With the rules crate's training loop, call it from the per-step hook:
 /// `StepBatch::Mlp { x, err }` and `view.lr` give `shadow.observe(x, err, view.lr as f32)`, or,

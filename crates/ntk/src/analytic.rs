@@ -17,10 +17,10 @@
 //! * **layer shares**: `T^L = Σ_l P^l (A^l + s_b²)`, where `P^l A^l` is the contribution of `W^l`
 //!   and `s_b² P^l` that of `b^l`.
 //!
-//! With Gaussian biases (`β = 1`) `A^l + s_b² = Σ^l` and these are exactly THEORY.md §3. With
+//! With Gaussian biases (`β = 1`) `A^l + s_b² = Σ^l` and these are exactly docs/theory.md §3. With
 //! zero-initialised biases (the reference experiments and [`MlpSpec`]'s default) the bias still
 //! contributes `s_b² P^l` to the NTK (its gradient does not depend on its value) but not to the
-//! forward covariance; THEORY.md's `S^l` is then `A^l + s_b²`, not the NNGP. See
+//! forward covariance; docs/theory.md's `S^l` is then `A^l + s_b²`, not the NNGP. See
 //! `docs/theory.md`.
 //!
 //! All products between kernels are entrywise. Every entry `(i, j)` follows its own scalar

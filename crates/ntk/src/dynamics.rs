@@ -1,5 +1,5 @@
 //! Closed-form training dynamics of a kernel (linearised) model under full-batch gradient
-//! descent or gradient flow on the MSE loss (THEORY.md §4).
+//! descent or gradient flow on the MSE loss (docs/theory.md §4).
 //!
 //! With `N` training points, `C` outputs, `L = (1/(NC)) Σ_i ‖f(x_i) − y_i‖²` and kernel `Θ`, a
 //! gradient step changes the linearised outputs by `f_{k+1}(x) = f_k(x) − c Θ(x, X) r_k` with the
@@ -235,7 +235,7 @@ pub fn function_change(cross_kernel: &Mat<f64>, eps: &Mat<f64>) -> Result<Mat<f6
 }
 
 /// `√(Σ_c ε_cᵀ K ε_c)`: the predicted Frobenius norm of a layer's weight change when `K` is its
-/// weight share `P^l ⊙ A^l` on the training points (THEORY.md §4), or its bias change for
+/// weight share `P^l ⊙ A^l` on the training points (docs/theory.md §4), or its bias change for
 /// `K = s_b² P^l`.
 ///
 /// # Errors

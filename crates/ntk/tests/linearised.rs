@@ -1,4 +1,4 @@
-//! The closed-form dynamics (THEORY.md §4) equal the network linearised at its initialisation
+//! The closed-form dynamics (docs/theory.md §4) equal the network linearised at its initialisation
 //! trained step by step, and the predicted weight change equals the linearised parameter change.
 
 use widealign_models::{BiasInit, Mlp, MlpSpec, Parameterization, Trace};

@@ -48,7 +48,7 @@ impl ModelKind {
     }
 }
 
-/// Parameterisation of the dense layers (THEORY.md §1).
+/// Parameterisation of the dense layers (docs/theory.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ParamKind {

@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use crate::RulesError;
 
-/// Which backward signal and which input activity a rule uses (THEORY.md §2).
+/// Which backward signal and which input activity a rule uses (docs/theory.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RuleKind {
     /// Backpropagation: live weights, live derivatives, live activities.

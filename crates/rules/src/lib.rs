@@ -1,6 +1,6 @@
 //! # widealign-rules: credit-assignment rules and the training loop
 //!
-//! Every rule of THEORY.md §2 changes a weight by the same form,
+//! Every rule of docs/theory.md §2 changes a weight by the same form,
 //!
 //! ```text
 //! ΔW^l = −lr · m_l · Σ_i d^l_i (a^{l−1}_i)ᵀ,     Δb^l = −lr · s_b · Σ_i d^l_i,     d^L = e (live error)

@@ -1,7 +1,7 @@
 //! The seven rules for the fully connected network ([`Mlp`]).
 //!
 //! Each rule is one [`Pathway`] (feedback matrices + the trace whose pre-activations give `φ'`)
-//! and one activity trace for the weight gradient (THEORY.md §2):
+//! and one activity trace for the weight gradient (docs/theory.md §2):
 //!
 //! | rule | feedback | `φ'` from | activities |
 //! |---|---|---|---|
@@ -146,7 +146,7 @@ impl<T: Float> MlpRule<T> {
 
     /// Feedback alignment with given feedback matrices `B^l` (index `l − 1`, `L` entries shaped
     /// like the weights; index 0 is never read and may be `0 × 0`). With `B = W_0` this is
-    /// Align-prop (THEORY.md §2), which a test checks.
+    /// Align-prop (docs/theory.md §2), which a test checks.
     ///
     /// # Errors
     /// [`RulesError::Model`] if the spec does not validate or a matrix has the wrong shape.

@@ -2,7 +2,7 @@
 //!
 //! Backpropagation through time along an [`RnnPathway`] (feedback `W̃_rec`, `W̃_out` and the
 //! trace whose `φ'(H_t)` gates the signal), then gradients from a chosen activity trace
-//! (inputs and states `R_t`). THEORY.md §2, last paragraph:
+//! (inputs and states `R_t`). docs/theory.md §2, last paragraph:
 //!
 //! | rule | `W̃_rec`, `W̃_out` | `φ'` from | activities (states `R_t`) |
 //! |---|---|---|---|

@@ -1,6 +1,6 @@
 //! The [`Rule`] trait: one update per batch from the live model and the live error.
 //!
-//! Every rule of THEORY.md §2 updates each weight by
+//! Every rule of docs/theory.md §2 updates each weight by
 //!
 //! ```text
 //! ΔW^l = −lr · m_l · Σ_i d^l_i (a^{l−1}_i)ᵀ        ΔB^l = −lr · s_b · Σ_i d^l_i

@@ -1,4 +1,4 @@
-//! The exact identities of THEORY.md §2 between the rules, for the MLP and the RNN.
+//! The exact identities of docs/theory.md §2 between the rules, for the MLP and the RNN.
 
 use widealign_models::{Grads, Loss, Mlp, MlpSpec, Parameterization, Rnn, RnnGrads, RnnSpec};
 use widealign_rules::{MlpRule, RnnRule, Rule, RuleKind, StepInput};
