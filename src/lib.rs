@@ -18,6 +18,7 @@
 //! | [`models`] | `widealign-models` | MLP and RNN, forward traces, backward pathways, losses, optimisers |
 //! | [`rules`] | `widealign-rules` | the seven credit-assignment rules and the training loop |
 //! | [`ntk`] | `widealign-ntk` | infinite-width kernels, weight-dynamics predictions, alignment |
+//! | [`experiments`] | `widealign-experiments` | the reference experiment plans, alignment and dynamics runs, the sweep engine |
 //!
 //! ```
 //! use widealign::prelude::*;
@@ -26,6 +27,7 @@
 //! ```
 
 pub use widealign_data as data;
+pub use widealign_experiments as experiments;
 pub use widealign_models as models;
 pub use widealign_ntk as ntk;
 pub use widealign_rules as rules;

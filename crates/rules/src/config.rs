@@ -1,8 +1,11 @@
 //! [`TrainConfig`] (one training run's settings) and [`TrainResult`] (what it produced), both
-//! serde-serialisable; `widealign train --json` prints a [`TrainResult`].
+//! serde-serialisable; `widealign train --json` prints a [`TrainResult`] (inside the record of
+//! `widealign-experiments`, which adds the config and the version).
 //!
 //! Field names and defaults match the `widealign train` flags (`_` for `-`), see
-//! `shared/ARCHITECTURE.md`:
+//! `shared/ARCHITECTURE.md`. The derived serialisation of a [`TrainConfig`] is the identity of a
+//! run (a results file is resumed by comparing it): every field is part of it except
+//! [`TrainConfig::cache_frozen`], which cannot change a result. Unknown keys are rejected.
 //!
 //! ```
 //! use widealign_rules::{TrainConfig, RuleKind};
@@ -151,8 +154,16 @@ mod activation_name {
 /// Biases start at zero (as in the reference experiments) and the loss is the reference MSE
 /// (mean over batch and outputs; summed over time steps for sequences) with targets one-hot − 0.1
 /// for classification.
+///
+/// # Serialised form
+///
+/// The fields in declaration order, values spelled as on the command line, for example
+/// `{"model":"mlp","dataset":"digits","rule":"bp","depth":2,"width":1024,"activation":"relu",
+/// "param":"ntk","optimizer":"sgd","lr":1.0,"batch_size":100,"epochs":10,"train_size":null,
+/// "w_std":1.0,"b_std":0.1,"seed":0}` for the default. Reading accepts any subset of the keys
+/// (the others keep their defaults), rejects unknown keys, and takes `5` for `5.0`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// Network family.
     pub model: ModelKind,
@@ -190,6 +201,10 @@ pub struct TrainConfig {
     /// Align-ada/zero: cache the frozen network's per-example trace (if it fits in
     /// [`crate::FROZEN_CACHE_BUDGET`]) instead of running the frozen forward pass every step;
     /// results are identical either way (see `docs/decisions/align-zero-cache.md`).
+    ///
+    /// Not serialised (so no part of a run's identity); a config read back has the default,
+    /// `true`.
+    #[serde(skip)]
     pub cache_frozen: bool,
 }
 
@@ -285,19 +300,29 @@ impl TrainConfig {
     }
 }
 
+/// Reads a number that serde_json wrote as `null` (it writes NaN and ±∞ that way) back as NaN.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// One row of the training history. Epoch 0 is the evaluation at initialisation.
+///
+/// Non-finite losses serialise as `null` and read back as NaN.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// 0 for the initial evaluation, then 1..=epochs.
     pub epoch: usize,
     /// Epoch 0: the loss on the whole training set at initialisation. Epoch `e ≥ 1`: the mean
     /// of the mini-batch losses during epoch `e` (weighted by batch size).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_loss: f64,
     /// Loss on the test split after the epoch.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub test_loss: f64,
     /// Test accuracy after the epoch (classification only).
     pub test_accuracy: Option<f64>,
     /// Wall-clock seconds since the start of training (after data and rule setup).
+    #[serde(default)]
     pub seconds: f64,
 }
 
@@ -305,7 +330,8 @@ pub struct EpochRecord {
 ///
 /// A diverged run is a result: `diverged` is true, `diverged_epoch` names the epoch in which a
 /// non-finite loss or a loss above `1e6 ×` the initial one appeared, and the metrics are those of
-/// the last completed epoch (never NaN).
+/// the last completed epoch (never NaN, unless the initial evaluation already was; non-finite
+/// numbers serialise as `null` and read back as NaN).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainResult {
     /// `mlp` or `rnn`.
@@ -325,16 +351,21 @@ pub struct TrainResult {
     /// Epochs completed (fewer than `epochs` if the run diverged).
     pub epochs_completed: usize,
     /// Training examples used.
+    #[serde(default)]
     pub train_examples: usize,
     /// Optimisation steps taken.
+    #[serde(default)]
     pub steps: usize,
     /// Training loss of the last completed epoch (see [`EpochRecord::train_loss`]).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_loss: f64,
     /// Test loss after the last completed epoch.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub test_loss: f64,
     /// Test accuracy after the last completed epoch (classification only).
     pub test_accuracy: Option<f64>,
     /// Lowest test loss over the history (including the initial evaluation).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub best_test_loss: f64,
     /// Highest test accuracy over the history (classification only).
     pub best_test_accuracy: Option<f64>,
@@ -346,6 +377,24 @@ pub struct TrainResult {
     pub seconds: f64,
     /// Per-epoch history, epoch 0 first.
     pub history: Vec<EpochRecord>,
+}
+
+impl TrainResult {
+    /// The epoch of the lowest finite test loss in the history (the first one on ties; 0, the
+    /// initial evaluation, when no loss is finite).
+    pub fn best_epoch(&self) -> usize {
+        self.history
+            .iter()
+            .filter(|e| e.test_loss.is_finite())
+            .fold((0, f64::INFINITY), |best, e| {
+                if e.test_loss < best.1 {
+                    (e.epoch, e.test_loss)
+                } else {
+                    best
+                }
+            })
+            .0
+    }
 }
 
 #[cfg(test)]
@@ -375,5 +424,85 @@ mod tests {
             err, "unknown optimiser `SGD` (expected one of: sgd, adam)",
             "{err}"
         );
+    }
+
+    #[test]
+    fn cache_frozen_is_not_serialised_and_unknown_keys_are_rejected() {
+        let c = TrainConfig {
+            cache_frozen: false,
+            ..TrainConfig::default()
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("cache_frozen"), "{json}");
+        let back: TrainConfig = serde_json::from_str(&json).unwrap();
+        assert!(back.cache_frozen, "a config read back caches by default");
+        for bad in [r#"{"widht": 5}"#, r#"{"cache_frozen": false}"#] {
+            let e = serde_json::from_str::<TrainConfig>(bad).unwrap_err();
+            assert!(e.to_string().starts_with("unknown field"), "{e}");
+        }
+        let c: TrainConfig = serde_json::from_str(r#"{"lr": 5}"#).unwrap();
+        assert_eq!(c.lr, 5.0);
+    }
+
+    fn epoch(epoch: usize, test_loss: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            train_loss: test_loss,
+            test_loss,
+            test_accuracy: Some(0.5),
+            seconds: 0.0,
+        }
+    }
+
+    fn result(history: Vec<EpochRecord>) -> TrainResult {
+        TrainResult {
+            model: ModelKind::Mlp,
+            dataset: "digits".into(),
+            rule: RuleKind::Bp,
+            width: 8,
+            depth: 1,
+            seed: 0,
+            epochs: history.len(),
+            epochs_completed: history.len().saturating_sub(1),
+            train_examples: 10,
+            steps: 1,
+            train_loss: f64::NAN,
+            test_loss: f64::NAN,
+            test_accuracy: None,
+            best_test_loss: f64::INFINITY,
+            best_test_accuracy: None,
+            diverged: true,
+            diverged_epoch: Some(0),
+            seconds: 0.0,
+            history,
+        }
+    }
+
+    #[test]
+    fn best_epoch_is_the_first_lowest_finite_loss() {
+        let r = result(vec![
+            epoch(0, 0.5),
+            epoch(1, 0.3),
+            epoch(2, 0.3),
+            epoch(3, 0.4),
+        ]);
+        assert_eq!(r.best_epoch(), 1);
+        let r = result(vec![epoch(0, 0.5), epoch(1, f64::NAN)]);
+        assert_eq!(r.best_epoch(), 0);
+        assert_eq!(result(vec![epoch(0, f64::NAN)]).best_epoch(), 0);
+    }
+
+    #[test]
+    fn non_finite_numbers_read_back_as_nan() {
+        let r = result(vec![epoch(0, f64::NAN)]);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            !json.contains("NaN") && json.contains("\"test_loss\":null"),
+            "{json}"
+        );
+        let back: TrainResult = serde_json::from_str(&json).unwrap();
+        assert!(back.test_loss.is_nan() && back.train_loss.is_nan());
+        assert!(back.best_test_loss.is_nan(), "∞ is written as null too");
+        assert!(back.history[0].test_loss.is_nan());
     }
 }

@@ -1,0 +1,405 @@
+//! The reference experiment plan (docs/theory.md §5–6, docs/reproduction.md): which runs
+//! `widealign reproduce` and the `experiments` example make, at three scales.
+//!
+//! | group ([`Experiment`]) | runs |
+//! |---|---|
+//! | accuracy vs width | every rule, MLP depth 2 on the image dataset, lr 5, batch 100, a range of widths |
+//! | Add task | Elman RNN, rules bp / align-ada / align-zero / readout ([`ADD_RULES`]), lr 0.001, batch 50, a range of widths |
+//! | low data | every rule with 100, 300, 1000 stratified training examples and the same number of steps |
+//! | alignment | backprop at every accuracy width, lr 1, with the Align-zero update accumulated alongside ([`crate::align`]) |
+//! | dynamics | full-batch GD on teacher–student regression against the closed form ([`crate::dynamics`]) |
+//!
+//! ```
+//! use widealign_experiments::plan::{plan, Experiment, Scale};
+//! let p = plan(Scale::Quick, "digits", 0).unwrap();
+//! assert_eq!(p.widths, [64, 256, 1024]);
+//! assert_eq!(p.accuracy.len(), 7 * 3); // every rule at every width
+//! let groups = p.training_groups();
+//! assert_eq!(groups[1].0, Experiment::AddTask);
+//! assert!(groups[1].1.iter().all(|c| c.dataset == "add"));
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use widealign_rules::{ModelKind, RuleKind, TrainConfig};
+use widealign_tensor::Activation;
+
+use crate::dynamics::DynamicsParams;
+use crate::ExperimentError;
+
+/// Rules of the Add-task experiment.
+pub const ADD_RULES: [RuleKind; 4] = [
+    RuleKind::Bp,
+    RuleKind::AlignAda,
+    RuleKind::AlignZero,
+    RuleKind::Readout,
+];
+
+/// Image datasets the plan runs on.
+pub const DATASETS: [&str; 2] = ["digits", "fashion-mnist"];
+
+/// How much computing a plan does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scale {
+    /// Seconds: tiny widths and one epoch; tests the pipeline, not the science.
+    Tiny,
+    /// Minutes on a laptop: fewer widths and epochs.
+    Quick,
+    /// The reference widths and epochs (hours).
+    Full,
+}
+
+impl Scale {
+    /// Every scale, smallest first.
+    pub const ALL: [Scale; 3] = [Scale::Tiny, Scale::Quick, Scale::Full];
+
+    /// `"tiny"`, `"quick"` or `"full"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scale::Tiny => "tiny",
+            Scale::Quick => "quick",
+            Scale::Full => "full",
+        }
+    }
+
+    /// The value for this scale among `(tiny, quick, full)`.
+    fn pick<T>(self, tiny: T, quick: T, full: T) -> T {
+        match self {
+            Scale::Tiny => tiny,
+            Scale::Quick => quick,
+            Scale::Full => full,
+        }
+    }
+}
+
+impl fmt::Display for Scale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scale {
+    type Err = ExperimentError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scale::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| {
+                ExperimentError::setting(
+                    "scale",
+                    format!("unknown scale `{s}` (expected one of: tiny, quick, full)"),
+                )
+            })
+    }
+}
+
+/// The experiment groups of a plan, in the order they run; their names are the
+/// `"experiment"` field of every results line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Experiment {
+    /// Test accuracy against width, every rule.
+    AccuracyVsWidth,
+    /// The Add task against width.
+    AddTask,
+    /// Test accuracy with 100, 300, 1000 training examples.
+    LowData,
+    /// Alignment of backprop's weight change with the predicted update, against width.
+    Alignment,
+    /// Layerwise weight dynamics against the closed form, against width.
+    Dynamics,
+}
+
+impl Experiment {
+    /// Every group in running order.
+    pub const ALL: [Experiment; 5] = [
+        Experiment::AccuracyVsWidth,
+        Experiment::AddTask,
+        Experiment::LowData,
+        Experiment::Alignment,
+        Experiment::Dynamics,
+    ];
+
+    /// The name written into results lines: `accuracy_vs_width`, `add_task`, `low_data`,
+    /// `alignment`, `dynamics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Experiment::AccuracyVsWidth => "accuracy_vs_width",
+            Experiment::AddTask => "add_task",
+            Experiment::LowData => "low_data",
+            Experiment::Alignment => "alignment",
+            Experiment::Dynamics => "dynamics",
+        }
+    }
+}
+
+impl fmt::Display for Experiment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything a reproduction runs, decided by the scale, the image dataset and the seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Image dataset name.
+    pub dataset: String,
+    /// Scale.
+    pub scale: Scale,
+    /// Seed of every run.
+    pub seed: u64,
+    /// Accuracy-vs-width runs (every rule × widths, rule slowest).
+    pub accuracy: Vec<TrainConfig>,
+    /// Widths of the accuracy experiment (and of the alignment runs).
+    pub widths: Vec<usize>,
+    /// Add-task runs ([`ADD_RULES`] × widths).
+    pub add: Vec<TrainConfig>,
+    /// Widths of the Add task.
+    pub add_widths: Vec<usize>,
+    /// Low-data runs (every rule × sizes).
+    pub low_data: Vec<TrainConfig>,
+    /// Training-set sizes of the low-data runs.
+    pub sizes: Vec<usize>,
+    /// Alignment runs (bp, one per width).
+    pub align: Vec<TrainConfig>,
+    /// Dynamics experiments (one per activation).
+    pub dynamics: Vec<DynamicsParams>,
+}
+
+impl Plan {
+    /// The three groups of training runs (each a sweep), in running order.
+    pub fn training_groups(&self) -> [(Experiment, &[TrainConfig]); 3] {
+        [
+            (Experiment::AccuracyVsWidth, &self.accuracy),
+            (Experiment::AddTask, &self.add),
+            (Experiment::LowData, &self.low_data),
+        ]
+    }
+}
+
+/// The experiment plan for a scale, image dataset and seed: quick finishes in minutes on two
+/// cores, full uses the reference widths and epochs.
+///
+/// # Errors
+/// [`ExperimentError::InvalidSetting`] (`dataset`) for a dataset outside [`DATASETS`].
+pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentError> {
+    if !DATASETS.contains(&dataset) {
+        return Err(ExperimentError::setting(
+            "dataset",
+            format!("`{dataset}`: reproduce runs on digits or fashion-mnist"),
+        ));
+    }
+    let tiny = scale == Scale::Tiny;
+    let widths: Vec<usize> =
+        scale.pick(vec![8, 16], vec![64, 256, 1024], vec![64, 256, 1024, 4096]);
+    let base = TrainConfig {
+        model: ModelKind::Mlp,
+        dataset: dataset.to_string(),
+        depth: 2,
+        activation: Activation::Relu,
+        lr: 5.0,
+        batch_size: 100,
+        epochs: scale.pick(1, 40, 40),
+        train_size: tiny.then_some(200),
+        seed,
+        ..TrainConfig::default()
+    };
+    let mut accuracy = Vec::new();
+    for rule in RuleKind::ALL {
+        for &width in &widths {
+            accuracy.push(TrainConfig {
+                rule,
+                width,
+                ..base.clone()
+            });
+        }
+    }
+    let add_widths: Vec<usize> = scale.pick(vec![4, 8], vec![32, 64, 128], vec![64, 256, 1024]);
+    let mut add = Vec::new();
+    for rule in ADD_RULES {
+        for &width in &add_widths {
+            add.push(TrainConfig {
+                model: ModelKind::Rnn,
+                dataset: "add".into(),
+                rule,
+                width,
+                depth: 1,
+                activation: Activation::Relu,
+                lr: 0.001,
+                batch_size: 50,
+                epochs: scale.pick(1, 200, 200),
+                seed,
+                ..TrainConfig::default()
+            });
+        }
+    }
+    let sizes = if tiny {
+        vec![20, 40]
+    } else {
+        vec![100usize, 300, 1000]
+    };
+    // Low data: every subset size gets the same number of optimisation steps (a fixed epoch
+    // count would give the 100-example runs a tenth of the steps of the 1000-example runs).
+    let low_data_steps: usize = scale.pick(2, 400, 600);
+    let mut low_data = Vec::new();
+    for rule in RuleKind::ALL {
+        for &k in &sizes {
+            let steps_per_epoch = k.div_ceil(base.batch_size);
+            low_data.push(TrainConfig {
+                rule,
+                width: scale.pick(16, 512, 1024),
+                train_size: Some(k),
+                epochs: low_data_steps.div_ceil(steps_per_epoch),
+                ..base.clone()
+            });
+        }
+    }
+    let align = widths
+        .iter()
+        .map(|&width| TrainConfig {
+            rule: RuleKind::Bp,
+            width,
+            lr: 1.0,
+            epochs: scale.pick(1, 5, 10),
+            train_size: tiny.then_some(100),
+            ..base.clone()
+        })
+        .collect();
+    let dyn_widths: Vec<usize> =
+        scale.pick(vec![16, 32], vec![64, 256, 1024], vec![64, 256, 1024, 4096]);
+    let activations: &[Activation] = if scale == Scale::Full {
+        &[Activation::Erf, Activation::Relu]
+    } else {
+        &[Activation::Erf]
+    };
+    let dynamics = activations
+        .iter()
+        .map(|&activation| DynamicsParams {
+            cfg: TrainConfig {
+                dataset: "teacher".into(),
+                activation,
+                depth: 2,
+                lr: 0.1,
+                train_size: Some(scale.pick(16, 64, 64)),
+                seed,
+                ..TrainConfig::default()
+            },
+            widths: dyn_widths.clone(),
+            steps: scale.pick(10, 200, 200),
+        })
+        .collect();
+    Ok(Plan {
+        dataset: dataset.to_string(),
+        scale,
+        seed,
+        accuracy,
+        widths,
+        add,
+        add_widths,
+        low_data,
+        sizes,
+        align,
+        dynamics,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    #[test]
+    fn plans_cover_every_rule_and_validate() {
+        for scale in Scale::ALL {
+            let p = plan(scale, "digits", 0).unwrap();
+            assert_eq!(p.accuracy.len(), 7 * p.widths.len());
+            assert_eq!(p.low_data.len(), 7 * p.sizes.len());
+            assert_eq!(p.add.len(), ADD_RULES.len() * p.add_widths.len());
+            for c in p
+                .accuracy
+                .iter()
+                .chain(&p.add)
+                .chain(&p.low_data)
+                .chain(&p.align)
+            {
+                config::validate(c).unwrap();
+            }
+            assert!(p
+                .add
+                .iter()
+                .all(|c| c.model == ModelKind::Rnn && c.dataset == "add"));
+            let mut ids: Vec<String> = p
+                .training_groups()
+                .iter()
+                .flat_map(|(_, runs)| runs.iter().map(config::key))
+                .collect();
+            let n = ids.len();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), n, "no run belongs to two groups");
+        }
+        assert!(plan(Scale::Quick, "mnist", 0).is_err());
+        let f = plan(Scale::Quick, "fashion-mnist", 3).unwrap();
+        assert!(f
+            .accuracy
+            .iter()
+            .all(|c| c.dataset == "fashion-mnist" && c.seed == 3 && c.train_size.is_none()));
+        assert!(f.add.iter().all(|c| c.dataset == "add"));
+    }
+
+    /// The quick digits plan is the one behind docs/reproduction/results.jsonl: its settings
+    /// are pinned so the published numbers stay reproducible.
+    #[test]
+    fn quick_plan_is_pinned() {
+        let p = plan(Scale::Quick, "digits", 0).unwrap();
+        let a = &p.accuracy[0];
+        assert_eq!(
+            (
+                a.rule,
+                a.width,
+                a.depth,
+                a.lr,
+                a.batch_size,
+                a.epochs,
+                a.train_size
+            ),
+            (RuleKind::Bp, 64, 2, 5.0, 100, 40, None)
+        );
+        assert_eq!(p.add_widths, [32, 64, 128]);
+        assert_eq!(
+            (p.add[0].lr, p.add[0].batch_size, p.add[0].epochs),
+            (0.001, 50, 200)
+        );
+        assert_eq!(p.sizes, [100, 300, 1000]);
+        let epochs: Vec<usize> = p.low_data[..3].iter().map(|c| c.epochs).collect();
+        assert_eq!(epochs, [400, 134, 40]);
+        assert!(p.low_data.iter().all(|c| c.width == 512));
+        assert!(p.align.iter().all(|c| c.lr == 1.0 && c.epochs == 5));
+        assert_eq!(p.dynamics.len(), 1);
+        assert_eq!(p.dynamics[0].steps, 200);
+        assert_eq!(p.dynamics[0].cfg.train_size, Some(64));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in Scale::ALL {
+            assert_eq!(s.name().parse::<Scale>().unwrap(), s);
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+        assert!("huge".parse::<Scale>().is_err());
+        let names: Vec<&str> = Experiment::ALL.iter().map(|e| e.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "accuracy_vs_width",
+                "add_task",
+                "low_data",
+                "alignment",
+                "dynamics"
+            ]
+        );
+    }
+}

@@ -1,0 +1,672 @@
+//! A reproduction end to end: every group of a [`Plan`] into one resumable results file, and
+//! the typed contents of that file for a report.
+//!
+//! The three groups of training runs go through the sweep engine (one [`RunRecord`] line per
+//! run, with its group in `"experiment"`). Alignment and dynamics results are further lines
+//! ([`AlignmentLine`], [`DynamicsLine`]) identified by a `"key"`: the experiment's name and
+//! its settings in their serialised form with sorted keys, e.g.
+//! `alignment:{"activation":"relu","b_std":0.1,...,"width":64}` and
+//! `dynamics:{"config":{...},"steps":200,"widths":[64,256,1024]}`. Resuming skips every run
+//! and every line whose identity is already in the file, so `--resume` on a finished folder
+//! only reads it back.
+//!
+//! ```
+//! use std::sync::atomic::AtomicBool;
+//! use widealign_experiments::plan::{plan, Scale};
+//! use widealign_experiments::reproduce::reproduce;
+//! use widealign_experiments::Trainer;
+//! let mut p = plan(Scale::Tiny, "digits", 0).unwrap();
+//! p.accuracy.truncate(2); // a sample of the tiny plan, to keep the example short
+//! p.add.truncate(1);
+//! p.low_data.truncate(1);
+//! p.align.truncate(1);
+//! let dir = tempfile::tempdir().unwrap();
+//! let done = reproduce(&p, dir.path(), false, &mut Trainer::new(), &mut (), &AtomicBool::new(false)).unwrap();
+//! assert_eq!(done.results.runs.len(), 2 + 1 + 1);
+//! assert_eq!((done.results.alignment.len(), done.results.dynamics.len()), (1, 1));
+//! let run = done.results.run(&p.accuracy[0]).unwrap();
+//! assert_eq!(run.experiment.as_deref(), Some("accuracy_vs_width"));
+//! assert!(done.add_baseline > 0.0);
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use widealign_models::Loss;
+use widealign_ntk::align::LayerAlignment;
+use widealign_ntk::experiment::DynamicsReport;
+use widealign_rules::{ModelKind, Progress, TrainConfig, TrainResult};
+use widealign_tensor::Mat;
+
+use crate::align::{align_run, AlignRun};
+use crate::dynamics::{run_dynamics, DynamicsParams};
+use crate::plan::{Experiment, Plan};
+use crate::record::{RunRecord, VERSION};
+use crate::sweep::{run_sweep, RunExecutor, Shard, SweepEvent, SweepPlan};
+use crate::trainer::Observer;
+use crate::{config, results, ExperimentError, Trainer};
+
+/// The results file of a reproduction inside its folder.
+pub const RESULTS_FILE: &str = "results.jsonl";
+
+fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn vec_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let v = Vec::<Option<f64>>::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+}
+
+fn vec_vec_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f64>>, D::Error> {
+    let v = Vec::<Vec<Option<f64>>>::deserialize(d)?;
+    Ok(v.into_iter()
+        .map(|r| r.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+        .collect())
+}
+
+/// The alignment of one layer as stored in a results line: the fields of the NTK crate's
+/// [`LayerAlignment`] (which is written, but cannot be read back: it has no `Deserialize`).
+/// NaN (a diverged run) is stored as `null`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerScores {
+    /// Layer `l` (1-based).
+    pub layer: usize,
+    /// Alignment score of the trained change with the predicted one.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub score: f64,
+    /// Its estimate from Gaussian probes.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub probe_score: f64,
+    /// Score of the change with its entries shuffled (control).
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub shuffled: f64,
+    /// Score of a random matrix (control).
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub random: f64,
+    /// Fraction of `‖ΔW‖²` in the span of the layer's initial training activities.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub input_span: f64,
+}
+
+impl From<&LayerAlignment> for LayerScores {
+    fn from(l: &LayerAlignment) -> Self {
+        LayerScores {
+            layer: l.layer,
+            score: l.score,
+            probe_score: l.probe_score,
+            shuffled: l.shuffled,
+            random: l.random,
+            input_span: l.input_span,
+        }
+    }
+}
+
+/// The line of one alignment run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlignmentLine {
+    /// Version that wrote the line.
+    pub widealign_version: String,
+    /// `"alignment"`.
+    pub experiment: String,
+    /// Identity of the line ([`alignment_key`]).
+    pub key: String,
+    /// The run's settings.
+    pub settings: TrainConfig,
+    /// Hidden width.
+    pub width: usize,
+    /// Final test accuracy of the run.
+    pub test_accuracy: Option<f64>,
+    /// Whether the run diverged.
+    pub diverged: bool,
+    /// Per-layer alignment, layer 1 first.
+    pub layers: Vec<LayerScores>,
+}
+
+/// Relative errors of a dynamics experiment as stored in a results line (a part of the NTK
+/// crate's `DynamicsErrors`, which cannot be read back).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct DynamicsErrors {
+    /// Weight-norm error `[width][layer]`.
+    #[serde(deserialize_with = "vec_vec_or_nan")]
+    pub weight_norm: Vec<Vec<f64>>,
+    /// Weight-direction error `[width][layer]`.
+    #[serde(deserialize_with = "vec_vec_or_nan")]
+    pub weight_direction: Vec<Vec<f64>>,
+    /// Function error `[width]`.
+    #[serde(deserialize_with = "vec_or_nan")]
+    pub function: Vec<f64>,
+}
+
+/// Fitted log-log slopes of the three errors against the width.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+pub struct DynamicsSlopes {
+    /// Weight-norm error.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub weight_norm: f64,
+    /// Weight-direction error.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub weight_direction: f64,
+    /// Function error.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub function: f64,
+}
+
+/// The part of a stored [`DynamicsReport`] a report shows (the line holds all of it).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct DynamicsSummary {
+    /// Simulated widths.
+    pub widths: Vec<usize>,
+    /// Relative errors.
+    pub errors: DynamicsErrors,
+    /// Fitted slopes.
+    pub slopes: DynamicsSlopes,
+    /// Largest stable learning rate of the analytic kernel.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub max_stable_lr: f64,
+    /// Hidden layers.
+    pub hidden_layers: usize,
+    /// Gradient-descent steps.
+    pub steps: u64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Training points.
+    pub train_size: usize,
+}
+
+/// The settings that identify a dynamics line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DynamicsSettings {
+    /// Dataset, architecture and optimiser settings.
+    pub config: TrainConfig,
+    /// Simulated widths.
+    pub widths: Vec<usize>,
+    /// Gradient-descent steps.
+    pub steps: u64,
+}
+
+impl From<&DynamicsParams> for DynamicsSettings {
+    fn from(p: &DynamicsParams) -> Self {
+        DynamicsSettings {
+            config: p.cfg.clone(),
+            widths: p.widths.clone(),
+            steps: p.steps,
+        }
+    }
+}
+
+/// The line of one dynamics experiment, as read back.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct DynamicsLine {
+    /// Version that wrote the line.
+    pub widealign_version: String,
+    /// `"dynamics"`.
+    pub experiment: String,
+    /// Identity of the line ([`dynamics_key`]).
+    pub key: String,
+    /// The experiment's settings.
+    pub settings: DynamicsSettings,
+    /// Activation name.
+    pub activation: String,
+    /// The results.
+    pub report: DynamicsSummary,
+}
+
+/// The line of one dynamics experiment, as written (the whole report).
+#[derive(Serialize)]
+struct DynamicsLineOut<'a> {
+    widealign_version: &'a str,
+    experiment: &'a str,
+    key: &'a str,
+    settings: &'a DynamicsSettings,
+    activation: &'a str,
+    report: &'a DynamicsReport,
+}
+
+/// `prefix:` and the serialised form of `settings` with sorted keys.
+fn sorted_key(prefix: &str, settings: &impl Serialize) -> String {
+    // serde_json's `Value` keeps object keys sorted
+    let v = serde_json::to_value(settings).unwrap_or_default();
+    format!("{prefix}:{v}")
+}
+
+/// The identity of the alignment line of run `cfg`.
+pub fn alignment_key(cfg: &TrainConfig) -> String {
+    sorted_key(Experiment::Alignment.name(), cfg)
+}
+
+/// The identity of the line of dynamics experiment `p`.
+pub fn dynamics_key(p: &DynamicsParams) -> String {
+    sorted_key(Experiment::Dynamics.name(), &DynamicsSettings::from(p))
+}
+
+/// One results line as JSON text with sorted keys.
+fn line(v: &impl Serialize) -> Result<String, ExperimentError> {
+    serde_json::to_value(v)
+        .map(|v| v.to_string())
+        .map_err(|e| ExperimentError::Internal(format!("cannot serialise a results line: {e}")))
+}
+
+/// The contents of a reproduction's results file, typed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReproResults {
+    /// Training runs, in file order.
+    pub runs: Vec<RunRecord>,
+    /// Alignment runs, in file order.
+    pub alignment: Vec<AlignmentLine>,
+    /// Dynamics experiments, in file order.
+    pub dynamics: Vec<DynamicsLine>,
+    /// Lines in the file (including lines of other kinds, which are kept out of the above).
+    pub lines: usize,
+    by_key: HashMap<String, usize>,
+}
+
+impl ReproResults {
+    /// Reads a results file (a missing file holds nothing).
+    ///
+    /// # Errors
+    /// As [`results::read_lines`]; [`ExperimentError::BadInput`] naming the line if a training,
+    /// alignment or dynamics line does not have the expected fields.
+    pub fn read(path: &Path) -> Result<Self, ExperimentError> {
+        let values = results::read_lines(path)?;
+        let mut r = ReproResults::default();
+        for (n, v) in values {
+            r.push(v)
+                .map_err(|e| ExperimentError::BadInput(format!("{}:{n}: {e}", path.display())))?;
+        }
+        Ok(r)
+    }
+
+    /// Adds one results line: a training record (it has a `"config"`), an alignment or a
+    /// dynamics line (by its `"experiment"`); other lines are only counted.
+    ///
+    /// # Errors
+    /// The line does not have the fields of its kind.
+    pub fn push(&mut self, v: Value) -> Result<(), serde_json::Error> {
+        self.lines += 1;
+        if v.get("config").is_some() {
+            let record: RunRecord = serde_json::from_value(v)?;
+            // a later line for the same run wins
+            self.by_key
+                .insert(config::key(&record.config), self.runs.len());
+            self.runs.push(record);
+        } else if v["experiment"] == Experiment::Alignment.name() {
+            self.alignment.push(serde_json::from_value(v)?);
+        } else if v["experiment"] == Experiment::Dynamics.name() {
+            self.dynamics.push(serde_json::from_value(v)?);
+        }
+        Ok(())
+    }
+
+    /// The training record of run `cfg` (the last one if there are several).
+    pub fn run(&self, cfg: &TrainConfig) -> Option<&RunRecord> {
+        self.by_key.get(&config::key(cfg)).map(|&i| &self.runs[i])
+    }
+
+    /// The result of run `cfg`.
+    pub fn result(&self, cfg: &TrainConfig) -> Option<&TrainResult> {
+        self.run(cfg).map(|r| &r.result)
+    }
+
+    /// The first alignment line of width `width`.
+    pub fn alignment_at(&self, width: usize) -> Option<&AlignmentLine> {
+        self.alignment.iter().find(|a| a.width == width)
+    }
+
+    /// Keys of the alignment and dynamics lines.
+    fn keys(&self) -> HashSet<&str> {
+        self.alignment
+            .iter()
+            .map(|a| a.key.as_str())
+            .chain(self.dynamics.iter().map(|d| d.key.as_str()))
+            .collect()
+    }
+}
+
+/// Milestones of the alignment and dynamics parts of a reproduction.
+#[derive(Clone, Copy, Debug)]
+pub enum ReproduceEvent<'a> {
+    /// Alignment run `index` of `total` starts.
+    AlignmentStarting {
+        /// Position in [`Plan::align`].
+        index: usize,
+        /// Alignment runs in the plan.
+        total: usize,
+        /// Its settings.
+        config: &'a TrainConfig,
+    },
+    /// An alignment run finished and its line was written.
+    AlignmentFinished {
+        /// Its settings.
+        config: &'a TrainConfig,
+        /// Its result.
+        run: &'a AlignRun,
+    },
+    /// All alignment runs are in the file.
+    AlignmentDone,
+    /// A dynamics experiment starts.
+    DynamicsStarting {
+        /// Its settings.
+        params: &'a DynamicsParams,
+    },
+    /// A dynamics experiment finished and its line was written.
+    DynamicsFinished {
+        /// Its settings.
+        params: &'a DynamicsParams,
+        /// Its result.
+        report: &'a DynamicsReport,
+    },
+}
+
+/// Hears the progress of [`reproduce`]; every method has a default that ignores it (`()` is
+/// the silent observer).
+pub trait ReproduceObserver {
+    /// A training run (of a group or of an alignment width) starts.
+    fn run_started(&mut self, cfg: &TrainConfig) {
+        let _ = cfg;
+    }
+    /// Progress of the current training run; `false` stops it and ends the reproduction with
+    /// [`ExperimentError::Interrupted`].
+    fn run_progress(&mut self, progress: &Progress<'_>) -> bool {
+        let _ = progress;
+        true
+    }
+    /// The current training run ended (finished, diverged, failed or stopped).
+    fn run_ended(&mut self) {}
+    /// What the sweep of a group of training runs is doing.
+    fn sweep_event(&mut self, event: &SweepEvent<'_>) {
+        let _ = event;
+    }
+    /// An alignment or dynamics milestone.
+    fn event(&mut self, event: &ReproduceEvent<'_>) {
+        let _ = event;
+    }
+}
+
+impl ReproduceObserver for () {}
+
+/// The sweep executor of a reproduction: the trainer, reporting to the observer.
+struct Executor<'a> {
+    trainer: &'a mut Trainer,
+    observer: &'a mut dyn ReproduceObserver,
+}
+
+impl RunExecutor for Executor<'_> {
+    fn execute(
+        &mut self,
+        cfg: &TrainConfig,
+        observer: &mut Observer<'_>,
+    ) -> Result<TrainResult, ExperimentError> {
+        let Executor {
+            trainer,
+            observer: o,
+        } = self;
+        o.run_started(cfg);
+        let r = trainer.run(cfg, &mut |p| o.run_progress(p) && observer(p));
+        o.run_ended();
+        r
+    }
+
+    fn event(&mut self, event: &SweepEvent<'_>) {
+        self.observer.sweep_event(event);
+    }
+}
+
+/// What [`reproduce`] produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reproduction {
+    /// The results file.
+    pub results_path: PathBuf,
+    /// Its contents after the reproduction.
+    pub results: ReproResults,
+    /// The Add task's test loss of always predicting 0.5 ([`add_baseline_loss`]).
+    pub add_baseline: f64,
+}
+
+/// Runs everything in `plan` that `dir`'s results file does not hold yet: the three groups of
+/// training runs, the alignment runs and the dynamics experiments, in that order, appending
+/// one line each. Returns the file's contents.
+///
+/// # Errors
+/// [`ExperimentError::ResultsExist`] when the results file is not empty and `resume` is false;
+/// [`ExperimentError::Interrupted`] when `stop` is raised or the observer stops a run (the
+/// file then holds every finished line); any error of a run, of the results file or of the
+/// output folder.
+pub fn reproduce(
+    plan: &Plan,
+    dir: &Path,
+    resume: bool,
+    trainer: &mut Trainer,
+    observer: &mut dyn ReproduceObserver,
+    stop: &AtomicBool,
+) -> Result<Reproduction, ExperimentError> {
+    let path = dir.join(RESULTS_FILE);
+    if !resume && std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
+        return Err(ExperimentError::ResultsExist { path });
+    }
+    std::fs::create_dir_all(dir).map_err(|source| ExperimentError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (experiment, runs) in plan.training_groups() {
+        let sweep = SweepPlan {
+            runs,
+            shard: Shard::WHOLE,
+            out: &path,
+            // the file was checked above; later groups append to the same file
+            resume: true,
+            experiment: Some(experiment.name()),
+        };
+        let mut exec = Executor {
+            trainer: &mut *trainer,
+            observer: &mut *observer,
+        };
+        let summary = run_sweep(&sweep, &mut exec, stop)?;
+        if summary.interrupted {
+            return Err(ExperimentError::Interrupted);
+        }
+    }
+    let before = ReproResults::read(&path)?;
+    let done = before.keys();
+    let stopped = || stop.load(Ordering::SeqCst);
+    for (index, cfg) in plan.align.iter().enumerate() {
+        let key = alignment_key(cfg);
+        if done.contains(key.as_str()) {
+            continue;
+        }
+        if stopped() {
+            return Err(ExperimentError::Interrupted);
+        }
+        observer.event(&ReproduceEvent::AlignmentStarting {
+            index,
+            total: plan.align.len(),
+            config: cfg,
+        });
+        observer.run_started(cfg);
+        let run = align_run(cfg, trainer, &mut |p| {
+            observer.run_progress(p) && !stopped()
+        });
+        observer.run_ended();
+        let run = run?;
+        let out = AlignmentLine {
+            widealign_version: VERSION.to_string(),
+            experiment: Experiment::Alignment.name().to_string(),
+            key,
+            settings: cfg.clone(),
+            width: cfg.width,
+            test_accuracy: run.result.test_accuracy,
+            diverged: run.result.diverged,
+            layers: run.layers.iter().map(LayerScores::from).collect(),
+        };
+        results::append(&path, &line(&out)?)?;
+        observer.event(&ReproduceEvent::AlignmentFinished {
+            config: cfg,
+            run: &run,
+        });
+    }
+    observer.event(&ReproduceEvent::AlignmentDone);
+    for p in &plan.dynamics {
+        let key = dynamics_key(p);
+        if done.contains(key.as_str()) {
+            continue;
+        }
+        if stopped() {
+            return Err(ExperimentError::Interrupted);
+        }
+        observer.event(&ReproduceEvent::DynamicsStarting { params: p });
+        let report = run_dynamics(p, trainer)?;
+        let out = DynamicsLineOut {
+            widealign_version: VERSION,
+            experiment: Experiment::Dynamics.name(),
+            key: &key,
+            settings: &DynamicsSettings::from(p),
+            activation: p.cfg.activation.name(),
+            report: &report,
+        };
+        results::append(&path, &line(&out)?)?;
+        observer.event(&ReproduceEvent::DynamicsFinished {
+            params: p,
+            report: &report,
+        });
+    }
+    let add_baseline = add_baseline_loss(trainer, plan.seed)?;
+    Ok(Reproduction {
+        results: ReproResults::read(&path)?,
+        results_path: path,
+        add_baseline,
+    })
+}
+
+/// The Add task's test loss of always predicting 0.5 (the loss of training: per-step MSE
+/// summed over the steps, mean over sequences); NaN if the task has no sequences.
+///
+/// # Errors
+/// Dataset and loss errors.
+pub fn add_baseline_loss(trainer: &mut Trainer, seed: u64) -> Result<f64, ExperimentError> {
+    let cfg = TrainConfig {
+        model: ModelKind::Rnn,
+        dataset: "add".into(),
+        seed,
+        ..TrainConfig::default()
+    };
+    let data = trainer.dataset(&cfg)?;
+    let Some(test) = data.test.as_sequences() else {
+        return Ok(f64::NAN);
+    };
+    let outputs: Vec<Mat<f32>> = test
+        .y
+        .iter()
+        .map(|y| Mat::from_element(y.nrows(), y.ncols(), 0.5))
+        .collect();
+    let (loss, _) = Loss::Mse.evaluate_sequence(&outputs, &test.y)?;
+    Ok(loss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{plan, Scale};
+
+    #[test]
+    fn keys_are_the_sorted_settings() {
+        let p = plan(Scale::Quick, "digits", 0).unwrap();
+        assert_eq!(
+            alignment_key(&p.align[0]),
+            r#"alignment:{"activation":"relu","b_std":0.1,"batch_size":100,"dataset":"digits","depth":2,"epochs":5,"lr":1.0,"model":"mlp","optimizer":"sgd","param":"ntk","rule":"bp","seed":0,"train_size":null,"w_std":1.0,"width":64}"#
+        );
+        assert_eq!(
+            dynamics_key(&p.dynamics[0]),
+            r#"dynamics:{"config":{"activation":"erf","b_std":0.1,"batch_size":100,"dataset":"teacher","depth":2,"epochs":10,"lr":0.1,"model":"mlp","optimizer":"sgd","param":"ntk","rule":"bp","seed":0,"train_size":64,"w_std":1.0,"width":1024},"steps":200,"widths":[64,256,1024]}"#
+        );
+    }
+
+    /// The published results files read back as typed results, every line accounted for.
+    #[test]
+    fn published_results_read_back() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/reproduction");
+        for (dir, dataset) in [
+            (root.clone(), "digits"),
+            (root.join("fashion-mnist"), "fashion-mnist"),
+        ] {
+            let r = ReproResults::read(&dir.join(RESULTS_FILE)).unwrap();
+            let p = plan(Scale::Quick, dataset, 0).unwrap();
+            assert_eq!(r.lines, 58);
+            assert_eq!(
+                (r.runs.len(), r.alignment.len(), r.dynamics.len()),
+                (54, 3, 1)
+            );
+            for (experiment, runs) in p.training_groups() {
+                for c in runs {
+                    let run = r
+                        .run(c)
+                        .unwrap_or_else(|| panic!("{} missing", config::key(c)));
+                    assert_eq!(run.experiment.as_deref(), Some(experiment.name()));
+                    assert_eq!(run.result.width, c.width);
+                }
+            }
+            let keys = r.keys();
+            for c in &p.align {
+                assert!(keys.contains(alignment_key(c).as_str()));
+            }
+            assert!(keys.contains(dynamics_key(&p.dynamics[0]).as_str()));
+            let d = &r.dynamics[0].report;
+            assert_eq!(d.widths, [64, 256, 1024]);
+            assert_eq!(d.errors.weight_norm.len(), 3);
+            assert!(d.slopes.function < 0.0);
+        }
+    }
+
+    #[test]
+    fn nan_alignment_reads_back_as_nan() {
+        let cfg = TrainConfig::default();
+        let l = AlignmentLine {
+            widealign_version: VERSION.into(),
+            experiment: "alignment".into(),
+            key: alignment_key(&cfg),
+            settings: cfg,
+            width: 1024,
+            test_accuracy: None,
+            diverged: true,
+            layers: vec![LayerScores {
+                layer: 1,
+                score: f64::NAN,
+                probe_score: f64::NAN,
+                shuffled: f64::NAN,
+                random: f64::NAN,
+                input_span: f64::NAN,
+            }],
+        };
+        let text = line(&l).unwrap();
+        assert!(
+            text.starts_with("{\"diverged\":true,\"experiment\""),
+            "sorted keys: {text}"
+        );
+        let mut r = ReproResults::default();
+        r.push(serde_json::from_str(&text).unwrap()).unwrap();
+        assert!(r.alignment_at(1024).unwrap().layers[0].score.is_nan());
+        assert!(r.alignment_at(64).is_none());
+    }
+
+    #[test]
+    fn existing_results_are_refused_without_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(RESULTS_FILE), "{}\n").unwrap();
+        let p = plan(Scale::Tiny, "digits", 0).unwrap();
+        let e = reproduce(
+            &p,
+            dir.path(),
+            false,
+            &mut Trainer::new(),
+            &mut (),
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ExperimentError::ResultsExist { .. }));
+        let stop = AtomicBool::new(true);
+        let e = reproduce(&p, dir.path(), true, &mut Trainer::new(), &mut (), &stop).unwrap_err();
+        assert!(matches!(e, ExperimentError::Interrupted));
+    }
+}
