@@ -13,9 +13,10 @@ use widealign_rules as rules;
 use widealign_rules::ModelKind;
 
 use crate::cli::{BenchGemmArgs, BenchStepArgs};
-use crate::config::{self, TrainConfig};
+use crate::config;
 use crate::emit;
 use crate::error::CliError;
+use widealign_rules::TrainConfig;
 
 /// Median of a non-empty list.
 pub fn median(xs: &[f64]) -> f64 {
@@ -159,7 +160,7 @@ pub fn step(a: &BenchStepArgs) -> Result<(), CliError> {
         dataset: "random".into(),
         ..TrainConfig::default()
     };
-    config::validate(&cfg).map_err(|(k, why)| CliError::flag(&config::key_to_flag(k), why))?;
+    config::validate(&cfg)?;
     let mut stamps: Vec<Instant> = Vec::with_capacity(n / a.batch_size + 1);
     let stop = AtomicBool::new(false);
     {

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::{Deserialize, Serialize};
+use clap::{Args, Parser, Subcommand};
+use widealign_experiments::Scale;
 use widealign_rules::{ModelKind, OptimizerChoice, ParamKind, RuleKind};
 use widealign_tensor::Activation;
 
@@ -175,6 +175,16 @@ const OPTIMIZERS: Choices<OptimizerChoice> = &[
         OptimizerChoice::Adam,
         "Adam (beta1 0.9, beta2 0.999, eps 1e-8)",
     ),
+];
+
+/// `reproduce --scale`.
+const SCALES: Choices<Scale> = &[
+    (
+        Scale::Tiny,
+        "Seconds: tiny widths and one epoch; tests the pipeline, not the science",
+    ),
+    (Scale::Quick, "Minutes on a laptop: fewer widths and epochs"),
+    (Scale::Full, "The reference widths and epochs (hours)"),
 ];
 
 /// The clap parser of a flag taking one of `choices` (spelled by `name`): clap checks the
@@ -354,18 +364,6 @@ pub struct SweepArgs {
     pub json: bool,
 }
 
-/// How much computing `reproduce` does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scale {
-    /// Seconds: tiny widths and one epoch; for tests of the pipeline, not the science.
-    Tiny,
-    /// Minutes on a laptop: fewer widths, epochs and seeds.
-    Quick,
-    /// The reference widths and epochs (hours).
-    Full,
-}
-
 /// `widealign reproduce`.
 #[derive(Debug, Clone, Args)]
 pub struct ReproduceArgs {
@@ -379,7 +377,7 @@ pub struct ReproduceArgs {
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
     /// Experiment size.
-    #[arg(long, value_enum, default_value_t = Scale::Quick)]
+    #[arg(long, value_parser = choice(SCALES, Scale::name), default_value_t = Scale::Quick)]
     pub scale: Scale,
     /// Keep the runs already in DIR/results.jsonl and run only the missing ones.
     #[arg(long)]
@@ -659,6 +657,7 @@ mod tests {
         check(ACTIVATIONS, &Activation::ALL);
         check(PARAMS, &ParamKind::ALL);
         check(OPTIMIZERS, &OptimizerChoice::ALL);
+        check(SCALES, &Scale::ALL);
         // `--help` lists the rules in the one rule order of the workspace
         assert_eq!(RULES.iter().map(|c| c.0).collect::<Vec<_>>(), RuleKind::ALL);
     }

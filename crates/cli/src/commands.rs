@@ -1,25 +1,28 @@
-//! `train` and `sweep`: flag handling, progress display and output around [`Trainer::run`].
+//! `train` and `sweep`: flag handling, progress display and output around the experiments
+//! library ([`Trainer::run`], [`run_sweep`]).
 
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use crate::cli::{SweepArgs, TrainArgs};
-use crate::config::{self, key_to_flag, TrainConfig};
+use widealign_experiments::config::{key, label};
+use widealign_experiments::results;
+use widealign_experiments::sweep::{
+    run_sweep, RunExecutor, Shard, SweepEvent, SweepPlan, SweepSpec,
+};
+use widealign_experiments::{ExperimentError, Observer, RunRecord, Trainer};
+use widealign_rules::{Progress as RunReport, TrainConfig, TrainResult};
+
+use crate::cli::{ShardArg, SweepArgs, TrainArgs};
+use crate::config;
 use crate::error::CliError;
-use crate::progress::{Bar, Progress};
-use crate::runner::{RunEvent, RunRecord, RunResult};
-use crate::sweep::{self, SweepPlan};
-use crate::trainer::Trainer;
+use crate::progress::{fmt_secs, Bar, Progress};
 use crate::{emit, STOP};
 
 /// Draws the epoch and step bars of one run (log lines per epoch when `log_epochs`).
 pub struct RunProgress<'p> {
     progress: &'p Progress,
-    label: String,
-    epochs: Option<Bar>,
+    epochs: Bar,
     steps: Option<Bar>,
-    log_epochs: bool,
 }
 
 impl<'p> RunProgress<'p> {
@@ -27,38 +30,30 @@ impl<'p> RunProgress<'p> {
     pub fn new(progress: &'p Progress, cfg: &TrainConfig, log_epochs: bool) -> Self {
         RunProgress {
             progress,
-            label: "epochs".into(),
-            epochs: None,
+            epochs: progress.bar("epochs", cfg.epochs as u64, log_epochs),
             steps: None,
-            log_epochs,
         }
-        .with_total(cfg.epochs)
     }
 
-    fn with_total(mut self, epochs: usize) -> Self {
-        self.epochs = Some(
-            self.progress
-                .bar(&self.label, epochs as u64, self.log_epochs),
-        );
-        self
-    }
-
-    /// Shows `event`; returns whether the run should go on (false after Ctrl-C).
-    pub fn event(&mut self, event: &RunEvent) -> bool {
-        match event {
-            RunEvent::Step {
-                step, steps, loss, ..
+    /// Shows `report`; returns whether the run should go on (false after Ctrl-C).
+    pub fn event(&mut self, report: &RunReport<'_>) -> bool {
+        match report {
+            RunReport::Step {
+                step,
+                steps_per_epoch,
+                loss,
+                ..
             } => {
-                let bar = self
-                    .steps
-                    .get_or_insert_with(|| self.progress.bar("steps", *steps as u64, false));
+                let bar = self.steps.get_or_insert_with(|| {
+                    self.progress.bar("steps", *steps_per_epoch as u64, false)
+                });
                 if *step == 1 {
-                    bar.set_total(*steps as u64);
+                    bar.set_total(*steps_per_epoch as u64);
                     bar.reset();
                 }
                 bar.update(*step as u64, &format!("loss {loss:.4}"));
             }
-            RunEvent::Epoch(e) => {
+            RunReport::Epoch(e) => {
                 let acc = e
                     .test_accuracy
                     .map(|a| format!(" test acc {a:.4}"))
@@ -67,12 +62,115 @@ impl<'p> RunProgress<'p> {
                     "train loss {:.5} test loss {:.5}{acc}",
                     e.train_loss, e.test_loss
                 );
-                if let Some(b) = &self.epochs {
-                    b.update(e.epoch as u64, &msg);
+                self.epochs.update(e.epoch as u64, &msg);
+            }
+            _ => {}
+        }
+        !STOP.load(Ordering::SeqCst)
+    }
+}
+
+/// "diverged in epoch k" (or just "diverged" when the epoch is unknown), for log lines.
+pub fn divergence(r: &TrainResult) -> String {
+    match r.diverged_epoch {
+        Some(e) => format!("diverged in epoch {e}"),
+        None => "diverged".to_string(),
+    }
+}
+
+/// Shows what a sweep does: a bar over its runs and one log line per finished run.
+pub struct SweepDisplay<'p> {
+    progress: &'p Progress,
+    bar: Option<Bar>,
+}
+
+impl<'p> SweepDisplay<'p> {
+    /// Nothing shown yet.
+    pub fn new(progress: &'p Progress) -> Self {
+        SweepDisplay {
+            progress,
+            bar: None,
+        }
+    }
+
+    /// Shows `event`.
+    pub fn event(&mut self, event: &SweepEvent<'_>) {
+        match *event {
+            SweepEvent::Started {
+                experiment,
+                out,
+                summary,
+                to_run,
+                torn_bytes,
+            } => {
+                if torn_bytes > 0 {
+                    self.progress.log(&format!(
+                        "{}: dropping a torn last line ({torn_bytes} bytes) left by an interrupted writer",
+                        out.display()
+                    ));
+                }
+                self.progress.log(&format!(
+                    "{}: {} runs in the grid, {} in shard {}, {} already done, {to_run} to run",
+                    experiment.unwrap_or("sweep"),
+                    summary.runs_total,
+                    summary.runs_in_shard,
+                    summary.shard,
+                    summary.skipped,
+                ));
+                self.bar = (to_run > 0).then(|| {
+                    self.progress
+                        .bar(experiment.unwrap_or("runs"), to_run as u64, false)
+                });
+            }
+            SweepEvent::RunStarting { done, config, .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.update(done as u64, &label(config));
+                }
+            }
+            SweepEvent::RunFinished {
+                done,
+                to_run,
+                index,
+                config,
+                result,
+            } => {
+                let metric = match (result.diverged, result.test_accuracy) {
+                    (true, _) => divergence(result),
+                    (false, Some(a)) => format!("test accuracy {a:.4}"),
+                    (false, None) => format!("best test loss {:.5}", result.best_test_loss),
+                };
+                self.progress.log(&format!(
+                    "run {done}/{to_run} [#{index} {}]: {metric} ({})",
+                    label(config),
+                    fmt_secs(result.seconds)
+                ));
+                if done == to_run {
+                    self.bar = None;
                 }
             }
         }
-        !STOP.load(Ordering::SeqCst)
+    }
+}
+
+/// The sweep executor of the CLI: the trainer, with progress bars per run.
+struct CliExecutor<'p> {
+    trainer: Trainer,
+    progress: &'p Progress,
+    display: SweepDisplay<'p>,
+}
+
+impl RunExecutor for CliExecutor<'_> {
+    fn execute(
+        &mut self,
+        cfg: &TrainConfig,
+        observer: &mut Observer<'_>,
+    ) -> Result<TrainResult, ExperimentError> {
+        let mut rp = RunProgress::new(self.progress, cfg, false);
+        self.trainer.run(cfg, &mut |p| rp.event(p) && observer(p))
+    }
+
+    fn event(&mut self, event: &SweepEvent<'_>) {
+        self.display.event(event);
     }
 }
 
@@ -83,30 +181,19 @@ pub fn train(a: &TrainArgs, progress: &Progress) -> Result<(), CliError> {
         width: a.width,
         ..config::from_flags(&a.model, &a.data, &a.optim)
     };
-    config::validate(&cfg).map_err(|(k, why)| CliError::flag(&key_to_flag(k), why))?;
+    config::validate(&cfg)?;
     if let Some(out) = &a.out {
         check_writable(out)?;
     }
     let result = {
         let mut rp = RunProgress::new(progress, &cfg, true);
-        Trainer::new().run(&cfg, &mut |ev| rp.event(ev))?
+        Trainer::new().run(&cfg, &mut |p| rp.event(p))?
     };
     let human = describe(&cfg, &result);
-    let record = RunRecord::new(&cfg, result, None);
-    let line = record.to_line();
+    let line = RunRecord::new(&cfg, result, None).to_line();
     if let Some(out) = &a.out {
         // A torn last line left by a killed writer is cut away before appending.
-        let existing = sweep::read_existing(out)?;
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out)
-            .map_err(|e| CliError::write(out, e))?;
-        if existing.torn_bytes > 0 {
-            f.set_len(existing.valid_len)
-                .map_err(|e| CliError::write(out, e))?;
-        }
-        sweep::append_line(&mut f, &line).map_err(|e| CliError::write(out, e))?;
+        results::append(out, &line)?;
     }
     if a.json {
         emit(&line)
@@ -136,12 +223,12 @@ fn check_writable(path: &Path) -> Result<(), CliError> {
 }
 
 /// One human-readable line about a finished run.
-pub fn describe(cfg: &TrainConfig, r: &RunResult) -> String {
-    let mut s = format!("{}: ", config::label(cfg));
+pub fn describe(cfg: &TrainConfig, r: &TrainResult) -> String {
+    let mut s = format!("{}: ", label(cfg));
     if r.diverged {
         s.push_str(&format!(
             "{} ({} epochs completed); ",
-            r.divergence(),
+            divergence(r),
             r.epochs_completed
         ));
     }
@@ -153,26 +240,31 @@ pub fn describe(cfg: &TrainConfig, r: &RunResult) -> String {
         r.test_loss,
         r.train_loss,
         r.best_test_loss,
-        r.best_epoch,
-        crate::progress::fmt_secs(r.seconds)
+        r.best_epoch(),
+        fmt_secs(r.seconds)
     ));
     s
 }
 
+/// The shard `--shard` names (`auto`: the Slurm job-array variables of this process).
+fn shard(arg: Option<ShardArg>) -> Result<Shard, CliError> {
+    Ok(match arg {
+        None => Shard::WHOLE,
+        Some(ShardArg::Fixed { index, count }) => Shard::new(index, count)?,
+        Some(ShardArg::Auto) => Shard::from_slurm(|k| std::env::var(k).ok())?,
+    })
+}
+
 /// `widealign sweep`.
 pub fn sweep(a: &SweepArgs, progress: &Progress) -> Result<(), CliError> {
-    let text = std::fs::read_to_string(&a.config).map_err(|e| CliError::read(&a.config, e))?;
-    let spec = sweep::parse_spec(&a.config, &text)?;
-    let runs = sweep::expand(&spec, &a.config)?;
-    let shard = sweep::resolve_shard(a.shard, |k| std::env::var(k).ok())?;
+    let runs = SweepSpec::from_file(&a.config)?.expand()?;
+    let shard = shard(a.shard)?;
     if a.dry_run {
-        for (i, c) in runs.iter().enumerate() {
-            if i % shard.1 == shard.0 {
-                emit(&format!(
-                    "{{\"run_index\":{i},\"config\":{}}}",
-                    config::key(c)
-                ))?;
-            }
+        for i in shard.runs(runs.len()) {
+            emit(&format!(
+                "{{\"run_index\":{i},\"config\":{}}}",
+                key(&runs[i])
+            ))?;
         }
         return Ok(());
     }
@@ -184,12 +276,13 @@ pub fn sweep(a: &SweepArgs, progress: &Progress) -> Result<(), CliError> {
         resume: a.resume,
         experiment: None,
     };
-    let mut trainer = Trainer::new();
-    let mut exec = |cfg: &TrainConfig, obs: &mut crate::runner::Observer<'_>| {
-        let mut rp = RunProgress::new(progress, cfg, false);
-        trainer.run(cfg, &mut |ev| rp.event(ev) && obs(ev))
+    let mut exec = CliExecutor {
+        trainer: Trainer::new(),
+        progress,
+        display: SweepDisplay::new(progress),
     };
-    let summary = sweep::run_sweep(&plan, &mut exec, progress, &STOP)?;
+    let summary = run_sweep(&plan, &mut exec, &STOP)?;
+    drop(exec);
     progress.log(&format!(
         "sweep shard {}: {} completed ({} diverged), {} skipped as already done, {} of {} runs in this shard{}",
         summary.shard,
@@ -207,4 +300,63 @@ pub fn sweep(a: &SweepArgs, progress: &Progress) -> Result<(), CliError> {
         return Err(CliError::Interrupted);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use widealign_rules::EpochRecord;
+
+    fn result(diverged_epoch: Option<usize>) -> TrainResult {
+        let h = |epoch, test_loss| EpochRecord {
+            epoch,
+            train_loss: 0.2,
+            test_loss,
+            test_accuracy: Some(0.5),
+            seconds: 0.0,
+        };
+        TrainResult {
+            model: widealign_rules::ModelKind::Mlp,
+            dataset: "digits".into(),
+            rule: widealign_rules::RuleKind::Bp,
+            width: 8,
+            depth: 2,
+            seed: 0,
+            epochs: 3,
+            epochs_completed: 2,
+            train_examples: 100,
+            steps: 4,
+            train_loss: 0.2,
+            test_loss: 0.3,
+            test_accuracy: Some(0.5),
+            best_test_loss: 0.25,
+            best_test_accuracy: Some(0.5),
+            diverged: diverged_epoch.is_some(),
+            diverged_epoch,
+            seconds: 1.5,
+            history: vec![h(0, 0.4), h(1, 0.25), h(2, 0.3)],
+        }
+    }
+
+    #[test]
+    fn runs_are_described_in_words() {
+        let cfg = TrainConfig::default();
+        assert_eq!(
+            describe(&cfg, &result(None)),
+            "digits bp w=1024 d=2 lr=1 seed=0: test accuracy 0.5000, test loss 0.30000, train loss 0.20000, best test loss 0.25000 (epoch 1), 1.5s"
+        );
+        assert!(
+            describe(&cfg, &result(Some(3))).contains("diverged in epoch 3 (2 epochs completed); ")
+        );
+        assert_eq!(divergence(&result(None)), "diverged");
+    }
+
+    #[test]
+    fn shard_flags_resolve() {
+        assert_eq!(shard(None).unwrap(), Shard::WHOLE);
+        assert_eq!(
+            shard(Some(ShardArg::Fixed { index: 1, count: 3 })).unwrap(),
+            Shard::new(1, 3).unwrap()
+        );
+    }
 }

@@ -3,6 +3,11 @@
 
 use std::path::Path;
 
+use widealign_experiments::ExperimentError;
+use widealign_rules::RulesError;
+
+use crate::config::key_to_flag;
+
 /// Everything that can end a command unsuccessfully.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -73,6 +78,57 @@ impl CliError {
     }
 }
 
+impl From<RulesError> for CliError {
+    fn from(e: RulesError) -> Self {
+        match e {
+            RulesError::Interrupted { .. } => CliError::Interrupted,
+            RulesError::Data(d) => d.into(),
+            RulesError::Model(m) => m.into(),
+            RulesError::UnknownName { .. }
+            | RulesError::InvalidConfig { .. }
+            | RulesError::Unsupported { .. }
+            | RulesError::DatasetMismatch { .. } => CliError::Input(e.to_string()),
+            _ => CliError::Failure(e.to_string()),
+        }
+    }
+}
+
+/// A setting named by the experiments library becomes its flag (`batch_size` → `--batch-size`).
+impl From<ExperimentError> for CliError {
+    fn from(e: ExperimentError) -> Self {
+        match e {
+            ExperimentError::InvalidSetting { setting, reason } if setting.is_empty() => {
+                CliError::Usage(reason)
+            }
+            ExperimentError::InvalidSetting { setting, reason } => {
+                CliError::flag(&key_to_flag(&setting), reason)
+            }
+            ExperimentError::BadInput(m) => CliError::Input(m),
+            ExperimentError::Read { path, source } => CliError::read(&path, source),
+            ExperimentError::Write { path, source } => CliError::write(&path, source),
+            ExperimentError::ResultsExist { path } => CliError::flag(
+                "--out",
+                format!(
+                    "{} already holds results; pass --resume to continue it, or choose another output",
+                    path.display()
+                ),
+            ),
+            ExperimentError::Run { index, source } => match CliError::from(*source) {
+                CliError::Usage(m) => CliError::Usage(format!("run #{index}: {m}")),
+                CliError::Input(m) => CliError::Input(format!("run #{index}: {m}")),
+                CliError::Failure(m) => CliError::Failure(format!("run #{index}: {m}")),
+                CliError::Interrupted => CliError::Interrupted,
+            },
+            ExperimentError::Interrupted => CliError::Interrupted,
+            ExperimentError::Rules(r) => r.into(),
+            ExperimentError::Data(d) => d.into(),
+            ExperimentError::Model(m) => m.into(),
+            ExperimentError::Ntk(n) => n.into(),
+            other @ ExperimentError::Internal(_) => CliError::Failure(other.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +155,39 @@ mod tests {
         );
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().starts_with("nope.csv: "));
+    }
+
+    #[test]
+    fn experiment_errors_keep_their_kind() {
+        let e: CliError = ExperimentError::setting("batch_size", "must be at least 1").into();
+        assert_eq!(e.to_string(), "--batch-size: must be at least 1");
+        assert_eq!(e.exit_code(), 2);
+        let e: CliError =
+            ExperimentError::setting("shard auto", "SLURM_ARRAY_TASK_ID is not set").into();
+        assert!(e.to_string().starts_with("--shard auto: "));
+        let e: CliError = ExperimentError::Run {
+            index: 4,
+            source: Box::new(ExperimentError::BadInput("x.csv: bad".into())),
+        }
+        .into();
+        assert_eq!(
+            (e.exit_code(), e.to_string().as_str()),
+            (2, "run #4: x.csv: bad")
+        );
+        let e: CliError = ExperimentError::Run {
+            index: 4,
+            source: Box::new(ExperimentError::Interrupted),
+        }
+        .into();
+        assert_eq!(e.exit_code(), 130);
+        let e: CliError = ExperimentError::ResultsExist {
+            path: "r.jsonl".into(),
+        }
+        .into();
+        assert!(e
+            .to_string()
+            .starts_with("--out: r.jsonl already holds results; pass --resume"));
+        let e: CliError = ExperimentError::Internal("oops".into()).into();
+        assert_eq!(e.exit_code(), 1);
     }
 }

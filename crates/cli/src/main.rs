@@ -7,6 +7,10 @@
 //! (`data`) and measure speed (`bench`). The flags named in `shared/ARCHITECTURE.md` are
 //! contracts.
 //!
+//! The experiments themselves (plans, sweeps, alignment and dynamics runs, run records) are the
+//! `widealign-experiments` library; this crate is argument grammar, progress display, plots and
+//! report rendering.
+//!
 //! Exit status: 0 success (a diverged run is a result), 2 bad usage or bad input (one stderr
 //! line naming the flag, file or line), 1 other failures, 130 interrupted by Ctrl-C.
 
@@ -16,15 +20,13 @@ mod commands;
 mod config;
 mod data_cmd;
 mod error;
-mod experiments;
+mod experiment_cmd;
 mod fsutil;
 mod plots;
 mod progress;
+mod report;
 mod reproduce;
-mod runner;
-mod sweep;
 mod theory_cmd;
-mod trainer;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -68,10 +70,10 @@ fn dispatch(command: Command, progress: &Progress) -> Result<(), CliError> {
             commands::sweep(&a, progress)
         }
         Command::Ntk(a) => theory_cmd::ntk(&a),
-        Command::Dynamics(a) => experiments::dynamics_cmd(&a),
+        Command::Dynamics(a) => experiment_cmd::dynamics_cmd(&a),
         Command::Align(a) => {
             install_ctrl_c(progress);
-            experiments::align_cmd(&a, progress)
+            experiment_cmd::align_cmd(&a, progress)
         }
         Command::Reproduce(a) => {
             install_ctrl_c(progress);
@@ -108,7 +110,7 @@ fn install_ctrl_c(progress: &Progress) {
                 );
             }
         } else {
-            let _guard = sweep::WRITE_LOCK.lock();
+            let _guard = widealign_experiments::results::WRITE_LOCK.lock();
             eprintln!("widealign: interrupted");
             std::process::exit(130);
         }

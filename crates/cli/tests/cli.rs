@@ -864,3 +864,173 @@ fn results_do_not_depend_on_the_thread_count() {
     };
     assert_eq!(strip(&a), strip(&b));
 }
+
+/// The keys `train --json` printed before its record was built on the rules crate's
+/// `TrainResult` (captured from that binary, commit 0fac277): the record may add keys, never
+/// lose one.
+const TRAIN_KEYS_BEFORE: [&str; 22] = [
+    "widealign_version",
+    "rule",
+    "model",
+    "dataset",
+    "width",
+    "depth",
+    "seed",
+    "epochs",
+    "epochs_completed",
+    "train_examples",
+    "steps",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "best_test_loss",
+    "best_epoch",
+    "best_test_accuracy",
+    "diverged",
+    "diverged_epoch",
+    "seconds",
+    "history",
+    "config",
+];
+
+/// The keys of one history entry before.
+const HISTORY_KEYS_BEFORE: [&str; 5] = [
+    "epoch",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "seconds",
+];
+
+/// The config's keys before: the run identity, which must not change at all.
+const CONFIG_KEYS_BEFORE: [&str; 15] = [
+    "model",
+    "dataset",
+    "rule",
+    "depth",
+    "width",
+    "activation",
+    "param",
+    "optimizer",
+    "lr",
+    "batch_size",
+    "epochs",
+    "train_size",
+    "w_std",
+    "b_std",
+    "seed",
+];
+
+fn keys(v: &Value) -> std::collections::BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+/// Compares a record's keys with the keys before: a superset at the top level and in every
+/// history entry, the same config keys in the same order.
+fn assert_keys_kept(v: &Value, extra: &[&str]) {
+    let before: std::collections::BTreeSet<String> = TRAIN_KEYS_BEFORE
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+    let now = keys(v);
+    let lost: Vec<&String> = before.difference(&now).collect();
+    assert!(lost.is_empty(), "keys lost: {lost:?}");
+    for h in v["history"].as_array().unwrap() {
+        let now = keys(h);
+        for k in HISTORY_KEYS_BEFORE {
+            assert!(now.contains(k), "history lost {k}");
+        }
+    }
+    let config: Vec<&String> = v["config"].as_object().unwrap().keys().collect();
+    let mut sorted = CONFIG_KEYS_BEFORE.to_vec();
+    sorted.sort_unstable();
+    // serde_json's map in these tests sorts keys; the order is checked on the raw line below
+    assert_eq!(config, sorted);
+}
+
+#[test]
+fn record_keys_are_a_superset_of_the_keys_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for lr in ["1", "1e6"] {
+        // a normal run and a diverged one
+        let mut args = vec!["train", "--json", "--lr", lr];
+        args.extend(TINY);
+        let o = run_in(d, &args, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v = last_json(&o);
+        assert_keys_kept(&v, &[]);
+        // the identity is written in the field order of the flags, as before
+        let line = stdout(&o);
+        let raw = line.lines().last().unwrap();
+        let at = |k: &str| raw.rfind(&format!("\"{k}\":")).unwrap();
+        for w in CONFIG_KEYS_BEFORE.windows(2) {
+            assert!(at(w[0]) < at(w[1]), "{} before {}", w[0], w[1]);
+        }
+    }
+    std::fs::write(d.join("s.toml"), REAL_GRID).unwrap();
+    let o = run_in(d, &["sweep", "--config", "s.toml", "--out", "r.jsonl"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for v in lines_of(&d.join("r.jsonl")) {
+        assert_keys_kept(&v, &["run_index"]);
+    }
+}
+
+/// Copies `docs/reproduction/<sub>results.jsonl` into a fresh folder and resumes the
+/// reproduction there: every run is found by its identity, so nothing trains (the command
+/// would take minutes otherwise; it is killed after 60 s), the file is untouched and the
+/// report is rebuilt.
+fn resume_published(sub: &str, dataset: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let published = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/reproduction")
+        .join(sub)
+        .join("results.jsonl");
+    let before = std::fs::read(&published).unwrap();
+    std::fs::create_dir(d.join("rep")).unwrap();
+    std::fs::write(d.join("rep/results.jsonl"), &before).unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "--quiet",
+            "reproduce",
+            "--dataset",
+            dataset,
+            "--out",
+            "rep",
+            "--resume",
+            "--json",
+        ])
+        .current_dir(d)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..3000 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+        panic!("resuming the published {dataset} results started training");
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let v = last_json(&o);
+    assert_eq!(v["lines"], 58);
+    assert_eq!(v["plots"], 6);
+    assert_eq!(std::fs::read(d.join("rep/results.jsonl")).unwrap(), before);
+    let md = std::fs::read_to_string(d.join("rep/report.md")).unwrap();
+    assert!(
+        !md.contains("| – |"),
+        "a published run is missing from the report"
+    );
+}
+
+#[test]
+fn published_results_resume_without_training() {
+    resume_published("", "digits");
+    resume_published("fashion-mnist", "fashion-mnist");
+}

@@ -4,7 +4,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`plan`] | the reference experiment plan ([`plan::plan`]): accuracy against width for every rule, the Add task, low data, alignment, dynamics — at the tiny, quick and full scales |
+//! | [`plan`](mod@plan) | the reference experiment plan ([`plan()`]): accuracy against width for every rule, the Add task, low data, alignment, dynamics — at the tiny, quick and full scales |
 //! | [`sweep`] | the sweep engine: a grid of runs from a TOML file, shards (`I/N` or a Slurm array), resumable JSON-lines results |
 //! | [`align`] | the alignment run: a training run with the NTK crate's shadow Align-zero accumulator hooked into its steps, then the per-layer alignment |
 //! | [`dynamics`] | the layerwise dynamics experiment on a dataset loaded by name |

@@ -6,7 +6,8 @@
 //! ([`AlignmentLine`], [`DynamicsLine`]) identified by a `"key"`: the experiment's name and
 //! its settings in their serialised form with sorted keys, e.g.
 //! `alignment:{"activation":"relu","b_std":0.1,...,"width":64}` and
-//! `dynamics:{"config":{...},"steps":200,"widths":[64,256,1024]}`. Resuming skips every run
+//! `dynamics:{"config":{...},"steps":200,"widths":[64,256,1024]}` (the key is stored, and
+//! recomputed from the stored settings when the file is read back). Resuming skips every run
 //! and every line whose identity is already in the file, so `--resume` on a finished folder
 //! only reads it back.
 //!
@@ -316,19 +317,32 @@ impl ReproResults {
         self.alignment.iter().find(|a| a.width == width)
     }
 
-    /// Keys of the alignment and dynamics lines.
-    fn keys(&self) -> HashSet<&str> {
+    /// Identities of the alignment and dynamics lines, computed from their settings as read
+    /// (so a line written before a config field existed matches a config with its default).
+    fn keys(&self) -> HashSet<String> {
         self.alignment
             .iter()
-            .map(|a| a.key.as_str())
-            .chain(self.dynamics.iter().map(|d| d.key.as_str()))
+            .map(|a| alignment_key(&a.settings))
+            .chain(
+                self.dynamics
+                    .iter()
+                    .map(|d| sorted_key(Experiment::Dynamics.name(), &d.settings)),
+            )
             .collect()
     }
 }
 
-/// Milestones of the alignment and dynamics parts of a reproduction.
+/// Milestones of a reproduction (the training groups report through
+/// [`ReproduceObserver::sweep_event`]).
 #[derive(Clone, Copy, Debug)]
 pub enum ReproduceEvent<'a> {
+    /// The output folder is ready and the runs start.
+    Started {
+        /// The output folder.
+        dir: &'a Path,
+        /// Its results file.
+        results: &'a Path,
+    },
     /// Alignment run `index` of `total` starts.
     AlignmentStarting {
         /// Position in [`Plan::align`].
@@ -380,7 +394,7 @@ pub trait ReproduceObserver {
     fn sweep_event(&mut self, event: &SweepEvent<'_>) {
         let _ = event;
     }
-    /// An alignment or dynamics milestone.
+    /// A milestone: the start, and the alignment and dynamics experiments.
     fn event(&mut self, event: &ReproduceEvent<'_>) {
         let _ = event;
     }
@@ -451,6 +465,10 @@ pub fn reproduce(
         path: dir.to_path_buf(),
         source,
     })?;
+    observer.event(&ReproduceEvent::Started {
+        dir,
+        results: &path,
+    });
     for (experiment, runs) in plan.training_groups() {
         let sweep = SweepPlan {
             runs,
@@ -474,7 +492,7 @@ pub fn reproduce(
     let stopped = || stop.load(Ordering::SeqCst);
     for (index, cfg) in plan.align.iter().enumerate() {
         let key = alignment_key(cfg);
-        if done.contains(key.as_str()) {
+        if done.contains(&key) {
             continue;
         }
         if stopped() {
@@ -510,7 +528,7 @@ pub fn reproduce(
     observer.event(&ReproduceEvent::AlignmentDone);
     for p in &plan.dynamics {
         let key = dynamics_key(p);
-        if done.contains(key.as_str()) {
+        if done.contains(&key) {
             continue;
         }
         if stopped() {
@@ -609,9 +627,14 @@ mod tests {
             }
             let keys = r.keys();
             for c in &p.align {
-                assert!(keys.contains(alignment_key(c).as_str()));
+                assert!(keys.contains(&alignment_key(c)));
             }
-            assert!(keys.contains(dynamics_key(&p.dynamics[0]).as_str()));
+            assert!(keys.contains(&dynamics_key(&p.dynamics[0])));
+            // the stored keys are the ones computed from the settings
+            for a in &r.alignment {
+                assert!(keys.contains(&a.key));
+            }
+            assert!(keys.contains(&r.dynamics[0].key));
             let d = &r.dynamics[0].report;
             assert_eq!(d.widths, [64, 256, 1024]);
             assert_eq!(d.errors.weight_norm.len(), 3);

@@ -34,9 +34,16 @@ pub struct Existing {
     pub torn_bytes: u64,
 }
 
-/// The complete lines of `path` (a missing file has none), each parsed as JSON, with their
-/// 1-based line numbers, and the length of the complete part and of the torn tail.
-fn read_values(path: &Path) -> Result<(Vec<(usize, Value)>, u64, u64), ExperimentError> {
+/// The complete lines of a file, each parsed as JSON with its 1-based line number, and the
+/// length of the complete part and of the torn tail.
+struct Parsed {
+    values: Vec<(usize, Value)>,
+    valid_len: u64,
+    torn_bytes: u64,
+}
+
+/// Reads and parses `path` (a missing file has no lines).
+fn read_values(path: &Path) -> Result<Parsed, ExperimentError> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
@@ -46,7 +53,13 @@ fn read_values(path: &Path) -> Result<(Vec<(usize, Value)>, u64, u64), Experimen
                     source,
                 })?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0, 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Parsed {
+                values: Vec::new(),
+                valid_len: 0,
+                torn_bytes: 0,
+            })
+        }
         Err(source) => {
             return Err(ExperimentError::Read {
                 path: path.to_path_buf(),
@@ -69,7 +82,11 @@ fn read_values(path: &Path) -> Result<(Vec<(usize, Value)>, u64, u64), Experimen
         })?;
         values.push((i + 1, v));
     }
-    Ok((values, valid_len as u64, (bytes.len() - valid_len) as u64))
+    Ok(Parsed {
+        values,
+        valid_len: valid_len as u64,
+        torn_bytes: (bytes.len() - valid_len) as u64,
+    })
 }
 
 /// The complete lines of a results file as JSON values with their 1-based line numbers (a
@@ -79,7 +96,7 @@ fn read_values(path: &Path) -> Result<(Vec<(usize, Value)>, u64, u64), Experimen
 /// [`ExperimentError::Read`] if the file cannot be read, [`ExperimentError::BadInput`] naming
 /// the line if a complete line is not JSON.
 pub fn read_lines(path: &Path) -> Result<Vec<(usize, Value)>, ExperimentError> {
-    Ok(read_values(path)?.0)
+    Ok(read_values(path)?.values)
 }
 
 /// Reads a results file: which runs it holds, and whether it ends in a torn line.
@@ -87,14 +104,14 @@ pub fn read_lines(path: &Path) -> Result<Vec<(usize, Value)>, ExperimentError> {
 /// # Errors
 /// As [`read_lines`].
 pub fn read_existing(path: &Path) -> Result<Existing, ExperimentError> {
-    let (values, valid_len, torn_bytes) = read_values(path)?;
+    let parsed = read_values(path)?;
     let mut ex = Existing {
-        lines: values.len(),
-        valid_len,
-        torn_bytes,
+        lines: parsed.values.len(),
+        valid_len: parsed.valid_len,
+        torn_bytes: parsed.torn_bytes,
         ..Existing::default()
     };
-    for (_, v) in values {
+    for (_, v) in parsed.values {
         if let Some(c) = v
             .get("config")
             .and_then(|c| serde_json::from_value::<TrainConfig>(c.clone()).ok())

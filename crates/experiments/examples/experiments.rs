@@ -1,25 +1,30 @@
-//! The experiments of issue 4 at this machine's scale, printing markdown tables.
+//! The reference experiments of `widealign_experiments::plan` (the plan `widealign reproduce`
+//! runs) one group at a time, printing markdown tables; and step-time measurements of the
+//! rules.
 //!
 //! ```text
-//! cargo run --release -p widealign-rules --example experiments -- digits  [--widths 64,256,1024,4096] [--epochs 40] [--rules bp,align-zero,...]
-//! cargo run --release -p widealign-rules --example experiments -- add     [--widths 64,256,1024] [--epochs 200] [--rules bp,align-ada,align-zero,readout]
-//! cargo run --release -p widealign-rules --example experiments -- lowdata [--sizes 100,300,1000] [--width 1024] [--epochs 40]
-//! cargo run --release -p widealign-rules --example experiments -- time    [--model mlp|rnn] [--width 1024] [--rules ...] [--epochs 1]
-//! cargo run --release -p widealign-rules --example experiments -- cache   [--width 1024] [--rule align-zero] [--off]
-//! cargo run --release -p widealign-rules --example experiments -- rnnstep [--width 1024] [--rule align-ada] [--steps 30] [--off]
+//! cargo run --release -p widealign-experiments --example experiments -- digits  [--widths 64,256] [--rules bp,align-zero,...] [--epochs 40]
+//! cargo run --release -p widealign-experiments --example experiments -- add     [--widths 64,256] [--rules bp,align-ada] [--epochs 200] [--epochs-for 1024:50] [--cutoff 50]
+//! cargo run --release -p widealign-experiments --example experiments -- lowdata [--sizes 100,300] [--rules ...]
+//! cargo run --release -p widealign-experiments --example experiments -- time    [--model mlp|rnn] [--width 1024] [--rules ...] [--epochs 1] [--no-cache]
+//! cargo run --release -p widealign-experiments --example experiments -- cache   [--width 1024] [--rule align-zero] [--steps 200] [--off]
+//! cargo run --release -p widealign-experiments --example experiments -- rnnstep [--width 1024] [--rule align-ada] [--steps 30] [--off]
 //! ```
 //!
-//! Every run: NTK parameterisation, s_w = 1, s_b = 0.1, zero biases, relu, plain SGD, seed 0
-//! (unless `--seed`). Digits: depth 2, lr 5, batch 100. Add: RNN, lr 0.001, batch 50.
+//! `digits`, `add` and `lowdata` run the accuracy-vs-width, Add-task and low-data groups of
+//! `plan(--scale, --dataset, --seed)` (defaults: `full`, `digits`, 0): every setting is the
+//! plan's. `--widths`, `--sizes` and `--rules` select a subset of the plan's runs;
+//! `--epochs`, `--epochs-for` and `--lr` depart from the plan and say so in the table title.
+//! `time`, `cache` and `rnnstep` time single steps of the plan's digits and Add-task settings.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use widealign_data::{load, LoadOptions, Sequences, Split};
+use widealign_experiments::plan::{plan, Plan, Scale};
+use widealign_experiments::Trainer;
 use widealign_models::{Loss, Mlp};
-use widealign_rules::{
-    train, Callbacks, MlpRule, ModelKind, Rule, RuleKind, StepInput, TrainConfig, TrainResult,
-};
+use widealign_rules::{MlpRule, Rule, RuleKind, StepInput, TrainConfig, TrainResult};
 use widealign_tensor::{rng::SeedStream, Mat};
 
 fn arg(args: &HashMap<String, String>, key: &str, default: &str) -> String {
@@ -45,14 +50,75 @@ fn rules(s: &str) -> Vec<RuleKind> {
     }
 }
 
-fn run(cfg: &TrainConfig, data: &widealign_data::Dataset) -> TrainResult {
+/// The plan of `--scale`, `--dataset` and `--seed`.
+fn the_plan(args: &HashMap<String, String>) -> Plan {
+    let scale: Scale = arg(args, "scale", "full")
+        .parse()
+        .expect("--scale tiny|quick|full");
+    let seed: u64 = arg(args, "seed", "0").parse().expect("--seed");
+    plan(scale, &arg(args, "dataset", "digits"), seed).expect("a reference plan")
+}
+
+/// `--KEY a,b,c` as a list, or every value in `all` (in the plan's order). A value outside
+/// `all` is an error: this example runs the plan's runs only.
+fn subset<T: Copy + PartialEq + std::fmt::Debug + std::str::FromStr>(
+    args: &HashMap<String, String>,
+    key: &str,
+    all: &[T],
+) -> Vec<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    match args.get(key) {
+        None => all.to_vec(),
+        Some(s) => {
+            let want: Vec<T> = list(s);
+            for w in &want {
+                assert!(
+                    all.contains(w),
+                    "--{key}: {w:?} is not in the plan ({all:?})"
+                );
+            }
+            all.iter().copied().filter(|v| want.contains(v)).collect()
+        }
+    }
+}
+
+/// The rules of a group in the plan's order, restricted by `--rules`.
+fn plan_rules(args: &HashMap<String, String>, group: &[TrainConfig]) -> Vec<RuleKind> {
+    let mut all: Vec<RuleKind> = Vec::new();
+    for c in group {
+        if !all.contains(&c.rule) {
+            all.push(c.rule);
+        }
+    }
+    match args.get("rules") {
+        None => all,
+        Some(s) => {
+            let want = rules(s);
+            for w in &want {
+                assert!(all.contains(w), "--rules: {w} is not in the plan ({all:?})");
+            }
+            all.into_iter().filter(|r| want.contains(r)).collect()
+        }
+    }
+}
+
+/// `--epochs` (and `--lr`) replacing the plan's, and a note saying so.
+fn departures(args: &HashMap<String, String>, cfg: &mut TrainConfig, note: &mut String) {
+    if let Some(e) = args.get("epochs") {
+        cfg.epochs = e.parse().expect("--epochs");
+        *note = format!(" (--epochs {e}, not the plan's)");
+    }
+    if let Some(lr) = args.get("lr") {
+        cfg.lr = lr.parse().expect("--lr");
+        note.push_str(&format!(" (--lr {lr}, not the plan's)"));
+    }
+}
+
+fn run(trainer: &mut Trainer, cfg: &TrainConfig) -> TrainResult {
     let t = Instant::now();
-    let r = train(cfg, data, Callbacks::default()).expect("training run");
-    let best_epoch = r
-        .history
-        .iter()
-        .find(|h| h.test_loss == r.best_test_loss)
-        .map_or(0, |h| h.epoch);
+    let r = trainer.run(cfg, &mut |_| true).expect("training run");
     let curve: Vec<String> = r
         .history
         .iter()
@@ -60,13 +126,14 @@ fn run(cfg: &TrainConfig, data: &widealign_data::Dataset) -> TrainResult {
         .map(|h| format!("{}:{:.4}", h.epoch, h.test_loss))
         .collect();
     eprintln!(
-        "  {} width {} train_size {:?}: test_loss {:.5} acc {:?} best_loss {:.5} (epoch {best_epoch}) diverged {:?} ({:.1} s) curve [{}]",
+        "  {} width {} train_size {:?}: test_loss {:.5} acc {:?} best_loss {:.5} (epoch {}) diverged {:?} ({:.1} s) curve [{}]",
         cfg.rule,
         cfg.width,
         cfg.train_size,
         r.test_loss,
         r.test_accuracy,
         r.best_test_loss,
+        r.best_epoch(),
         r.diverged_epoch,
         t.elapsed().as_secs_f64(),
         curve.join(" ")
@@ -82,52 +149,47 @@ fn acc_cell(r: &TrainResult) -> String {
     }
 }
 
-fn digits_cfg(seed: u64) -> TrainConfig {
-    TrainConfig {
-        model: ModelKind::Mlp,
-        dataset: "digits".into(),
-        depth: 2,
-        lr: 5.0,
-        batch_size: 100,
-        epochs: 40,
-        seed,
-        ..TrainConfig::default()
-    }
-}
-
-fn digits(args: &HashMap<String, String>) {
-    let widths: Vec<usize> = list(&arg(args, "widths", "64,256,1024,4096"));
-    let rules = rules(&arg(args, "rules", "all"));
-    let epochs: usize = arg(args, "epochs", "40").parse().unwrap();
-    let seed: u64 = arg(args, "seed", "0").parse().unwrap();
-    let lr: f64 = arg(args, "lr", "5").parse().unwrap();
-    let data = load("digits", &LoadOptions::default()).expect("digits");
-    let mut table = vec![vec![String::new(); widths.len()]; rules.len()];
-    for (j, &w) in widths.iter().enumerate() {
-        for (i, &rule) in rules.iter().enumerate() {
-            let cfg = TrainConfig {
-                rule,
-                width: w,
-                epochs,
-                lr,
-                ..digits_cfg(seed)
-            };
-            table[i][j] = acc_cell(&run(&cfg, &data));
-        }
-    }
-    println!(
-        "\nDigits, MLP depth 2, lr {lr}, batch 100, {epochs} epochs, seed {seed}: test accuracy (%) after the last epoch\n"
-    );
+fn print_table<C: std::fmt::Display>(columns: &[C], rules: &[RuleKind], table: &[Vec<String>]) {
     print!("| rule |");
-    widths.iter().for_each(|w| print!(" {w} |"));
+    columns.iter().for_each(|c| print!(" {c} |"));
     print!("\n|---|");
-    widths.iter().for_each(|_| print!("---|"));
+    columns.iter().for_each(|_| print!("---|"));
     println!();
     for (i, rule) in rules.iter().enumerate() {
         print!("| {rule} |");
         table[i].iter().for_each(|c| print!(" {c} |"));
         println!();
     }
+}
+
+/// The accuracy-vs-width group.
+fn digits(args: &HashMap<String, String>) {
+    let p = the_plan(args);
+    let widths = subset(args, "widths", &p.widths);
+    let rules = plan_rules(args, &p.accuracy);
+    let mut trainer = Trainer::new();
+    let mut table = vec![vec![String::new(); widths.len()]; rules.len()];
+    let mut note = String::new();
+    let mut shown = None;
+    for (j, &w) in widths.iter().enumerate() {
+        for (i, &rule) in rules.iter().enumerate() {
+            let mut cfg = p
+                .accuracy
+                .iter()
+                .find(|c| c.rule == rule && c.width == w)
+                .expect("the plan has every rule at every width")
+                .clone();
+            departures(args, &mut cfg, &mut note);
+            table[i][j] = acc_cell(&run(&mut trainer, &cfg));
+            shown = Some(cfg);
+        }
+    }
+    let c = shown.expect("at least one run");
+    println!(
+        "\n{}, MLP depth {}, lr {}, batch {}, {} epochs{note}, seed {} ({} plan): test accuracy (%) after the last epoch\n",
+        p.dataset, c.depth, c.lr, c.batch_size, c.epochs, c.seed, p.scale
+    );
+    print_table(&widths, &rules, &table);
 }
 
 fn constant_loss(s: &Sequences, c: f32) -> f64 {
@@ -138,13 +200,13 @@ fn constant_loss(s: &Sequences, c: f32) -> f64 {
     Loss::Mse.evaluate_sequence(&pred, &s.y).unwrap().0
 }
 
+/// The Add-task group.
 fn add(args: &HashMap<String, String>) {
-    let widths: Vec<usize> = list(&arg(args, "widths", "64,256,1024"));
-    let rules = rules(&arg(args, "rules", "bp,align-ada,align-zero,readout"));
-    let epochs: usize = arg(args, "epochs", "200").parse().unwrap();
-    let seed: u64 = arg(args, "seed", "0").parse().unwrap();
-    let lr: f64 = arg(args, "lr", "0.001").parse().unwrap();
-    let data = load("add", &LoadOptions::default()).expect("add task");
+    let p = the_plan(args);
+    let widths = subset(args, "widths", &p.add_widths);
+    let rules = plan_rules(args, &p.add);
+    let mut trainer = Trainer::new();
+    let data = trainer.dataset(&p.add[0]).expect("add task");
     let Split::Sequences(test) = &data.test else {
         panic!("add is a sequence dataset")
     };
@@ -175,23 +237,25 @@ fn add(args: &HashMap<String, String>) {
         })
         .unwrap_or_default();
     let cutoff: Option<usize> = args.get("cutoff").map(|c| c.parse().unwrap());
+    let mut note = String::new();
     let mut results: Vec<Vec<Option<TrainResult>>> = vec![vec![None; widths.len()]; rules.len()];
     for (j, &w) in widths.iter().enumerate() {
         for (i, &rule) in rules.iter().enumerate() {
-            let cfg = TrainConfig {
-                model: ModelKind::Rnn,
-                dataset: "add".into(),
-                rule,
-                width: w,
-                epochs: *epochs_for.get(&w).unwrap_or(&epochs),
-                lr,
-                batch_size: 50,
-                seed,
-                ..TrainConfig::default()
-            };
-            results[i][j] = Some(run(&cfg, &data));
+            let mut cfg = p
+                .add
+                .iter()
+                .find(|c| c.rule == rule && c.width == w)
+                .expect("the plan has every Add rule at every width")
+                .clone();
+            departures(args, &mut cfg, &mut note);
+            if let Some(&e) = epochs_for.get(&w) {
+                cfg.epochs = e;
+                note = " (--epochs-for, not the plan's)".into();
+            }
+            results[i][j] = Some(run(&mut trainer, &cfg));
         }
     }
+    let a0 = &p.add[0];
     let print_table = |title: String, within: Option<usize>| {
         println!("\n{title}\n");
         print!("| rule |");
@@ -229,8 +293,13 @@ fn add(args: &HashMap<String, String>) {
     };
     print_table(
         format!(
-            "Add task (T = 100, 300 train / 100 test sequences), ReLU RNN, lr {lr}, batch 50, seed {seed}: \
-             best test loss over all epochs run (MSE summed over the 100 steps, mean over sequences)"
+            "Add task (T = 100, 300 train / 100 test sequences), {} RNN, lr {}, batch {}{note}, seed {} ({} plan): \
+             best test loss over all epochs run (MSE summed over the 100 steps, mean over sequences)",
+            a0.activation.name(),
+            a0.lr,
+            a0.batch_size,
+            a0.seed,
+            p.scale
         ),
         None,
     );
@@ -242,52 +311,58 @@ fn add(args: &HashMap<String, String>) {
     }
 }
 
+/// The low-data group.
 fn lowdata(args: &HashMap<String, String>) {
-    let sizes: Vec<usize> = list(&arg(args, "sizes", "100,300,1000"));
-    let width: usize = arg(args, "width", "1024").parse().unwrap();
-    let rules = rules(&arg(args, "rules", "all"));
-    let epochs: usize = arg(args, "epochs", "40").parse().unwrap();
-    let seed: u64 = arg(args, "seed", "0").parse().unwrap();
+    let p = the_plan(args);
+    let sizes = subset(args, "sizes", &p.sizes);
+    let rules = plan_rules(args, &p.low_data);
+    let mut trainer = Trainer::new();
     let mut table = vec![vec![String::new(); sizes.len()]; rules.len()];
+    let mut note = String::new();
+    let mut epochs = Vec::new();
     for (j, &k) in sizes.iter().enumerate() {
-        let opts = LoadOptions {
-            seed,
-            train_size: Some(k),
-            ..LoadOptions::default()
-        };
-        let data = load("digits", &opts).expect("digits subset");
-        // `--steps S`: as many epochs as it takes to make S optimisation steps.
-        let epochs = match args.get("steps") {
-            Some(st) => st.parse::<usize>().unwrap().div_ceil(k.div_ceil(100)),
-            None => epochs,
-        };
         for (i, &rule) in rules.iter().enumerate() {
-            let cfg = TrainConfig {
-                rule,
-                width,
-                epochs,
-                train_size: Some(k),
-                ..digits_cfg(seed)
-            };
-            table[i][j] = acc_cell(&run(&cfg, &data));
+            let mut cfg = p
+                .low_data
+                .iter()
+                .find(|c| c.rule == rule && c.train_size == Some(k))
+                .expect("the plan has every rule at every size")
+                .clone();
+            departures(args, &mut cfg, &mut note);
+            if i == 0 {
+                epochs.push(cfg.epochs.to_string());
+            }
+            table[i][j] = acc_cell(&run(&mut trainer, &cfg));
         }
     }
-    let length = match args.get("steps") {
-        Some(st) => format!("{st} steps (epochs = steps / batches per epoch)"),
-        None => format!("{epochs} epochs"),
-    };
+    let l0 = &p.low_data[0];
     println!(
-        "\nLow data: digits, stratified training subsets, MLP depth 2 width {width}, lr 5, batch 100, {length}, seed {seed}: test accuracy (%) on the 355 test digits\n"
+        "\nLow data: {}, stratified training subsets, MLP depth {} width {}, lr {}, batch {}, epochs {} for the sizes {sizes:?}{}, seed {} ({} plan): test accuracy (%) on the test split\n",
+        p.dataset,
+        l0.depth,
+        l0.width,
+        l0.lr,
+        l0.batch_size,
+        epochs.join(", "),
+        if note.is_empty() {
+            " (about the same number of steps each)"
+        } else {
+            &note
+        },
+        l0.seed,
+        p.scale
     );
-    print!("| rule |");
-    sizes.iter().for_each(|k| print!(" {k} examples |"));
-    print!("\n|---|");
-    sizes.iter().for_each(|_| print!("---|"));
-    println!();
-    for (i, rule) in rules.iter().enumerate() {
-        print!("| {rule} |");
-        table[i].iter().for_each(|c| print!(" {c} |"));
-        println!();
+    let columns: Vec<String> = sizes.iter().map(|k| format!("{k} examples")).collect();
+    print_table(&columns, &rules, &table);
+}
+
+/// The plan's base config of `model`: its first digits run (MLP) or Add-task run (RNN).
+fn base(model: &str) -> TrainConfig {
+    let p = plan(Scale::Full, "digits", 0).expect("the digits plan");
+    if model == "rnn" {
+        p.add[0].clone()
+    } else {
+        p.accuracy[0].clone()
     }
 }
 
@@ -297,23 +372,8 @@ fn time(args: &HashMap<String, String>) {
     let width: usize = arg(args, "width", "1024").parse().unwrap();
     let rules = rules(&arg(args, "rules", "bp,align-ada,align-zero"));
     let epochs: usize = arg(args, "epochs", "1").parse().unwrap();
-    let (data, base) = if model == "rnn" {
-        (
-            load("add", &LoadOptions::default()).unwrap(),
-            TrainConfig {
-                model: ModelKind::Rnn,
-                dataset: "add".into(),
-                lr: 0.001,
-                batch_size: 50,
-                ..TrainConfig::default()
-            },
-        )
-    } else {
-        (
-            load("digits", &LoadOptions::default()).unwrap(),
-            digits_cfg(0),
-        )
-    };
+    let base = base(&model);
+    let data = load(&base.dataset, &LoadOptions::default()).unwrap();
     for rule in rules {
         let cfg = TrainConfig {
             rule,
@@ -323,7 +383,7 @@ fn time(args: &HashMap<String, String>) {
             ..base.clone()
         };
         let t = Instant::now();
-        let r = train(&cfg, &data, Callbacks::default()).unwrap();
+        let r = widealign_rules::train(&cfg, &data, widealign_rules::Callbacks::default()).unwrap();
         let total = t.elapsed().as_secs_f64();
         println!(
             "{model} width {width} {rule}: {epochs} epoch(s), {} steps, {:.3} s total, {:.2} ms/step (incl. evaluation)",
@@ -356,7 +416,7 @@ fn cache(args: &HashMap<String, String>) {
     let cfg = TrainConfig {
         rule: kind,
         width,
-        ..digits_cfg(0)
+        ..base("mlp")
     };
     let spec = cfg.mlp_spec(64, 10).unwrap();
     let mut net = Mlp::<f32>::new(&spec, 0).unwrap();
@@ -429,9 +489,8 @@ fn rnnstep(args: &HashMap<String, String>) {
         panic!("add is a sequence dataset")
     };
     let cfg = TrainConfig {
-        model: ModelKind::Rnn,
         width,
-        ..TrainConfig::default()
+        ..base("rnn")
     };
     let spec = cfg.rnn_spec(1, 1).unwrap();
     let mut net_bp = widealign_models::Rnn::<f32>::new(&spec, 0).unwrap();
