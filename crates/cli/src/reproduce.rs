@@ -1,4 +1,4 @@
-//! `widealign reproduce`: the reference experiments (docs/theory.md §5–6) end to end.
+//! `widealign reproduce`: the reference experiments (docs/theory.md §6) end to end.
 //!
 //! 1. **accuracy vs width**: every rule on the image dataset, MLP depth 2, a range of widths;
 //! 2. **Add task vs width**: RNN, rules bp / align-ada / align-zero / readout, best test loss

@@ -1,4 +1,4 @@
-//! The width table of docs/theory.md §4: relative errors of the closed-form predictions for finite
+//! The width table of docs/theory.md §4.4: relative errors of closed-form predictions for finite
 //! networks trained with full-batch gradient descent, and their log-log slopes.
 //!
 //! `cargo run --release -p widealign-ntk --example dynamics_table -- [erf,relu] [64,256,1024,4096] [steps] [lr] [f32|f64] [repeats]`

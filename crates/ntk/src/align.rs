@@ -314,8 +314,8 @@ pub fn input_span_fraction<T: Float>(dw: &Mat<T>, activities: &Mat<T>) -> Result
 ///
 /// Cost per batch: one forward and one backward pass of the initial network.
 ///
-/// The accumulated change is the plain-SGD update (`lr` times the frozen gradient), docs/theory.md
-/// §5's reference for SGD runs; for a run with Adam it is not the update Adam would make.
+/// The accumulated change is the plain-SGD update (`lr` times the frozen gradient): the reference
+/// update of docs/theory.md §5 for SGD runs. For a run with Adam it is not Adam's update.
 /// With the rules crate's training loop, call it from the per-step hook:
 /// `StepBatch::Mlp { x, err }` and `view.lr` give `shadow.observe(x, err, view.lr as f32)`, or,
 /// with [`ShadowAccumulator::with_training_set`], `shadow.observe_rows(view.rows, err, lr)`.

@@ -17,11 +17,11 @@
 //! * **layer shares**: `T^L = Σ_l P^l (A^l + s_b²)`, where `P^l A^l` is the contribution of `W^l`
 //!   and `s_b² P^l` that of `b^l`.
 //!
-//! With Gaussian biases (`β = 1`) `A^l + s_b² = Σ^l` and these are exactly docs/theory.md §3. With
-//! zero-initialised biases (the reference experiments and [`MlpSpec`]'s default) the bias still
-//! contributes `s_b² P^l` to the NTK (its gradient does not depend on its value) but not to the
-//! forward covariance; docs/theory.md's `S^l` is then `A^l + s_b²`, not the NNGP. See
-//! `docs/theory.md`.
+//! With Gaussian biases (`β = 1`) `A^l + s_b² = Σ^l`, so one kernel is both the forward
+//! covariance and the NTK's per-layer term. With zero-initialised biases (the reference
+//! experiments and [`MlpSpec`]'s default) the bias still contributes `s_b² P^l` to the NTK (its
+//! gradient does not depend on its value) but not to the forward covariance, so `A^l + s_b²` is
+//! then not the NNGP `Σ^l = A^l`. See docs/theory.md §3.4.
 //!
 //! All products between kernels are entrywise. Every entry `(i, j)` follows its own scalar
 //! recursion (it only needs `x_i·x'_j` and the two diagonals). The Gram matrix `x·x'ᵀ` is formed

@@ -6,7 +6,7 @@
 //! * [`analytic_ntk`] → [`NtkReport`] `{"nngp": [[..]], "ntk": [[..]], "seconds": s}`.
 //! * [`dynamics_experiment`] → [`DynamicsReport`]: trains the finite network with full-batch
 //!   gradient descent (backprop, MSE) at several widths from one spec and seed and compares the
-//!   result with the closed-form predictions of docs/theory.md §4 (see [`DynamicsReport`] for the
+//!   result with the closed-form predictions of docs/theory.md §4.4 (see [`DynamicsReport`] for the
 //!   three relative errors and the fitted log-log slopes).
 //! * `widealign align` glue: [`crate::align::ShadowAccumulator`] (hooked into the rules crate's
 //!   training loop), [`crate::align::align_layers`] and [`crate::align::AlignReport`].

@@ -1,5 +1,5 @@
 //! Slow experiments (`just slow`, i.e. `cargo test --release -- --ignored --nocapture`): the
-//! width table of docs/theory.md §4 and the N = 10,000 kernel. They print their measurements; the
+//! width table of docs/theory.md §4.4 and the N = 10,000 kernel. They print their measurements; the
 //! assertions check the science, never the time.
 
 use std::time::Instant;
