@@ -18,7 +18,7 @@ use std::time::Instant;
 use widealign_data::{load, LoadOptions, Sequences, Split};
 use widealign_models::{Loss, Mlp};
 use widealign_rules::{
-    train, Callbacks, MlpRule, ModelKind, Rule, RuleKind, StepInput, TrainConfig, TrainResult,
+    train, Callbacks, MlpRule, ModelKind, RuleKind, StepInput, TrainConfig, TrainResult,
 };
 use widealign_tensor::{rng::SeedStream, Mat};
 

@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicBool;
 use widealign_data::{Dataset, Sequences, Split, Tabular, Task};
 use widealign_models::{Grads, Mlp};
 use widealign_rules::{
-    train, train_model, Callbacks, MlpRule, ModelKind, Progress, Rule, RuleKind, RulesError,
-    StepBatch, StepInput, TrainConfig, TrainResult, Trained,
+    train, train_model, Callbacks, MlpRule, ModelKind, Progress, RuleKind, RulesError, StepBatch,
+    StepInput, TrainConfig, TrainResult, Trained,
 };
 use widealign_tensor::{rng::SeedStream, Mat};
 
