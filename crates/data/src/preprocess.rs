@@ -189,6 +189,28 @@ pub fn random_subset(n: usize, k: usize, rng: &mut Rng) -> Result<Vec<usize>> {
     Ok(all)
 }
 
+/// The training subset of `k` of `n` examples that a run with seed `seed` trains on: stratified
+/// by class when `labels` (and the class count) are given, uniform otherwise, drawn from the
+/// stream `SeedStream::new(seed).child("data").rng("train-subset")`, in ascending order.
+///
+/// This is the one subset path of the workspace: the loader's `train_size`
+/// ([`crate::LoadOptions`]) and the training loop's (`widealign-rules`) both call it, so a seed
+/// names the same subset everywhere.
+///
+/// Fails when `k` is 0 or larger than `n`.
+pub fn training_subset(
+    n: usize,
+    labels: Option<(&[usize], usize)>,
+    k: usize,
+    seed: u64,
+) -> Result<Vec<usize>> {
+    let mut rng = SeedStream::new(seed).child("data").rng("train-subset");
+    match labels {
+        Some((labels, classes)) => stratified_subset(labels, classes, k, &mut rng),
+        None => random_subset(n, k, &mut rng),
+    }
+}
+
 /// The visiting order of `n` examples in epoch `epoch`: a permutation drawn from the stream
 /// `epoch{epoch}` of `seeds`.
 pub fn epoch_order(n: usize, seeds: &SeedStream, epoch: usize) -> Vec<usize> {

@@ -43,7 +43,7 @@ use widealign_tensor::rng::SeedStream;
 use crate::csv::{self, CsvOptions};
 use crate::dataset::{Dataset, Split, Tabular, Task};
 use crate::error::{DataError, Position, Result};
-use crate::preprocess::{random_subset, stratified_split, stratified_subset, Standardizer};
+use crate::preprocess::{stratified_split, training_subset, Standardizer};
 use crate::synthetic::{add_task, teacher_task, AddParams, TeacherParams};
 use crate::{cifar, digits, idx};
 
@@ -497,15 +497,15 @@ fn prepare(name: String, raw: Raw, opts: &LoadOptions) -> Result<Dataset> {
         validation = Some(train.split_off_front(v));
     }
     if let Some(k) = opts.train_size {
-        let mut rng = SeedStream::new(opts.seed).child("data").rng("train-subset");
-        let idx = match &train {
+        let labels = match &train {
             Split::Tabular(Tabular {
                 labels: Some(l),
                 classes: Some(c),
                 ..
-            }) => stratified_subset(l, *c, k, &mut rng)?,
-            _ => random_subset(train.len(), k, &mut rng)?,
+            }) => Some((l.as_slice(), *c)),
+            _ => None,
         };
+        let idx = training_subset(train.len(), labels, k, opts.seed)?;
         if idx.len() < train.len() {
             train = train.select(&idx);
         }

@@ -200,6 +200,37 @@ impl<'de> serde::Deserialize<'de> for RuleKind {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn recipes_read_what_the_rules_are_defined_by() {
+        use RuleKind::*;
+        let frozen_net: Vec<RuleKind> = RuleKind::ALL
+            .into_iter()
+            .filter(|r| r.uses_frozen_network())
+            .collect();
+        assert_eq!(frozen_net, [AlignZero, AlignAda, AlignProp]);
+        let frozen_trace: Vec<RuleKind> = RuleKind::ALL
+            .into_iter()
+            .filter(|r| r.uses_frozen_trace())
+            .collect();
+        assert_eq!(frozen_trace, [AlignZero, AlignAda]);
+        let frozen_acts: Vec<RuleKind> = RuleKind::ALL
+            .into_iter()
+            .filter(|r| r.recipe().uses_frozen_activities())
+            .collect();
+        assert_eq!(frozen_acts, [AlignZero]);
+        let no_live: Vec<RuleKind> = RuleKind::ALL
+            .into_iter()
+            .filter(|r| !r.recipe().reads_live_trace())
+            .collect();
+        assert_eq!(no_live, [AlignZero]);
+        // every rule is a different recipe
+        for a in RuleKind::ALL {
+            for b in RuleKind::ALL {
+                assert_eq!(a == b, a.recipe() == b.recipe(), "{a} vs {b}");
+            }
+        }
+    }
     use super::*;
 
     #[test]

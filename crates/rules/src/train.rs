@@ -43,7 +43,6 @@ use std::borrow::{Borrow, Cow};
 
 use widealign_data::{preprocess, Dataset};
 use widealign_models::{Loss, Mlp, Optimizer, OptimizerKind, Rnn, RnnSpec};
-use widealign_tensor::rng::SeedStream;
 
 use crate::driver::{self, Eval, StepBatch, Task};
 use crate::trainable::Trainable;
@@ -133,6 +132,8 @@ fn train_network<M: Trainable>(
     Ok((result, M::trained(task.model)))
 }
 
+/// The training rows of `cfg` (`None`: the whole split), through the data crate's one subset
+/// path, so `train_size` and a seed name the same subset as `widealign_data::load` would draw.
 fn subset_rows(
     cfg: &TrainConfig,
     n: usize,
@@ -150,11 +151,7 @@ fn subset_rows(
             reason: format!("{k} is more than the {n} training examples"),
         });
     }
-    let mut rng = SeedStream::new(cfg.seed).child("subset").rng("train");
-    let rows = match labels {
-        Some((labels, classes)) => preprocess::stratified_subset(labels, classes, k, &mut rng)?,
-        None => preprocess::random_subset(n, k, &mut rng)?,
-    };
+    let rows = preprocess::training_subset(n, labels, k, cfg.seed)?;
     Ok(Some(rows))
 }
 

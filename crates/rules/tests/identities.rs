@@ -802,3 +802,95 @@ fn mlp_fused_sgd_step_is_bit_identical_to_update_then_apply() {
         }
     }
 }
+
+// ---------- Written once against the Network trait, run for every model ----------
+
+/// For any model: `sgd_step` is bit-identical to `update` + `apply_update` for every rule;
+/// Align-zero's update needs nothing of the live network (`update_from_frozen` equals `update`
+/// after the live network has moved away from the frozen one), and rules that read the live
+/// network refuse `update_from_frozen`.
+fn generic_rule_checks<M: widealign_rules::Network>(
+    init: &M,
+    x: &M::Input,
+    error: impl Fn(&M::Trace) -> Box<M::Error>,
+) {
+    use widealign_rules::Rule;
+    let lr = <M::Scalar as Float>::cast(0.05);
+    for kind in RuleKind::ALL {
+        let (mut a, mut b) = (init.clone(), init.clone());
+        let mut ra = Rule::new(kind, init).unwrap();
+        let mut rb = Rule::new(kind, init).unwrap();
+        for _ in 0..3 {
+            let mut ta = M::Trace::default();
+            a.forward_into(x, &mut ta).unwrap();
+            let ea = error(&ta);
+            let step = StepInput {
+                x,
+                rows: None,
+                live: &ta,
+                err: &*ea,
+            };
+            let g = ra.update(&a, &step).unwrap().clone();
+            a.apply_update(&g, lr);
+            let mut tb = M::Trace::default();
+            b.forward_into(x, &mut tb).unwrap();
+            let eb = error(&tb);
+            let step = StepInput {
+                x,
+                rows: None,
+                live: &tb,
+                err: &*eb,
+            };
+            rb.sgd_step(&mut b, &step, lr).unwrap();
+            assert!(
+                a == b,
+                "{kind} on {}: sgd_step differs from update",
+                M::NAME
+            );
+        }
+        // the live network has moved: Align-zero still reads only the frozen one
+        let mut t = M::Trace::default();
+        a.forward_into(x, &mut t).unwrap();
+        let e = error(&t);
+        let step = StepInput {
+            x,
+            rows: None,
+            live: &t,
+            err: &*e,
+        };
+        let with_live = ra.update(&a, &step).unwrap().clone();
+        let frozen_only = ra.update_from_frozen(x, None, &e);
+        if kind == RuleKind::AlignZero {
+            assert_eq!(frozen_only.unwrap(), &with_live, "{}", M::NAME);
+        } else {
+            assert!(
+                frozen_only.is_err(),
+                "{kind} must refuse update_from_frozen"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_rule_written_once_works_for_the_mlp_and_the_rnn() {
+    let spec = MlpSpec::new(4, vec![16, 12], 3, Activation::Tanh);
+    let net = Mlp::<f64>::new(&spec, 5).unwrap();
+    let (x, y) = mlp_data::<f64>(&spec, 6, 2);
+    generic_rule_checks(&net, &x, |t: &widealign_models::Trace<f64>| {
+        Box::new(Loss::Mse.evaluate(t.output(), &y).unwrap().1)
+    });
+    let rspec = RnnSpec::new(2, 10, 1, Activation::Tanh);
+    let rnet = Rnn::<f64>::new(&rspec, 5).unwrap();
+    let (xs, ys) = rnn_data::<f64>(&rspec, 4, 5, 3);
+    generic_rule_checks(
+        &rnet,
+        xs.as_slice(),
+        |t: &widealign_models::RnnTrace<f64>| {
+            Loss::Mse
+                .evaluate_sequence(&t.outputs, &ys)
+                .unwrap()
+                .1
+                .into_boxed_slice()
+        },
+    );
+}

@@ -459,3 +459,37 @@ fn config_and_result_json_round_trip() {
     let back: TrainResult = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
 }
+
+#[test]
+fn a_seed_names_the_same_training_subset_in_the_loader_and_the_training_loop() {
+    use widealign_data::{load, LoadOptions};
+    for seed in [0u64, 3] {
+        let cfg = TrainConfig {
+            dataset: "digits".into(),
+            train_size: Some(120),
+            epochs: 2,
+            width: 32,
+            seed,
+            ..mlp_cfg(RuleKind::AlignAda)
+        };
+        // the training loop draws the subset from the full dataset …
+        let full = load("digits", &LoadOptions::default()).unwrap();
+        let a = train(&cfg, &full, Callbacks::default()).unwrap();
+        // … the loader draws it before training: the same rows, so the same run
+        let opts = LoadOptions {
+            seed,
+            train_size: Some(120),
+            ..LoadOptions::default()
+        };
+        let sub = load("digits", &opts).unwrap();
+        let b = train(&cfg, &sub, Callbacks::default()).unwrap();
+        assert_eq!(a.train_examples, 120);
+        assert_eq!(a.history.len(), b.history.len());
+        for (x, y) in a.history.iter().zip(&b.history) {
+            assert_eq!(
+                (x.train_loss, x.test_loss, x.test_accuracy),
+                (y.train_loss, y.test_loss, y.test_accuracy)
+            );
+        }
+    }
+}
