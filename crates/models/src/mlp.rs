@@ -43,7 +43,7 @@
 //! ```
 //!
 //! [`backward_signals`] runs it with a hook that does nothing and keeps every `D^l`;
-//! [`sgd_update_fused`](crate::sgd_update_fused) runs it with a hook that applies the SGD update
+//! [`sgd_update_fused`] runs it with a hook that applies the SGD update
 //! of layer `l` at once. The hook runs after `D^{l−1}` was formed, so for backprop `M^l = W^l` is
 //! still the weight before its update.
 //!
