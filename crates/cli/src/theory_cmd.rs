@@ -3,50 +3,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use widealign_models::{BiasInit, MlpSpec, ModelError, Parameterization};
+use widealign_models::{BiasInit, MlpSpec, Parameterization};
 use widealign_ntk::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
 use widealign_ntk::experiment::{analytic_ntk, NtkConfig};
-use widealign_ntk::NtkError;
 use widealign_tensor::{rng::SeedStream, Activation, Mat};
 
 use crate::cli::{BenchNtkArgs, NtkArgs};
 use crate::emit;
 use crate::error::CliError;
-
-impl From<ModelError> for CliError {
-    fn from(e: ModelError) -> Self {
-        match e {
-            ModelError::InvalidSpec { .. }
-            | ModelError::ShapeMismatch { .. }
-            | ModelError::Empty(_)
-            | ModelError::LabelOutOfRange { .. }
-            | ModelError::Checkpoint { .. } => CliError::Input(e.to_string()),
-            ModelError::Io { ref source, .. }
-                if matches!(
-                    source.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                ) =>
-            {
-                CliError::Input(e.to_string())
-            }
-            _ => CliError::Failure(e.to_string()),
-        }
-    }
-}
-
-impl From<NtkError> for CliError {
-    fn from(e: NtkError) -> Self {
-        match e {
-            NtkError::Model(m) => m.into(),
-            NtkError::Architecture(_)
-            | NtkError::Shape { .. }
-            | NtkError::NonFinite { .. }
-            | NtkError::InvalidOption { .. }
-            | NtkError::UnstableLearningRate { .. } => CliError::Input(e.to_string()),
-            _ => CliError::Failure(e.to_string()),
-        }
-    }
-}
 
 /// Reads a numeric CSV file: one row per input, comma-separated numbers, an optional header
 /// line (a first line that is not all numbers). Errors name the file, line and field.

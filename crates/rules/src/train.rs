@@ -121,7 +121,7 @@ pub fn train_model(
         ModelKind::Mlp => {
             let (Split::Tabular(train), Split::Tabular(test)) = (&data.train, &data.test) else {
                 return Err(mismatch(
-                    "it holds sequences; use --model rnn (or a feature-vector dataset)",
+                    "it holds sequences; use the rnn model (or a feature-vector dataset)",
                 ));
             };
             let train = subset_tabular(cfg, train)?;
@@ -133,7 +133,7 @@ pub fn train_model(
             let (Split::Sequences(train), Split::Sequences(test)) = (&data.train, &data.test)
             else {
                 return Err(mismatch(
-                    "it holds feature vectors; use --model mlp (or a sequence dataset such as add)",
+                    "it holds feature vectors; use the mlp model (or a sequence dataset such as add)",
                 ));
             };
             let train = subset_sequences(cfg, train)?;
