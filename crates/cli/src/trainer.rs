@@ -7,27 +7,11 @@ use std::sync::Arc;
 
 use widealign_data::{Dataset, LoadOptions};
 use widealign_rules as rules;
-use widealign_rules::RulesError;
 
 use crate::config::TrainConfig;
 use crate::error::CliError;
 use crate::runner::{EpochRecord, Observer, RunEvent, RunResult};
 use crate::STOP;
-
-impl From<RulesError> for CliError {
-    fn from(e: RulesError) -> Self {
-        match e {
-            RulesError::Interrupted { .. } => CliError::Interrupted,
-            RulesError::Data(d) => d.into(),
-            RulesError::Model(m) => m.into(),
-            RulesError::UnknownName { .. }
-            | RulesError::InvalidConfig { .. }
-            | RulesError::Unsupported { .. }
-            | RulesError::DatasetMismatch { .. } => CliError::Input(e.to_string()),
-            _ => CliError::Failure(e.to_string()),
-        }
-    }
-}
 
 /// Whether a dataset's content depends on the seed (generated data, seeded CSV split).
 fn seed_dependent(name: &str) -> bool {

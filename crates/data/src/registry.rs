@@ -473,13 +473,13 @@ fn prepare(name: String, raw: Raw, opts: &LoadOptions) -> Result<Dataset> {
     } = raw;
     if train.is_empty() {
         return Err(DataError::option(
-            "--dataset",
+            "dataset",
             format!("{name}: the training split has no examples"),
         ));
     }
     if test.is_empty() {
         return Err(DataError::option(
-            "--dataset",
+            "dataset",
             format!("{name}: the test split has no examples"),
         ));
     }
@@ -487,7 +487,7 @@ fn prepare(name: String, raw: Raw, opts: &LoadOptions) -> Result<Dataset> {
     if let Some(v) = opts.validation {
         if v == 0 || v >= train.len() {
             return Err(DataError::option(
-                "--validation",
+                "validation",
                 format!(
                     "{v}: must be at least 1 and below the {} training examples",
                     train.len()
@@ -523,7 +523,7 @@ fn prepare(name: String, raw: Raw, opts: &LoadOptions) -> Result<Dataset> {
             }
             Split::Sequences(_) => {
                 return Err(DataError::option(
-                    "--standardize",
+                    "standardize",
                     format!(
                     "{name} is a sequence task; standardisation applies to feature vectors only"
                 ),
@@ -551,7 +551,7 @@ pub fn load(name: &str, opts: &LoadOptions) -> Result<Dataset> {
 /// One row of `widealign data list`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DatasetEntry {
-    /// The name (or name pattern, e.g. `idx:DIR`) to pass to `--dataset`.
+    /// The name (or name pattern, e.g. `idx:DIR`) to pass to [`load`].
     pub name: String,
     /// One line on what it is.
     pub description: String,

@@ -84,7 +84,7 @@ impl KernelDynamics {
         }
         if !lr.is_finite() || lr < 0.0 {
             return Err(NtkError::InvalidOption {
-                name: "--lr".into(),
+                name: "lr".into(),
                 reason: format!("must be finite and non-negative, got {lr}"),
             });
         }

@@ -84,7 +84,7 @@ impl Trainable for Mlp<f32> {
     type ErrorBuf = Mat<f32>;
     const KIND: ModelKind = ModelKind::Mlp;
     const WRONG_DATA: &'static str =
-        "it holds sequences; use --model rnn (or a feature-vector dataset)";
+        "it holds sequences; use the rnn model (or a feature-vector dataset)";
 
     fn splits(data: &Dataset) -> Option<(&Tabular, &Tabular)> {
         match (&data.train, &data.test) {
@@ -191,7 +191,7 @@ impl Trainable for Rnn<f32> {
     type ErrorBuf = Vec<Mat<f32>>;
     const KIND: ModelKind = ModelKind::Rnn;
     const WRONG_DATA: &'static str =
-        "it holds feature vectors; use --model mlp (or a sequence dataset such as add)";
+        "it holds feature vectors; use the mlp model (or a sequence dataset such as add)";
 
     fn splits(data: &Dataset) -> Option<(&Sequences, &Sequences)> {
         match (&data.train, &data.test) {

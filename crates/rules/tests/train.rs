@@ -363,9 +363,13 @@ fn train_size_subsets_and_bad_settings_are_errors() {
     let seq = sequences(10, 4, 5);
     let err = train(&mlp_cfg(RuleKind::Bp), &seq, Callbacks::default()).unwrap_err();
     assert!(matches!(err, RulesError::DatasetMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("--model rnn"), "{err}");
+    // the library names the model, not a command-line flag
+    assert!(err.to_string().contains("use the rnn model"), "{err}");
+    assert!(!err.to_string().contains("--"), "{err}");
     let err = train(&rnn_cfg(RuleKind::Bp), &data, Callbacks::default()).unwrap_err();
     assert!(matches!(err, RulesError::DatasetMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("use the mlp model"), "{err}");
+    assert!(!err.to_string().contains("--"), "{err}");
 }
 
 #[test]
