@@ -32,7 +32,7 @@ use widealign::ntk::{
     analytic::{InfiniteMlp, KernelOptions, KernelRequest},
     empirical::empirical_ntk,
 };
-use widealign::rules::{MlpRule, RnnRule, Rule, RuleKind, StepInput};
+use widealign::rules::{MlpRule, RnnRule, RuleKind, StepInput};
 use widealign::tensor::{
     rng::{below, SeedStream},
     Activation, Mat,
@@ -168,7 +168,7 @@ fn step_benches(c: &mut Criterion) {
                             err: &err,
                         };
                         let grads = rule.update(&net, &step).expect("shapes");
-                        opt.step_mlp(&mut net, grads, 0.5);
+                        opt.step_network(&mut net, grads, 0.5);
                     }
                     black_box(&net);
                 })
@@ -220,7 +220,7 @@ fn rnn_benches(c: &mut Criterion) {
                 err: &errs[..],
             };
             let grads = rule.update(&net, &step).expect("shapes");
-            opt.step_rnn(&mut net, grads, 0.001);
+            opt.step_network(&mut net, grads, 0.001);
             black_box(&net);
         })
     });

@@ -40,7 +40,7 @@ use widealign::models::{
     Parameterization, Rnn, RnnSpec, RnnTrace, Trace,
 };
 use widealign::ntk::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
-use widealign::rules::{MlpRule, RnnRule, Rule, RuleKind, StepInput};
+use widealign::rules::{MlpRule, RnnRule, RuleKind, StepInput};
 use widealign::tensor::{
     gemm,
     rng::{below, SeedStream},
@@ -202,7 +202,7 @@ fn mlp(a: &Args) -> Res<()> {
                 err: &err,
             };
             let g = rule.update(&net, &step)?;
-            opt.step_mlp(&mut net, g, lr);
+            opt.step_network(&mut net, g, lr);
         }
         Ok(())
     })?;
@@ -266,7 +266,7 @@ fn rnn(a: &Args) -> Res<()> {
             err: &errs[..],
         };
         let g = rule.update(&net, &step)?;
-        opt.step_rnn(&mut net, g, lr);
+        opt.step_network(&mut net, g, lr);
         Ok(())
     })?;
     println!(
@@ -386,7 +386,7 @@ fn memory(a: &Args) -> Res<()> {
                 err: &err,
             };
             let g = rule.update(&net, &step)?;
-            opt.step_mlp(&mut net, g, 0.5);
+            opt.step_network(&mut net, g, 0.5);
         }
     }
     let secs = t0.elapsed().as_secs_f64();

@@ -1,5 +1,6 @@
 //! The CLI side of [`TrainConfig`], the complete description of one training run shared by
-//! `train`, `sweep` and `reproduce`: building it from flags and naming its keys as flags.
+//! `train`, `sweep` and `reproduce`: building it from flags and checking it (a bad value is
+//! named by its flag, `crate::error::field_to_flag`).
 //!
 //! [`TrainConfig`] is `widealign_rules::TrainConfig` itself (no copy, no conversion), and its
 //! identity in results files is its derived serialisation (`widealign_experiments::config`).
@@ -36,22 +37,10 @@ pub fn validate(c: &TrainConfig) -> Result<(), CliError> {
     Ok(config::validate(c)?)
 }
 
-/// A config key (or experiment setting) in its `--flag` spelling: `batch_size` →
-/// `--batch-size`.
-pub fn key_to_flag(key: &str) -> String {
-    format!("--{}", key.replace('_', "-"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
-
-    #[test]
-    fn keys_are_flags() {
-        assert_eq!(key_to_flag("batch_size"), "--batch-size");
-        assert_eq!(key_to_flag("lr"), "--lr");
-    }
 
     /// Every config key is a `train` flag, so a key named in an error is one the user can fix.
     #[test]

@@ -1,21 +1,11 @@
 //! `widealign data list | info | fetch`.
 
-use widealign_data::{DataError, LoadOptions};
+use widealign_data::LoadOptions;
 
 use crate::cli::DataCommand;
 use crate::emit;
 use crate::error::CliError;
 use crate::progress::Progress;
-
-impl From<DataError> for CliError {
-    fn from(e: DataError) -> Self {
-        if e.is_bad_input() {
-            CliError::Input(e.to_string())
-        } else {
-            CliError::Failure(e.to_string())
-        }
-    }
-}
 
 /// Runs a `data` subcommand.
 pub fn run(cmd: &DataCommand, progress: &Progress) -> Result<(), CliError> {
@@ -77,7 +67,14 @@ pub fn run(cmd: &DataCommand, progress: &Progress) -> Result<(), CliError> {
                 progress: progress.mode() == crate::progress::Mode::Bars,
                 ..Default::default()
             };
-            let r = widealign_data::download::fetch(name, &opts, &fopts)?;
+            // `fetch NAME [--dir DIR]`: the dataset is the NAME argument, the folder is --dir
+            let r = widealign_data::download::fetch(name, &opts, &fopts).map_err(|e| {
+                CliError::from_data(e, |field| match field {
+                    "dataset" => "NAME".to_string(),
+                    "data_dir" => "--dir".to_string(),
+                    other => crate::error::field_to_flag(other),
+                })
+            })?;
             emit(&format!(
                 "{name}: {} downloaded, {} resumed, {} already present, in {}",
                 r.downloaded.len(),

@@ -1,4 +1,4 @@
-//! `widealign reproduce`: the reference experiments (docs/theory.md §5–6) end to end.
+//! `widealign reproduce`: the reference experiments (docs/theory.md §6) end to end.
 //!
 //! The plan and the runs are the experiments library's ([`plan`], [`reproduce`]): every
 //! training run is a line of `DIR/results.jsonl` (resumable with `--resume`), alignment and

@@ -3,50 +3,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use widealign_models::ModelError;
+use widealign_models::{BiasInit, MlpSpec, Parameterization};
 use widealign_ntk::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
 use widealign_ntk::experiment::{analytic_ntk, NtkConfig};
-use widealign_ntk::NtkError;
-use widealign_tensor::{rng::SeedStream, Mat};
+use widealign_tensor::{rng::SeedStream, Activation, Mat};
 
 use crate::cli::{BenchNtkArgs, NtkArgs};
 use crate::emit;
 use crate::error::CliError;
-
-impl From<ModelError> for CliError {
-    fn from(e: ModelError) -> Self {
-        match e {
-            ModelError::InvalidSpec { .. }
-            | ModelError::ShapeMismatch { .. }
-            | ModelError::Empty(_)
-            | ModelError::LabelOutOfRange { .. }
-            | ModelError::Checkpoint { .. } => CliError::Input(e.to_string()),
-            ModelError::Io { ref source, .. }
-                if matches!(
-                    source.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                ) =>
-            {
-                CliError::Input(e.to_string())
-            }
-            _ => CliError::Failure(e.to_string()),
-        }
-    }
-}
-
-impl From<NtkError> for CliError {
-    fn from(e: NtkError) -> Self {
-        match e {
-            NtkError::Model(m) => m.into(),
-            NtkError::Architecture(_)
-            | NtkError::Shape { .. }
-            | NtkError::NonFinite { .. }
-            | NtkError::InvalidOption { .. }
-            | NtkError::UnstableLearningRate { .. } => CliError::Input(e.to_string()),
-            _ => CliError::Failure(e.to_string()),
-        }
-    }
-}
 
 /// Reads a numeric CSV file: one row per input, comma-separated numbers, an optional header
 /// line (a first line that is not all numbers). Errors name the file, line and field.
@@ -99,10 +63,26 @@ pub fn read_numeric_csv(path: &Path) -> Result<Mat<f64>, CliError> {
     Ok(Mat::from_row_slice(rows, cols, &data))
 }
 
+/// The network of `widealign ntk` and `bench ntk`: `depth` hidden layers, a scalar output,
+/// Gaussian initial biases (neural-tangents' `Dense(W_std, b_std)`). The hidden width (1
+/// here) does not enter the infinite-width kernels.
+fn kernel_spec(
+    input_dim: usize,
+    depth: usize,
+    activation: Activation,
+    w_std: f64,
+    b_std: f64,
+) -> MlpSpec {
+    MlpSpec::uniform(input_dim, 1, depth, 1, activation)
+        .with_param(Parameterization::Ntk { w_std, b_std })
+        .with_bias_init(BiasInit::Gaussian)
+}
+
 /// `widealign ntk`.
 pub fn ntk(a: &NtkArgs) -> Result<(), CliError> {
     let x = read_numeric_csv(&a.inputs)?;
-    let cfg = NtkConfig::new(a.depth, a.activation, a.w_std, a.b_std);
+    let spec = kernel_spec(x.ncols(), a.depth, a.activation, a.w_std, a.b_std);
+    let cfg = NtkConfig::new(spec);
     let report = analytic_ntk(&x, &cfg)?;
     if a.json {
         let s = serde_json::to_string(&report).map_err(|e| CliError::Failure(e.to_string()))?;
@@ -137,14 +117,7 @@ pub fn bench_ntk(a: &BenchNtkArgs) -> Result<(), CliError> {
         SeedStream::new(0)
             .child("bench-ntk")
             .gaussian_matrix("x", a.n, a.input_dim, 1.0);
-    let net = InfiniteMlp {
-        input_dim: a.input_dim,
-        layers: a.depth + 1,
-        activation: a.activation,
-        w_std: 1.0,
-        b_std: 0.1,
-        bias_init: widealign_models::BiasInit::Gaussian,
-    };
+    let net = InfiniteMlp::from_spec(&kernel_spec(a.input_dim, a.depth, a.activation, 1.0, 0.1))?;
     let req = KernelRequest {
         nngp: false,
         ntk: true,

@@ -289,6 +289,66 @@ fn ntk_json_contract_and_bad_csv() {
     assert_bad_input(&o, "--b-std");
 }
 
+/// The library crates name a bad option by its field (`train_size`, `w_std`, `lr`); the user
+/// still sees the flag.
+#[test]
+fn library_option_errors_name_the_flag() {
+    let o = run(&[
+        "train",
+        "--dataset",
+        "digits",
+        "--train-size",
+        "100000",
+        "--epochs",
+        "1",
+        "--width",
+        "8",
+    ]);
+    assert_bad_input(
+        &o,
+        "invalid option --train-size: 100000: must be between 1 and the 1442 training examples",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("x.csv"), "1,0\n0,1\n").unwrap();
+    let o = run_in(d, &["ntk", "--inputs", "x.csv", "--w-std", "nan"], &[]);
+    assert_bad_input(
+        &o,
+        "invalid option --w-std: must be finite and non-negative, got NaN",
+    );
+    let o = run(&[
+        "dynamics",
+        "--dataset",
+        "teacher",
+        "--train-size",
+        "16",
+        "--depth",
+        "1",
+        "--widths",
+        "32",
+        "--steps",
+        "5",
+        "--lr",
+        "1000",
+    ]);
+    assert_bad_input(&o, "; choose --lr below ");
+    let o = run(&[
+        "train",
+        "--dataset",
+        "add",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--width",
+        "8",
+    ]);
+    assert_bad_input(
+        &o,
+        "--model: dataset add does not fit the mlp model: it holds sequences; use the rnn model",
+    );
+}
+
 #[test]
 fn data_list_and_info_json_contracts() {
     let o = run(&["data", "list", "--json"]);

@@ -90,7 +90,7 @@ pub fn parse(bytes: &[u8], file: &str, opts: &CsvOptions) -> Result<CsvTable> {
     if let Some(c) = opts.classes {
         if c == 0 || c > MAX_CLASSES {
             return Err(DataError::option(
-                "--classes",
+                "classes",
                 format!("{c} classes: must be between 1 and {MAX_CLASSES}"),
             ));
         }

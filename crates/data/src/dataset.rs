@@ -41,11 +41,11 @@ pub const MAX_TARGET_ELEMENTS: usize = 1 << 30;
 /// [`MAX_TARGET_ELEMENTS`].
 pub fn one_hot_targets(labels: &[usize], classes: usize) -> Result<Mat<f32>> {
     if classes == 0 {
-        return Err(DataError::option("--classes", "0 classes"));
+        return Err(DataError::option("classes", "0 classes"));
     }
     if labels.len().saturating_mul(classes) > MAX_TARGET_ELEMENTS {
         return Err(DataError::option(
-            "--classes",
+            "classes",
             format!(
                 "{} examples × {classes} classes exceeds {MAX_TARGET_ELEMENTS} target values",
                 labels.len()
@@ -54,7 +54,7 @@ pub fn one_hot_targets(labels: &[usize], classes: usize) -> Result<Mat<f32>> {
     }
     if let Some(i) = labels.iter().position(|&l| l >= classes) {
         return Err(DataError::option(
-            "--classes",
+            "classes",
             format!(
                 "label {} of example {i} is not below the class count {classes}",
                 labels[i]

@@ -194,7 +194,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 pub fn fetch(name: &str, opts: &LoadOptions, fetch_opts: &FetchOptions) -> Result<FetchReport> {
     let remote = remote(name).ok_or_else(|| {
         DataError::option(
-            "NAME",
+            "dataset",
             format!(
                 "{name:?} cannot be downloaded; expected one of {}",
                 FETCHABLE.join(", ")
@@ -203,7 +203,7 @@ pub fn fetch(name: &str, opts: &LoadOptions, fetch_opts: &FetchOptions) -> Resul
     })?;
     let dir = data_dir(opts).ok_or_else(|| {
         DataError::option(
-            "--data-dir",
+            "data_dir",
             "no data folder: set WIDEALIGN_DATA (HOME is unset too)",
         )
     })?;

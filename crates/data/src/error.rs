@@ -4,6 +4,11 @@
 //! offset for the binary formats (IDX, CIFAR-10; for a gzip file, the offset in the decompressed
 //! stream) or a line (and field) for CSV. The CLI prints the `Display` form as its one-line
 //! message and exits with status 2 when [`DataError::is_bad_input`] is true.
+//!
+//! Errors speak the library's language: a bad option is named by its [`crate::LoadOptions`]
+//! field (`train_size`, `validation`, `classes`, or a path into a nested field such as
+//! `add.steps` or `teacher.width`), never by a command-line flag. A program that sets these
+//! fields from flags shows its own spelling with [`DataError::message_with`].
 
 use std::fmt;
 
@@ -148,10 +153,12 @@ pub enum DataError {
     },
     /// An option value that cannot be honoured (e.g. a training subset larger than the
     /// training set).
-    #[error("invalid option {option}: {message}")]
+    #[error("invalid option {field}: {message}")]
     InvalidOption {
-        /// The option (as the CLI names it, e.g. `--train-size`).
-        option: String,
+        /// The option as the library names it: a [`crate::LoadOptions`] field such as
+        /// `train_size`, a nested field such as `add.steps` or `teacher.width`, `dataset` for
+        /// the dataset name, or a data field such as `labels` or `targets`.
+        field: String,
         /// What is wrong.
         message: String,
     },
@@ -190,9 +197,32 @@ impl DataError {
         }
     }
 
-    pub(crate) fn option(option: &str, message: impl Into<String>) -> Self {
+    /// The message with every option name spelled by `spell`: the `Display` form spells them
+    /// as the library names them (`train_size`, `teacher.width`, …); a command-line program
+    /// passes its flag spelling (`train_size` → `--train-size`) so that its message names the
+    /// flag. Only [`DataError::InvalidOption`] names an option; every other error is its
+    /// `Display` form.
+    ///
+    /// ```
+    /// use widealign_data::DataError;
+    /// let e = DataError::InvalidOption { field: "train_size".into(), message: "0".into() };
+    /// assert_eq!(e.to_string(), "invalid option train_size: 0");
+    /// let flag = |f: &str| format!("--{}", f.replace('_', "-"));
+    /// assert_eq!(e.message_with(flag), "invalid option --train-size: 0");
+    /// ```
+    pub fn message_with(&self, spell: impl Fn(&str) -> String) -> String {
+        match self {
+            DataError::InvalidOption { field, message } => {
+                format!("invalid option {}: {message}", spell(field))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// An [`DataError::InvalidOption`] naming the library field `field`.
+    pub(crate) fn option(field: &str, message: impl Into<String>) -> Self {
         DataError::InvalidOption {
-            option: option.to_string(),
+            field: field.to_string(),
             message: message.into(),
         }
     }

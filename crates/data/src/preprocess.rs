@@ -100,8 +100,9 @@ fn by_class(labels: &[usize], classes: usize) -> Result<Vec<Vec<usize>>> {
 
 /// A seeded, stratified train/test split: `(train, test)` index lists in ascending order.
 ///
-/// Per class, `round(test_fraction · n_c)` examples go to the test side. Fails when
-/// `test_fraction` is not in `(0, 1)` or either side would be empty.
+/// Per class, `round(test_fraction · n_c)` examples go to the test side. Fails
+/// ([`DataError::InvalidOption`] naming `test_fraction`) when `test_fraction` is not in
+/// `(0, 1)` or either side would be empty.
 pub fn stratified_split(
     labels: &[usize],
     classes: usize,
@@ -110,7 +111,7 @@ pub fn stratified_split(
 ) -> Result<(Vec<usize>, Vec<usize>)> {
     if !(test_fraction > 0.0 && test_fraction < 1.0) {
         return Err(DataError::option(
-            "--test-fraction",
+            "test_fraction",
             format!("{test_fraction}: must be strictly between 0 and 1"),
         ));
     }
@@ -124,7 +125,7 @@ pub fn stratified_split(
     }
     if train.is_empty() || test.is_empty() {
         return Err(DataError::option(
-            "--test-fraction",
+            "test_fraction",
             format!(
                 "{test_fraction} of {} examples leaves {} for training and {} for testing",
                 labels.len(),
@@ -140,7 +141,8 @@ pub fn stratified_split(
 
 /// `k` examples stratified by class (see the module docs), in ascending index order.
 ///
-/// Fails when `k` is 0 or larger than the number of examples.
+/// Fails ([`DataError::InvalidOption`] naming `train_size`, the [`crate::LoadOptions`] field
+/// that sets `k`) when `k` is 0 or larger than the number of examples.
 pub fn stratified_subset(
     labels: &[usize],
     classes: usize,
@@ -150,7 +152,7 @@ pub fn stratified_subset(
     let n = labels.len();
     if k == 0 || k > n {
         return Err(DataError::option(
-            "--train-size",
+            "train_size",
             format!("{k}: must be between 1 and the {n} training examples"),
         ));
     }
@@ -174,11 +176,12 @@ pub fn stratified_subset(
 
 /// `k` of `n` examples chosen uniformly by a seeded shuffle (for unlabelled data), ascending.
 ///
-/// Fails when `k` is 0 or larger than `n`.
+/// Fails ([`DataError::InvalidOption`] naming `train_size`, the [`crate::LoadOptions`] field
+/// that sets `k`) when `k` is 0 or larger than `n`.
 pub fn random_subset(n: usize, k: usize, rng: &mut Rng) -> Result<Vec<usize>> {
     if k == 0 || k > n {
         return Err(DataError::option(
-            "--train-size",
+            "train_size",
             format!("{k}: must be between 1 and the {n} training examples"),
         ));
     }
@@ -187,6 +190,28 @@ pub fn random_subset(n: usize, k: usize, rng: &mut Rng) -> Result<Vec<usize>> {
     all.truncate(k);
     all.sort_unstable();
     Ok(all)
+}
+
+/// The training subset of `k` of `n` examples that a run with seed `seed` trains on: stratified
+/// by class when `labels` (and the class count) are given, uniform otherwise, drawn from the
+/// stream `SeedStream::new(seed).child("data").rng("train-subset")`, in ascending order.
+///
+/// This is the one subset path of the workspace: the loader's `train_size`
+/// ([`crate::LoadOptions`]) and the training loop's (`widealign-rules`) both call it, so a seed
+/// names the same subset everywhere.
+///
+/// Fails when `k` is 0 or larger than `n`.
+pub fn training_subset(
+    n: usize,
+    labels: Option<(&[usize], usize)>,
+    k: usize,
+    seed: u64,
+) -> Result<Vec<usize>> {
+    let mut rng = SeedStream::new(seed).child("data").rng("train-subset");
+    match labels {
+        Some((labels, classes)) => stratified_subset(labels, classes, k, &mut rng),
+        None => random_subset(n, k, &mut rng),
+    }
 }
 
 /// The visiting order of `n` examples in epoch `epoch`: a permutation drawn from the stream

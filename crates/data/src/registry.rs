@@ -43,7 +43,7 @@ use widealign_tensor::rng::SeedStream;
 use crate::csv::{self, CsvOptions};
 use crate::dataset::{Dataset, Split, Tabular, Task};
 use crate::error::{DataError, Position, Result};
-use crate::preprocess::{random_subset, stratified_split, stratified_subset, Standardizer};
+use crate::preprocess::{stratified_split, training_subset, Standardizer};
 use crate::synthetic::{add_task, teacher_task, AddParams, TeacherParams};
 use crate::{cifar, digits, idx};
 
@@ -473,13 +473,13 @@ fn prepare(name: String, raw: Raw, opts: &LoadOptions) -> Result<Dataset> {
     } = raw;
     if train.is_empty() {
         return Err(DataError::option(
-            "--dataset",
+            "dataset",
             format!("{name}: the training split has no examples"),
         ));
     }
     if test.is_empty() {
         return Err(DataError::option(
-            "--dataset",
+            "dataset",
             format!("{name}: the test split has no examples"),
         ));
     }
@@ -487,7 +487,7 @@ fn prepare(name: String, raw: Raw, opts: &LoadOptions) -> Result<Dataset> {
     if let Some(v) = opts.validation {
         if v == 0 || v >= train.len() {
             return Err(DataError::option(
-                "--validation",
+                "validation",
                 format!(
                     "{v}: must be at least 1 and below the {} training examples",
                     train.len()
@@ -497,15 +497,15 @@ fn prepare(name: String, raw: Raw, opts: &LoadOptions) -> Result<Dataset> {
         validation = Some(train.split_off_front(v));
     }
     if let Some(k) = opts.train_size {
-        let mut rng = SeedStream::new(opts.seed).child("data").rng("train-subset");
-        let idx = match &train {
+        let labels = match &train {
             Split::Tabular(Tabular {
                 labels: Some(l),
                 classes: Some(c),
                 ..
-            }) => stratified_subset(l, *c, k, &mut rng)?,
-            _ => random_subset(train.len(), k, &mut rng)?,
+            }) => Some((l.as_slice(), *c)),
+            _ => None,
         };
+        let idx = training_subset(train.len(), labels, k, opts.seed)?;
         if idx.len() < train.len() {
             train = train.select(&idx);
         }
@@ -523,7 +523,7 @@ fn prepare(name: String, raw: Raw, opts: &LoadOptions) -> Result<Dataset> {
             }
             Split::Sequences(_) => {
                 return Err(DataError::option(
-                    "--standardize",
+                    "standardize",
                     format!(
                     "{name} is a sequence task; standardisation applies to feature vectors only"
                 ),
@@ -551,7 +551,7 @@ pub fn load(name: &str, opts: &LoadOptions) -> Result<Dataset> {
 /// One row of `widealign data list`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DatasetEntry {
-    /// The name (or name pattern, e.g. `idx:DIR`) to pass to `--dataset`.
+    /// The name (or name pattern, e.g. `idx:DIR`) to pass to [`load`].
     pub name: String,
     /// One line on what it is.
     pub description: String,

@@ -77,11 +77,15 @@ impl Default for AddParams {
 impl AddParams {
     fn validate(&self) -> Result<()> {
         if self.steps == 0 {
-            return Err(DataError::option("--add-steps", "0 steps"));
+            return Err(DataError::option("add.steps", "0 steps"));
         }
         if self.train == 0 || self.test == 0 {
             return Err(DataError::option(
-                "--add-train/--add-test",
+                if self.train == 0 {
+                    "add.train"
+                } else {
+                    "add.test"
+                },
                 format!(
                     "{} training and {} test sequences: both must be at least 1",
                     self.train, self.test
@@ -90,20 +94,23 @@ impl AddParams {
         }
         if !(0.0..=1.0).contains(&self.p) {
             return Err(DataError::option(
-                "--add-p",
+                "add.p",
                 format!("{}: not a probability", self.p),
             ));
         }
-        if !self.bias.is_finite() || self.terms.iter().any(|t| !t.1.is_finite()) {
+        if !self.bias.is_finite() {
+            return Err(DataError::option("add.bias", "must be finite"));
+        }
+        if self.terms.iter().any(|t| !t.1.is_finite()) {
             return Err(DataError::option(
-                "--add-terms",
+                "add.terms",
                 "coefficients must be finite",
             ));
         }
         let total = (self.train as u128 + self.test as u128) * self.steps as u128 * 2;
         if total > MAX_GENERATED as u128 {
             return Err(DataError::option(
-                "--add-steps",
+                "add.steps",
                 format!("{total} generated values exceed the limit of {MAX_GENERATED}"),
             ));
         }
@@ -175,7 +182,7 @@ impl std::str::FromStr for InputDistribution {
             "sphere" => Ok(InputDistribution::Sphere),
             "uniform" => Ok(InputDistribution::Uniform),
             _ => Err(DataError::option(
-                "--teacher-input",
+                "teacher.input",
                 format!("{s:?}: expected gaussian, sphere or uniform"),
             )),
         }
@@ -249,15 +256,15 @@ impl TeacherParams {
                 Ok(())
             }
         };
-        pos(self.input_dim, "--teacher-input-dim")?;
-        pos(self.width, "--teacher-width")?;
-        pos(self.outputs, "--teacher-outputs")?;
-        pos(self.train, "--teacher-train")?;
-        pos(self.test, "--teacher-test")?;
+        pos(self.input_dim, "teacher.input_dim")?;
+        pos(self.width, "teacher.width")?;
+        pos(self.outputs, "teacher.outputs")?;
+        pos(self.train, "teacher.train")?;
+        pos(self.test, "teacher.test")?;
         for (v, name) in [
-            (self.w_std, "--teacher-w-std"),
-            (self.b_std, "--teacher-b-std"),
-            (self.noise, "--teacher-noise"),
+            (self.w_std, "teacher.w_std"),
+            (self.b_std, "teacher.b_std"),
+            (self.noise, "teacher.noise"),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(DataError::option(
@@ -271,7 +278,7 @@ impl TeacherParams {
             + (self.width as u128) * (self.width as u128) * self.depth as u128;
         if work > MAX_GENERATED as u128 {
             return Err(DataError::option(
-                "--teacher-width",
+                "teacher.width",
                 format!("{work} generated values exceed the limit of {MAX_GENERATED}"),
             ));
         }

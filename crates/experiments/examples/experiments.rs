@@ -24,7 +24,7 @@ use widealign_data::{load, LoadOptions, Sequences, Split};
 use widealign_experiments::plan::{plan, Plan, Scale};
 use widealign_experiments::Trainer;
 use widealign_models::{Loss, Mlp};
-use widealign_rules::{MlpRule, Rule, RuleKind, StepInput, TrainConfig, TrainResult};
+use widealign_rules::{MlpRule, RuleKind, StepInput, TrainConfig, TrainResult};
 use widealign_tensor::{rng::SeedStream, Mat};
 
 fn arg(args: &HashMap<String, String>, key: &str, default: &str) -> String {

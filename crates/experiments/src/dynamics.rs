@@ -101,16 +101,8 @@ pub fn run_dynamics(
         y_train: train.y.map(f64::from),
         x_test: test.x.rows(0, p_test).into_owned().map(f64::from),
     };
-    let mut cfg = DynamicsConfig::new(
-        c.depth,
-        c.activation,
-        p.widths.clone(),
-        p.steps,
-        c.lr,
-        c.seed,
-    );
-    cfg.w_std = c.w_std;
-    cfg.b_std = c.b_std;
+    let spec = c.mlp_spec(reg.x_train.ncols(), reg.y_train.ncols())?;
+    let cfg = DynamicsConfig::new(spec, p.widths.clone(), p.steps, c.lr, c.seed);
     Ok(dynamics_experiment(&cfg, &reg)?)
 }
 

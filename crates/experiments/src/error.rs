@@ -13,7 +13,7 @@ use widealign_rules::RulesError;
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
     /// A setting has an unusable value. `setting` is a [`TrainConfig`] key
-    /// (`batch_size`) or the name of an experiment option (`dataset`, `steps`, `shard auto`);
+    /// (`batch_size`) or the name of an experiment option (`dataset`, `steps`, `shard`);
     /// front ends turn it into their own spelling (the CLI prints `--batch-size`).
     ///
     /// [`TrainConfig`]: widealign_rules::TrainConfig

@@ -1,4 +1,4 @@
-//! The reference experiment plan (docs/theory.md §5–6, docs/reproduction.md): which runs
+//! The reference experiment plan (docs/theory.md §6, docs/reproduction.md): which runs
 //! `widealign reproduce` and the `experiments` example make, at three scales.
 //!
 //! | group ([`Experiment`]) | runs |

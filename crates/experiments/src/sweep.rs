@@ -376,10 +376,11 @@ impl Shard {
     /// `SLURM_ARRAY_TASK_COUNT`. Pass `|k| std::env::var(k).ok()` for the process environment.
     ///
     /// # Errors
-    /// [`ExperimentError::InvalidSetting`] (`shard auto`) when a variable is missing or not an
-    /// integer, or the array range is not contiguous from its minimum.
+    /// [`ExperimentError::InvalidSetting`] (`shard`, the message starting `auto: `) when a
+    /// variable is missing or not an integer, or the array range is not contiguous from its
+    /// minimum.
     pub fn from_slurm(env: impl Fn(&str) -> Option<String>) -> Result<Self, ExperimentError> {
-        let auto = |why: String| ExperimentError::setting("shard auto", why);
+        let auto = |why: String| ExperimentError::setting("shard", format!("auto: {why}"));
         let get = |name: &str| -> Result<Option<usize>, ExperimentError> {
             match env(name) {
                 None => Ok(None),
@@ -883,7 +884,8 @@ model = ["mlp"]
         assert_eq!(Shard::from_slurm(env).unwrap(), Shard::new(1, 3).unwrap());
         let e = Shard::from_slurm(|_| None).unwrap_err();
         assert!(
-            e.to_string().starts_with("shard auto: SLURM_ARRAY_TASK_ID"),
+            e.to_string()
+                .starts_with("shard: auto: SLURM_ARRAY_TASK_ID"),
             "{e}"
         );
         // ids 3 of count 3 without a minimum: not contiguous from 0

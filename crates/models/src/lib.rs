@@ -1,6 +1,10 @@
 //! # widealign-models: the finite networks
 //!
 //! * [`MlpSpec`] — an architecture, shared with the infinite-width theory (`widealign-ntk`).
+//! * [`Network`] — what every model offers the learning rules: a forward trace, backward
+//!   signals along a [`FeedbackPath`] (live, frozen, fixed random, direct, none) gated by `φ′`
+//!   of a chosen trace, updates from signals × a chosen activity trace, parameter access. The
+//!   MLP and the RNN implement it; the rules in `widealign-rules` are written once against it.
 //! * [`Mlp`] — a fully connected network in the NTK or standard parameterisation, with a forward
 //!   [`Trace`] and a backward pass split in two: [`backward_signals`] through a [`Pathway`] and
 //!   [`gradients`] from the signals and a chosen activity trace. Every credit-assignment rule is
@@ -32,6 +36,7 @@ mod error;
 pub mod fused;
 pub mod loss;
 pub mod mlp;
+pub mod network;
 pub mod optim;
 pub mod rnn;
 pub mod spec;
@@ -44,6 +49,7 @@ pub use mlp::{
     backward_signals, backward_signals_into, gradients, gradients_into, Feedback, Grads, Mlp,
     Pathway, Signals, Trace,
 };
+pub use network::{FeedbackPath, Network};
 pub use optim::{Optimizer, OptimizerKind};
 pub use rnn::{
     rnn_backward_signals, rnn_backward_signals_into, rnn_gradients, rnn_gradients_into, Rnn,

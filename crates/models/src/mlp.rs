@@ -43,7 +43,7 @@
 //! ```
 //!
 //! [`backward_signals`] runs it with a hook that does nothing and keeps every `D^l`;
-//! [`sgd_update_fused`](crate::sgd_update_fused) runs it with a hook that applies the SGD update
+//! [`sgd_update_fused`] runs it with a hook that applies the SGD update
 //! of layer `l` at once. The hook runs after `D^{l−1}` was formed, so for backprop `M^l = W^l` is
 //! still the weight before its update.
 //!
@@ -75,7 +75,10 @@ use widealign_tensor::{
     Float, Mat,
 };
 
-use crate::{BiasInit, FusedFeedback, MlpSpec, ModelError};
+use crate::{
+    sgd_update_fused, BiasInit, FeedbackPath, FusedBuffers, FusedFeedback, MlpSpec, ModelError,
+    Network,
+};
 
 /// A fully connected network with its weights.
 ///
@@ -102,6 +105,16 @@ pub struct Trace<T: Float> {
     pub pre: Vec<Mat<T>>,
     /// Activities `A^0..A^{L−1}` at indices `0..L`, `A^0 = X`, each `B × n_l`.
     pub act: Vec<Mat<T>>,
+}
+
+impl<T: Float> Default for Trace<T> {
+    /// An empty trace (no layers; [`Mlp::forward_into`] sizes it).
+    fn default() -> Self {
+        Trace {
+            pre: Vec::new(),
+            act: Vec::new(),
+        }
+    }
 }
 
 impl<T: Float> Trace<T> {
@@ -634,6 +647,286 @@ pub fn gradients_into<T: Float>(
             elementwise::scale(s, &mut gb);
         }
         out.biases[l - 1] = Some(gb);
+    }
+}
+
+/// Checksums of row `i` of `x`: `[Σ_j x_ij, Σ_j (j+1)·x_ij]` in `f64`.
+pub(crate) fn row_sums<T: Float>(x: &Mat<T>, i: usize) -> [f64; 2] {
+    let mut s = [0.0, 0.0];
+    for j in 0..x.ncols() {
+        let v = x[(i, j)].as_f64();
+        s[0] += v;
+        s[1] += (j + 1) as f64 * v;
+    }
+    s
+}
+
+/// The MLP's feedback matrices for a [`FeedbackPath`] (`None`: its own live weights).
+fn mlp_feedback<'a, T: Float>(path: FeedbackPath<'a, Mlp<T>>) -> Option<Feedback<'a, T>> {
+    match path {
+        FeedbackPath::Live => None,
+        FeedbackPath::Weights(net) => Some(Feedback::Weights(&net.weights)),
+        FeedbackPath::Fixed(b) => Some(Feedback::Weights(b)),
+        FeedbackPath::Direct(d) => Some(Feedback::Direct(d)),
+        FeedbackPath::ReadoutOnly => Some(Feedback::ReadoutOnly),
+    }
+}
+
+/// The fully connected network as a [`Network`]: feedback matrices `B^l` / `D^l` (index `l − 1`),
+/// the fused SGD step of [`crate::fused`], and a frozen-trace cache of `H^1..H^{L−1}` (and
+/// `A^1..A^{L−1}` with activities).
+///
+/// Feedback alignment's `B^l` (`l = 2..L`, shaped like `W^l`; index 0 is `0 × 0`, never read)
+/// come from `SeedStream::new(seed).child("fa")`, stream `"layer{l}.feedback"`, entries
+/// `N(0, weight_init_std(n_{l−1})²)`, so `m_l·B^l` has the distribution of `m_l·W^l_0`. Direct
+/// feedback's `D^l` (`l = 1..L−1`, `n_l × C`) come from `child("dfa")`, stream
+/// `"layer{l}.direct"`, entries `N(0, s_w²/n_l)` — the distribution of `(m_L W^L_0)ᵀ` for a
+/// readout reading `n_l` units, so DFA's signals have backprop's scale at initialisation.
+impl<T: Float> Network for Mlp<T> {
+    type Scalar = T;
+    type Spec = MlpSpec;
+    type Input = Mat<T>;
+    type Trace = Trace<T>;
+    type Error = Mat<T>;
+    type Signals = Signals<T>;
+    type Grads = Grads<T>;
+    type FixedFeedback = Vec<Mat<T>>;
+    type Buffers = FusedBuffers<T>;
+    const NAME: &'static str = "mlp";
+    const CACHE_CHUNK: usize = 512;
+
+    fn from_seed(spec: &MlpSpec, seed: u64) -> Result<Self, ModelError> {
+        Mlp::new(spec, seed)
+    }
+
+    fn spec(&self) -> &MlpSpec {
+        &self.spec
+    }
+
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn validate_spec(spec: &MlpSpec) -> Result<(), ModelError> {
+        spec.validate()
+    }
+
+    fn forward_into(&self, x: &Mat<T>, trace: &mut Trace<T>) -> Result<(), ModelError> {
+        Mlp::forward_into(self, x, trace)
+    }
+
+    fn forward_rows(
+        &self,
+        x: &Mat<T>,
+        start: usize,
+        rows: usize,
+        trace: &mut Trace<T>,
+    ) -> Result<(), ModelError> {
+        Mlp::forward_into(self, &x.rows(start, rows).into_owned(), trace)
+    }
+
+    fn batch_size(x: &Mat<T>) -> usize {
+        x.nrows()
+    }
+
+    fn example_checksum(x: &Mat<T>, i: usize) -> [f64; 2] {
+        row_sums(x, i)
+    }
+
+    fn check_step(
+        &self,
+        who: &str,
+        x: &Mat<T>,
+        live: Option<&Trace<T>>,
+        err: &Mat<T>,
+    ) -> Result<(), ModelError> {
+        let spec = &self.spec;
+        let b = x.nrows();
+        let shape =
+            |what: &str, expected: (usize, usize), got: (usize, usize)| ModelError::ShapeMismatch {
+                what: format!("{who}: {what}"),
+                expected: format!("{} × {}", expected.0, expected.1),
+                got: format!("{} × {}", got.0, got.1),
+            };
+        if x.ncols() != spec.input_dim {
+            return Err(shape("input batch", (b, spec.input_dim), x.shape()));
+        }
+        if err.shape() != (b, spec.output_dim) {
+            return Err(shape("output error", (b, spec.output_dim), err.shape()));
+        }
+        let Some(live) = live else {
+            return Ok(());
+        };
+        let depth = spec.depth();
+        let widths = spec.widths();
+        if live.pre.len() != depth || live.act.len() != depth {
+            return Err(ModelError::ShapeMismatch {
+                what: format!("{who}: live trace"),
+                expected: format!("{depth} layers"),
+                got: format!("{} layers", live.pre.len()),
+            });
+        }
+        for l in 1..=depth {
+            if live.pre[l - 1].shape() != (b, widths[l]) {
+                return Err(shape(
+                    &format!("live pre-activation H^{l}"),
+                    (b, widths[l]),
+                    live.pre[l - 1].shape(),
+                ));
+            }
+            if live.act[l - 1].shape() != (b, widths[l - 1]) {
+                return Err(shape(
+                    &format!("live activity A^{}", l - 1),
+                    (b, widths[l - 1]),
+                    live.act[l - 1].shape(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn fa_feedback(spec: &MlpSpec, seed: u64) -> Vec<Mat<T>> {
+        let stream = SeedStream::new(seed).child("fa");
+        spec.layer_dims()
+            .iter()
+            .enumerate()
+            .map(|(i, &(fan_in, fan_out))| {
+                if i == 0 {
+                    Mat::zeros(0, 0)
+                } else {
+                    stream.gaussian_matrix(
+                        &format!("layer{}.feedback", i + 1),
+                        fan_out,
+                        fan_in,
+                        spec.param.weight_init_std(fan_in),
+                    )
+                }
+            })
+            .collect()
+    }
+
+    fn dfa_feedback(spec: &MlpSpec, seed: u64) -> Vec<Mat<T>> {
+        let stream = SeedStream::new(seed).child("dfa");
+        let widths = spec.widths();
+        let w_std = spec.param.w_std();
+        (1..spec.depth())
+            .map(|l| {
+                stream.gaussian_matrix(
+                    &format!("layer{l}.direct"),
+                    widths[l],
+                    spec.output_dim,
+                    w_std / (widths[l] as f64).sqrt(),
+                )
+            })
+            .collect()
+    }
+
+    fn check_fixed_feedback(spec: &MlpSpec, feedback: &Vec<Mat<T>>) -> Result<(), ModelError> {
+        let dims = spec.layer_dims();
+        if feedback.len() != dims.len() {
+            return Err(ModelError::ShapeMismatch {
+                what: "feedback-alignment matrices".into(),
+                expected: format!("{} matrices", dims.len()),
+                got: format!("{} matrices", feedback.len()),
+            });
+        }
+        for (i, (b, &(fan_in, fan_out))) in feedback.iter().zip(&dims).enumerate().skip(1) {
+            if b.shape() != (fan_out, fan_in) {
+                return Err(ModelError::ShapeMismatch {
+                    what: format!("feedback matrix B^{}", i + 1),
+                    expected: format!("{fan_out} × {fan_in}"),
+                    got: format!("{} × {}", b.nrows(), b.ncols()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn backward_signals_into(
+        &self,
+        feedback: FeedbackPath<'_, Self>,
+        derivatives: &Trace<T>,
+        err: &Mat<T>,
+        out: &mut Signals<T>,
+    ) {
+        let feedback = mlp_feedback(feedback).unwrap_or(Feedback::Weights(&self.weights));
+        let pathway = Pathway {
+            feedback,
+            derivatives,
+        };
+        backward_signals_into(&self.spec, &pathway, err, out);
+    }
+
+    fn gradients_into(
+        spec: &MlpSpec,
+        signals: &Signals<T>,
+        _err: &Mat<T>,
+        activities: &Trace<T>,
+        out: &mut Grads<T>,
+    ) {
+        gradients_into(spec, signals, activities, out);
+    }
+
+    fn sgd_update(
+        &mut self,
+        feedback: FeedbackPath<'_, Self>,
+        derivatives: &Trace<T>,
+        activities: &Trace<T>,
+        err: &Mat<T>,
+        lr: T,
+        buffers: &mut FusedBuffers<T>,
+    ) {
+        // `None` is the network's own weights, read inside the fused pass before each update
+        let feedback = mlp_feedback(feedback).map_or(FusedFeedback::Live, FusedFeedback::Fixed);
+        sgd_update_fused(self, feedback, derivatives, activities, err, lr, buffers);
+    }
+
+    fn params(&self) -> Vec<&[T]> {
+        Mlp::params(self)
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut [T]> {
+        Mlp::params_mut(self)
+    }
+
+    fn grad_slices(grads: &Grads<T>) -> Vec<Option<&[T]>> {
+        grads.as_slices()
+    }
+
+    fn cached_values(spec: &MlpSpec, _x: &Mat<T>, with_activities: bool) -> usize {
+        let hidden: usize = spec.hidden.iter().sum();
+        hidden * if with_activities { 2 } else { 1 }
+    }
+
+    fn cache_parts(trace: &Trace<T>, with_activities: bool) -> Vec<&Mat<T>> {
+        let depth = trace.pre.len();
+        let mut parts: Vec<&Mat<T>> = trace.pre[..depth - 1].iter().collect();
+        if with_activities {
+            parts.extend(&trace.act[1..depth]);
+        }
+        parts
+    }
+
+    fn restore_trace(
+        &self,
+        x: &Mat<T>,
+        with_activities: bool,
+        fill: &mut dyn FnMut(usize, &mut Mat<T>),
+        trace: &mut Trace<T>,
+    ) {
+        let depth = self.depth();
+        trace.pre.resize_with(depth, || Mat::zeros(0, 0));
+        trace.act.resize_with(depth, || Mat::zeros(0, 0));
+        ensure_shape(&mut trace.act[0], x.nrows(), x.ncols());
+        trace.act[0].copy_from(x);
+        for l in 1..depth {
+            fill(l - 1, &mut trace.pre[l - 1]);
+            if with_activities {
+                fill(depth - 1 + l - 1, &mut trace.act[l]);
+            }
+        }
+        // The output pre-activation H^L is never read by a rule (D^L = E); keep it empty.
+        trace.pre[depth - 1] = Mat::zeros(0, 0);
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Tensors are matched by position: use the stable orders of [`crate::Mlp::params_mut`] /
 //! [`crate::Grads::as_slices`] and [`crate::Rnn::params_mut`] / [`crate::RnnGrads::as_slices`]
-//! (or [`Optimizer::step_mlp`] and [`Optimizer::step_rnn`]). Adam's moments are allocated on a
+//! (or [`Optimizer::step_network`] for any [`crate::Network`]). Adam's moments are allocated on a
 //! tensor's first update; a tensor that never receives a gradient (readout-only training) never
 //! gets state. Updates are elementwise, so results do not depend on the thread count.
 //!
@@ -25,7 +25,7 @@
 use rayon::prelude::*;
 use widealign_tensor::{elementwise, Float};
 
-use crate::{Grads, Mlp, ModelError, Rnn, RnnGrads};
+use crate::{ModelError, Network};
 
 /// Elements per parallel chunk (fixed, so results do not depend on the thread count).
 const CHUNK: usize = 1 << 15;
@@ -206,14 +206,10 @@ impl<T: Float> Optimizer<T> {
         }
     }
 
-    /// [`Optimizer::step`] over an MLP's parameters (`W^1, b^1, …, W^L, b^L`).
-    pub fn step_mlp(&mut self, net: &mut Mlp<T>, grads: &Grads<T>, lr: T) {
-        self.step(net.params_mut(), grads.as_slices(), lr);
-    }
-
-    /// [`Optimizer::step`] over an RNN's parameters (`W_in, W_rec, b, W_out, b_out, r_0`).
-    pub fn step_rnn(&mut self, net: &mut Rnn<T>, grads: &RnnGrads<T>, lr: T) {
-        self.step(net.params_mut(), grads.as_slices(), lr);
+    /// [`Optimizer::step`] over a network's parameters (in the order of
+    /// [`Network::params_mut`]).
+    pub fn step_network<M: Network<Scalar = T>>(&mut self, net: &mut M, grads: &M::Grads, lr: T) {
+        self.step(net.params_mut(), M::grad_slices(grads), lr);
     }
 }
 

@@ -61,7 +61,7 @@ use widealign_tensor::{
 };
 
 use crate::mlp::ensure_shape;
-use crate::{BiasInit, ModelError, RnnSpec};
+use crate::{BiasInit, FeedbackPath, ModelError, Network, RnnSpec};
 
 /// An Elman network with its parameters (formulas in the module docs).
 ///
@@ -677,6 +677,277 @@ pub fn rnn_gradients_into<T: Float>(
     );
     out.b = Some(sum_columns(s, ds.iter().copied(), n));
     out.r0 = Some(reduce::column_sums(r0));
+}
+
+/// Checksums of sequence `i` over every step: `[Σ x, Σ (position+1)·x]` in `f64`, positions
+/// counted through the steps (time-major).
+fn seq_sums<T: Float>(xs: &[Mat<T>], i: usize) -> [f64; 2] {
+    let mut s = [0.0, 0.0];
+    let mut offset = 0.0;
+    for x in xs {
+        let [a, b] = crate::mlp::row_sums(x, i);
+        s[0] += a;
+        s[1] += b + offset * a;
+        offset += x.ncols() as f64;
+    }
+    s
+}
+
+/// The Elman network as a [`Network`], trained through time.
+///
+/// The feedback-carrying weights are `W_rec` and `W_out` ([`RnnFeedback::Weights`]); fixed
+/// feedback is the pair `(W̃_rec, W̃_out)`. Feedback alignment draws `B_rec`, `B_out` from
+/// `SeedStream::new(seed).child("fa")` (streams `"w_rec.feedback"`, `"w_out.feedback"`) with the
+/// standard deviations of `W_rec` and `W_out`. Direct feedback alignment is read as "every time
+/// step's hidden units receive a fixed random projection of that step's output error, and nothing
+/// is propagated through time": the pair `(0, D)` with `D` from `child("dfa")`, stream
+/// `"w_out.direct"`, so `D_t = φ'(H_t) ⊙ (m_out E_t D)`. Under every pathway the readout gets its
+/// exact gradient from the errors and the activity states. The frozen-trace cache holds
+/// `H_1..H_T` (and `R_1..R_T` with activities).
+impl<T: Float> Network for Rnn<T> {
+    type Scalar = T;
+    type Spec = RnnSpec;
+    type Input = [Mat<T>];
+    type Trace = RnnTrace<T>;
+    type Error = [Mat<T>];
+    type Signals = RnnSignals<T>;
+    type Grads = RnnGrads<T>;
+    type FixedFeedback = (Mat<T>, Mat<T>);
+    type Buffers = (RnnSignals<T>, RnnGrads<T>);
+    const NAME: &'static str = "rnn";
+    const CACHE_CHUNK: usize = 64;
+
+    fn from_seed(spec: &RnnSpec, seed: u64) -> Result<Self, ModelError> {
+        Rnn::new(spec, seed)
+    }
+
+    fn spec(&self) -> &RnnSpec {
+        &self.spec
+    }
+
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn validate_spec(spec: &RnnSpec) -> Result<(), ModelError> {
+        spec.validate()
+    }
+
+    fn forward_into(&self, xs: &[Mat<T>], trace: &mut RnnTrace<T>) -> Result<(), ModelError> {
+        Rnn::forward_into(self, xs, trace)
+    }
+
+    fn forward_rows(
+        &self,
+        xs: &[Mat<T>],
+        start: usize,
+        rows: usize,
+        trace: &mut RnnTrace<T>,
+    ) -> Result<(), ModelError> {
+        let chunk: Vec<Mat<T>> = xs
+            .iter()
+            .map(|x| x.rows(start, rows).into_owned())
+            .collect();
+        Rnn::forward_into(self, &chunk, trace)
+    }
+
+    fn batch_size(xs: &[Mat<T>]) -> usize {
+        xs.first().map_or(0, |x| x.nrows())
+    }
+
+    fn example_checksum(xs: &[Mat<T>], i: usize) -> [f64; 2] {
+        seq_sums(xs, i)
+    }
+
+    fn check_step(
+        &self,
+        who: &str,
+        xs: &[Mat<T>],
+        live: Option<&RnnTrace<T>>,
+        errs: &[Mat<T>],
+    ) -> Result<(), ModelError> {
+        let steps = xs.len();
+        let mismatch = |what: String, expected: String, got: String| ModelError::ShapeMismatch {
+            what: format!("{who}: {what}"),
+            expected,
+            got,
+        };
+        let live_steps = live.map_or(steps, |l| l.steps());
+        if errs.len() != steps || live_steps != steps {
+            return Err(mismatch(
+                "errors and live trace".into(),
+                format!("{steps} time steps (the input's length)"),
+                format!("{} error steps, {live_steps} trace steps", errs.len()),
+            ));
+        }
+        let b = Self::batch_size(xs);
+        let (n, c) = (self.spec.width, self.spec.output_dim);
+        for t in 0..steps {
+            if xs[t].shape() != (b, self.spec.input_dim) {
+                return Err(mismatch(
+                    format!("input at time step {}", t + 1),
+                    format!("{b} × {}", self.spec.input_dim),
+                    format!("{} × {}", xs[t].nrows(), xs[t].ncols()),
+                ));
+            }
+            if errs[t].shape() != (b, c) {
+                return Err(mismatch(
+                    format!("error at time step {}", t + 1),
+                    format!("{b} × {c}"),
+                    format!("{} × {}", errs[t].nrows(), errs[t].ncols()),
+                ));
+            }
+            if let Some(live) = live {
+                if live.pre[t].shape() != (b, n) || live.states[t + 1].shape() != (b, n) {
+                    return Err(mismatch(
+                        format!("live trace at time step {}", t + 1),
+                        format!("{b} × {n}"),
+                        format!("{:?}", live.pre[t].shape()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fa_feedback(spec: &RnnSpec, seed: u64) -> (Mat<T>, Mat<T>) {
+        let (n, c) = (spec.width, spec.output_dim);
+        let s = SeedStream::new(seed).child("fa");
+        (
+            s.gaussian_matrix("w_rec.feedback", n, n, spec.param.weight_init_std(n)),
+            s.gaussian_matrix("w_out.feedback", c, n, spec.readout_init_std()),
+        )
+    }
+
+    fn dfa_feedback(spec: &RnnSpec, seed: u64) -> (Mat<T>, Mat<T>) {
+        let (n, c) = (spec.width, spec.output_dim);
+        let s = SeedStream::new(seed).child("dfa");
+        (
+            Mat::zeros(n, n),
+            s.gaussian_matrix("w_out.direct", c, n, spec.readout_init_std()),
+        )
+    }
+
+    fn check_fixed_feedback(
+        spec: &RnnSpec,
+        (b_rec, b_out): &(Mat<T>, Mat<T>),
+    ) -> Result<(), ModelError> {
+        let (n, c) = (spec.width, spec.output_dim);
+        for (what, m, shape) in [("B_rec", b_rec, (n, n)), ("B_out", b_out, (c, n))] {
+            if m.shape() != shape {
+                return Err(ModelError::ShapeMismatch {
+                    what: format!("feedback matrix {what}"),
+                    expected: format!("{} × {}", shape.0, shape.1),
+                    got: format!("{} × {}", m.nrows(), m.ncols()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn backward_signals_into(
+        &self,
+        feedback: FeedbackPath<'_, Self>,
+        derivatives: &RnnTrace<T>,
+        errs: &[Mat<T>],
+        out: &mut RnnSignals<T>,
+    ) {
+        let weights = |w_rec, w_out| RnnFeedback::Weights { w_rec, w_out };
+        let feedback = match feedback {
+            FeedbackPath::Live => weights(&self.w_rec, &self.w_out),
+            FeedbackPath::Weights(net) => weights(&net.w_rec, &net.w_out),
+            FeedbackPath::Fixed((r, o)) | FeedbackPath::Direct((r, o)) => weights(r, o),
+            FeedbackPath::ReadoutOnly => RnnFeedback::ReadoutOnly,
+        };
+        let pathway = RnnPathway {
+            feedback,
+            derivatives,
+        };
+        rnn_backward_signals_into(&self.spec, &pathway, errs, out);
+    }
+
+    fn gradients_into(
+        spec: &RnnSpec,
+        signals: &RnnSignals<T>,
+        errs: &[Mat<T>],
+        activities: &RnnTrace<T>,
+        out: &mut RnnGrads<T>,
+    ) {
+        rnn_gradients_into(spec, signals, errs, activities, out);
+    }
+
+    fn sgd_update(
+        &mut self,
+        feedback: FeedbackPath<'_, Self>,
+        derivatives: &RnnTrace<T>,
+        activities: &RnnTrace<T>,
+        errs: &[Mat<T>],
+        lr: T,
+        (signals, grads): &mut (RnnSignals<T>, RnnGrads<T>),
+    ) {
+        Network::backward_signals_into(self, feedback, derivatives, errs, signals);
+        rnn_gradients_into(&self.spec, signals, errs, activities, grads);
+        Rnn::apply_update(self, grads, lr);
+    }
+
+    fn params(&self) -> Vec<&[T]> {
+        Rnn::params(self)
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut [T]> {
+        Rnn::params_mut(self)
+    }
+
+    fn grad_slices(grads: &RnnGrads<T>) -> Vec<Option<&[T]>> {
+        grads.as_slices()
+    }
+
+    fn cached_values(spec: &RnnSpec, xs: &[Mat<T>], with_activities: bool) -> usize {
+        xs.len() * spec.width * if with_activities { 2 } else { 1 }
+    }
+
+    fn cache_parts(trace: &RnnTrace<T>, with_activities: bool) -> Vec<&Mat<T>> {
+        let mut parts: Vec<&Mat<T>> = trace.pre.iter().collect();
+        if with_activities {
+            parts.extend(&trace.states[1..]);
+        }
+        parts
+    }
+
+    fn restore_trace(
+        &self,
+        xs: &[Mat<T>],
+        with_activities: bool,
+        fill: &mut dyn FnMut(usize, &mut Mat<T>),
+        trace: &mut RnnTrace<T>,
+    ) {
+        let steps = xs.len();
+        trace.pre.resize_with(steps, || Mat::zeros(0, 0));
+        for (t, dst) in trace.pre.iter_mut().enumerate() {
+            fill(t, dst);
+        }
+        trace.inputs.resize_with(steps, || Mat::zeros(0, 0));
+        for (dst, x) in trace.inputs.iter_mut().zip(xs) {
+            ensure_shape(dst, x.nrows(), x.ncols());
+            dst.copy_from(x);
+        }
+        if with_activities {
+            trace.states.resize_with(steps + 1, || Mat::zeros(0, 0));
+            let b = Self::batch_size(xs);
+            let r0 = &mut trace.states[0];
+            ensure_shape(r0, b, self.spec.width);
+            for (j, &v) in self.r0.iter().enumerate() {
+                r0.column_mut(j).fill(v);
+            }
+            for t in 0..steps {
+                fill(steps + t, &mut trace.states[t + 1]);
+            }
+        } else {
+            trace.states.clear();
+        }
+        // Outputs are never read by a rule.
+        trace.outputs.clear();
+    }
 }
 
 #[cfg(test)]

@@ -242,9 +242,8 @@ impl MlpSpec {
 ///
 /// with a trainable initial state `r_0` (zero at initialisation). In the NTK parameterisation
 /// `m_in = s_w/√n_in`, `m_rec = s_w/√n`, `m_out = 1/√n`, `s = s_b` and all parameters start
-/// `N(0,1)`; docs/theory.md §1 writes the input term as `W_in x_t` — the two agree for the
-/// one-dimensional Add task with `s_w = 1`, and the `s_w/√n_in` scaling keeps `h_t` of order one
-/// for wider inputs. In the standard parameterisation all multipliers are `1` and the stored
+/// `N(0,1)` (docs/theory.md §1.2); for the one-dimensional Add task with `s_w = 1`, `m_in = 1`,
+/// and the `s_w/√n_in` scaling keeps `h_t` of order one for wider inputs. In the standard parameterisation all multipliers are `1` and the stored
 /// weights start with standard deviations `s_w/√n_in`, `s_w/√n`, `1/√n` (biases `s_b`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RnnSpec {

@@ -35,7 +35,7 @@ fn train_mlp(spec: &MlpSpec, lr: f64, steps: usize, opt: OptimizerKind) -> Vec<f
         };
         backward_signals_into(spec, &p, &err, &mut sig);
         gradients_into(spec, &sig, &trace, &mut grads);
-        optimizer.step_mlp(&mut net, &grads, lr);
+        optimizer.step_network(&mut net, &grads, lr);
     }
     losses
 }

@@ -1,4 +1,4 @@
-//! The width table of docs/theory.md §4: relative errors of the closed-form predictions for finite
+//! The width table of docs/theory.md §4.4: relative errors of closed-form predictions for finite
 //! networks trained with full-batch gradient descent, and their log-log slopes.
 //!
 //! `cargo run --release -p widealign-ntk --example dynamics_table -- [erf,relu] [64,256,1024,4096] [steps] [lr] [f32|f64] [repeats]`
@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use widealign_data::synthetic::teacher_task;
 use widealign_data::TeacherParams;
+use widealign_models::MlpSpec;
 use widealign_ntk::experiment::{dynamics_experiment, DynamicsConfig, Precision, RegressionData};
 use widealign_tensor::{Activation, Mat};
 
@@ -44,7 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     for act in acts.split(',') {
         let act: Activation = act.parse()?;
-        let mut config = DynamicsConfig::new(2, act, widths.clone(), steps, lr, 0);
+        // 2 hidden layers (set to each width in turn), s_w = 1, s_b = 0.1, zero biases
+        let student = MlpSpec::uniform(params.input_dim, 64, 2, params.outputs, act);
+        let mut config = DynamicsConfig::new(student, widths.clone(), steps, lr, 0);
         config.precision = precision;
         config.repeats = repeats;
         let start = Instant::now();

@@ -2,6 +2,7 @@
 //!
 //! `ntk_csv INPUTS.csv DEPTH ACTIVATION W_STD B_STD` prints {"nngp":..,"ntk":..,"seconds":..}
 //! for DEPTH hidden layers and a scalar output, one input per CSV row.
+use widealign_models::{BiasInit, MlpSpec, Parameterization};
 use widealign_ntk::experiment::{analytic_ntk, NtkConfig};
 use widealign_tensor::Mat;
 
@@ -28,12 +29,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         data.extend(vals);
     }
     let x = Mat::from_row_slice(rows, cols, &data);
-    let cfg = NtkConfig::new(
-        args[2].parse()?,
-        args[3].parse()?,
-        args[4].parse()?,
-        args[5].parse()?,
-    );
+    // DEPTH hidden layers (their width does not enter the kernels), Gaussian biases
+    let spec = MlpSpec::uniform(cols, 1, args[2].parse()?, 1, args[3].parse()?)
+        .with_param(Parameterization::Ntk {
+            w_std: args[4].parse()?,
+            b_std: args[5].parse()?,
+        })
+        .with_bias_init(BiasInit::Gaussian);
+    let cfg = NtkConfig::new(spec);
     println!("{}", serde_json::to_string(&analytic_ntk(&x, &cfg)?)?);
     Ok(())
 }

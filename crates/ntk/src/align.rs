@@ -37,9 +37,8 @@
 //! ```
 
 use serde::Serialize;
-use widealign_models::{
-    backward_signals_into, gradients_into, Feedback, Grads, Mlp, Pathway, Signals, Trace,
-};
+use widealign_models::Mlp;
+use widealign_rules::{Rule, RuleKind, RulesError};
 use widealign_tensor::{
     elementwise, gemm, reduce,
     rng::{self, SeedStream},
@@ -312,10 +311,12 @@ pub fn input_span_fraction<T: Float>(dw: &Mat<T>, activities: &Mat<T>) -> Result
 /// where `D_0, A_0` come from the network frozen at initialisation (its own copy) on `X`.
 /// The trained network is never read or written.
 ///
-/// Cost per batch: one forward and one backward pass of the initial network.
+/// This is the rules crate's Align-zero ([`Rule::update_from_frozen`]), not a re-derivation:
+/// the shadow holds a [`Rule`] frozen at the run's initial network. Cost per batch: one forward
+/// and one backward pass of the initial network.
 ///
-/// The accumulated change is the plain-SGD update (`lr` times the frozen gradient), docs/theory.md
-/// §5's reference for SGD runs; for a run with Adam it is not the update Adam would make.
+/// The accumulated change is the plain-SGD update (`lr` times the frozen gradient): the reference
+/// update of docs/theory.md §5 for SGD runs. For a run with Adam it is not Adam's update.
 /// With the rules crate's training loop, call it from the per-step hook:
 /// `StepBatch::Mlp { x, err }` and `view.lr` give `shadow.observe(x, err, view.lr as f32)`, or,
 /// with [`ShadowAccumulator::with_training_set`], `shadow.observe_rows(view.rows, err, lr)`.
@@ -336,19 +337,22 @@ pub fn input_span_fraction<T: Float>(dw: &Mat<T>, activities: &Mat<T>) -> Result
 /// ```
 #[derive(Clone, Debug)]
 pub struct ShadowAccumulator<T: Float> {
-    initial: Mlp<T>,
+    /// The rules crate's Align-zero, frozen at `initial`.
+    rule: Rule<Mlp<T>>,
+    /// The training inputs of [`ShadowAccumulator::with_training_set`].
+    x_train: Option<Mat<T>>,
+    /// The batch gathered from `x_train` by [`ShadowAccumulator::observe_rows`].
+    batch: Mat<T>,
     dw: Vec<Mat<T>>,
     db: Vec<Vec<T>>,
     steps: usize,
-    trace: Trace<T>,
-    signals: Signals<T>,
-    grads: Grads<T>,
-    cache: Option<Trace<T>>,
 }
 
 impl<T: Float> ShadowAccumulator<T> {
     /// Starts from zero changes, keeping a copy of `initial` (the network at initialisation).
     pub fn new(initial: &Mlp<T>) -> Self {
+        let rule = Rule::with_frozen(RuleKind::AlignZero, initial.clone())
+            .expect("a constructed network has a valid spec");
         ShadowAccumulator {
             dw: initial
                 .weights
@@ -360,24 +364,31 @@ impl<T: Float> ShadowAccumulator<T> {
                 .iter()
                 .map(|b| vec![T::zero(); b.len()])
                 .collect(),
-            initial: initial.clone(),
+            rule,
+            x_train: None,
+            batch: Mat::zeros(0, 0),
             steps: 0,
-            trace: Trace::zeros(&initial.spec, 0),
-            signals: Signals::new(),
-            grads: Grads::new(),
-            cache: None,
         }
     }
 
-    /// Like [`ShadowAccumulator::new`], and also keeps the frozen network's trace on the whole
-    /// training set `x_train` (`N × n_0`; memory `N·(n_0 + 2Σ n_l + C)` values), so that
+    /// Like [`ShadowAccumulator::new`], and also caches the frozen network's trace on the whole
+    /// training set `x_train` (`N × n_0`; the rules crate's frozen-trace cache, memory
+    /// `2N·Σ_{l<L} n_l` values, plus a copy of `x_train`), so that
     /// [`ShadowAccumulator::observe_rows`] skips the frozen forward pass (a third of the cost).
     ///
     /// # Errors
     /// [`NtkError::Shape`] if `x_train` does not have `n_0` columns.
     pub fn with_training_set(initial: &Mlp<T>, x_train: &Mat<T>) -> Result<Self, NtkError> {
+        if x_train.ncols() != initial.spec.input_dim {
+            return Err(shape_err(
+                "training inputs",
+                format!("N × {}", initial.spec.input_dim),
+                x_train.shape(),
+            ));
+        }
         let mut s = Self::new(initial);
-        s.cache = Some(initial.forward(x_train)?);
+        s.rule.cache_frozen_trace(x_train).map_err(rules_err)?;
+        s.x_train = Some(x_train.clone());
         Ok(s)
     }
 
@@ -389,53 +400,63 @@ impl<T: Float> ShadowAccumulator<T> {
     /// [`NtkError::InvalidOption`] without a cached training set or for an out-of-range row;
     /// [`NtkError::Shape`] if `err` is not `rows.len() × C`.
     pub fn observe_rows(&mut self, rows: &[usize], err: &Mat<T>, lr: T) -> Result<(), NtkError> {
-        let Some(cache) = &self.cache else {
+        let Some(x_train) = &self.x_train else {
             return Err(NtkError::InvalidOption {
                 name: "shadow rows".into(),
                 reason: "observe_rows needs ShadowAccumulator::with_training_set".into(),
             });
         };
-        let n = cache.batch();
+        let n = x_train.nrows();
         if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
             return Err(NtkError::InvalidOption {
                 name: "shadow rows".into(),
                 reason: format!("row {bad} is out of range for {n} cached training inputs"),
             });
         }
-        let spec = &self.initial.spec;
-        if err.shape() != (rows.len(), spec.output_dim) {
+        let output_dim = self.initial().spec.output_dim;
+        if err.shape() != (rows.len(), output_dim) {
             return Err(shape_err(
                 "shadow error",
-                format!("{} × {}", rows.len(), spec.output_dim),
+                format!("{} × {}", rows.len(), output_dim),
                 err.shape(),
             ));
         }
-        let gather = |m: &Mat<T>| Mat::from_fn(rows.len(), m.ncols(), |i, j| m[(rows[i], j)]);
-        self.trace.pre = cache.pre.iter().map(gather).collect();
-        self.trace.act = cache.act.iter().map(gather).collect();
-        self.accumulate(err, lr);
-        Ok(())
+        let mut batch = std::mem::replace(&mut self.batch, Mat::zeros(0, 0));
+        if batch.shape() != (rows.len(), x_train.ncols()) {
+            batch = Mat::zeros(rows.len(), x_train.ncols());
+        }
+        for (i, &r) in rows.iter().enumerate() {
+            batch.row_mut(i).copy_from(&x_train.row(r));
+        }
+        let result = self.accumulate(&batch, Some(rows), err, lr);
+        self.batch = batch;
+        result
     }
 
-    fn accumulate(&mut self, err: &Mat<T>, lr: T) {
-        let spec = &self.initial.spec;
-        let pathway = Pathway {
-            feedback: Feedback::Weights(&self.initial.weights),
-            derivatives: &self.trace,
-        };
-        backward_signals_into(spec, &pathway, err, &mut self.signals);
-        gradients_into(spec, &self.signals, &self.trace, &mut self.grads);
-        for (acc, g) in self.dw.iter_mut().zip(&self.grads.weights) {
+    /// Adds `−lr ×` the rules crate's Align-zero update of the batch.
+    fn accumulate(
+        &mut self,
+        x: &Mat<T>,
+        rows: Option<&[usize]>,
+        err: &Mat<T>,
+        lr: T,
+    ) -> Result<(), NtkError> {
+        let grads = self
+            .rule
+            .update_from_frozen(x, rows, err)
+            .map_err(rules_err)?;
+        for (acc, g) in self.dw.iter_mut().zip(&grads.weights) {
             if let Some(g) = g {
                 elementwise::axpy(-lr, g.as_slice(), acc.as_mut_slice());
             }
         }
-        for (acc, g) in self.db.iter_mut().zip(&self.grads.biases) {
+        for (acc, g) in self.db.iter_mut().zip(&grads.biases) {
             if let Some(g) = g {
                 elementwise::axpy(-lr, g, acc);
             }
         }
         self.steps += 1;
+        Ok(())
     }
 
     /// Adds one step's Align-zero update for the batch `x_batch` (`B × n_0`) with the live
@@ -444,7 +465,7 @@ impl<T: Float> ShadowAccumulator<T> {
     /// # Errors
     /// [`NtkError::Shape`] if `x_batch` or `err` has the wrong shape.
     pub fn observe(&mut self, x_batch: &Mat<T>, err: &Mat<T>, lr: T) -> Result<(), NtkError> {
-        let spec = &self.initial.spec;
+        let spec = &self.initial().spec;
         if x_batch.ncols() != spec.input_dim {
             return Err(shape_err(
                 "shadow batch",
@@ -459,9 +480,7 @@ impl<T: Float> ShadowAccumulator<T> {
                 err.shape(),
             ));
         }
-        self.initial.forward_into(x_batch, &mut self.trace)?;
-        self.accumulate(err, lr);
-        Ok(())
+        self.accumulate(x_batch, None, err, lr)
     }
 
     /// Accumulated weight changes `ΔW^l_ref` at index `l − 1`.
@@ -481,7 +500,20 @@ impl<T: Float> ShadowAccumulator<T> {
 
     /// The initial network the shadow reads.
     pub fn initial(&self) -> &Mlp<T> {
-        &self.initial
+        self.rule
+            .frozen()
+            .expect("Align-zero holds the frozen network")
+    }
+}
+
+/// A rules-crate error inside the shadow accumulator, as this crate's error.
+fn rules_err(e: RulesError) -> NtkError {
+    match e {
+        RulesError::Model(m) => m.into(),
+        other => NtkError::InvalidOption {
+            name: "shadow step".into(),
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -662,7 +694,7 @@ impl AlignReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use widealign_models::{backward_signals, gradients, Loss, MlpSpec};
+    use widealign_models::{backward_signals, gradients, Feedback, Loss, MlpSpec, Pathway};
     use widealign_tensor::Activation;
 
     fn naive_score(a: &Mat<f64>, b: &Mat<f64>) -> f64 {

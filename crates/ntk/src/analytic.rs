@@ -17,11 +17,11 @@
 //! * **layer shares**: `T^L = Σ_l P^l (A^l + s_b²)`, where `P^l A^l` is the contribution of `W^l`
 //!   and `s_b² P^l` that of `b^l`.
 //!
-//! With Gaussian biases (`β = 1`) `A^l + s_b² = Σ^l` and these are exactly docs/theory.md §3. With
-//! zero-initialised biases (the reference experiments and [`MlpSpec`]'s default) the bias still
-//! contributes `s_b² P^l` to the NTK (its gradient does not depend on its value) but not to the
-//! forward covariance; docs/theory.md's `S^l` is then `A^l + s_b²`, not the NNGP. See
-//! `docs/theory.md`.
+//! With Gaussian biases (`β = 1`) `A^l + s_b² = Σ^l`, so one kernel is both the forward
+//! covariance and the NTK's per-layer term. With zero-initialised biases (the reference
+//! experiments and [`MlpSpec`]'s default) the bias still contributes `s_b² P^l` to the NTK (its
+//! gradient does not depend on its value) but not to the forward covariance, so `A^l + s_b²` is
+//! then not the NNGP `Σ^l = A^l`. See docs/theory.md §3.4.
 //!
 //! All products between kernels are entrywise. Every entry `(i, j)` follows its own scalar
 //! recursion (it only needs `x_i·x'_j` and the two diagonals). The Gram matrix `x·x'ᵀ` is formed
@@ -53,28 +53,26 @@
 use rayon::prelude::*;
 use widealign_models::{BiasInit, MlpSpec, Parameterization};
 use widealign_tensor::gemm::{self, Op};
-use widealign_tensor::{Activation, Mat};
+use widealign_tensor::Mat;
 
 use crate::dual::DualKernel;
 use crate::error::{check_finite, shape_err};
 use crate::quadrature::Quadrature;
 use crate::NtkError;
 
-/// The width-independent description of a network that its infinite-width kernels need.
+/// The infinite-width limit of an [`MlpSpec`]: the object whose kernels this module computes.
+///
+/// It is built only from a spec ([`InfiniteMlp::from_spec`]), so a finite network and its
+/// kernels cannot describe different architectures. The kernels depend on the spec's input
+/// dimension, depth, activation, `s_w`, `s_b` and bias initialisation; its hidden widths and
+/// output dimension do not enter them (the output NTK is `T^L ⊗ I_C` for any `C`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct InfiniteMlp {
-    /// Input dimension `n_0`.
-    pub input_dim: usize,
-    /// Number of weight layers `L` (hidden layers + 1).
-    pub layers: usize,
-    /// Activation `φ`.
-    pub activation: Activation,
-    /// Weight standard deviation `s_w`.
-    pub w_std: f64,
-    /// Bias standard deviation `s_b`.
-    pub b_std: f64,
-    /// Whether biases start Gaussian (`β = 1`) or at zero (`β = 0`).
-    pub bias_init: BiasInit,
+    /// The validated spec (NTK parameterisation).
+    spec: MlpSpec,
+    /// `s_w` and `s_b` of `spec.param`.
+    w_std: f64,
+    b_std: f64,
 }
 
 /// Numerical options for kernel computations.
@@ -205,40 +203,53 @@ impl InfiniteMlp {
     /// The infinite-width limit of `spec` (hidden widths are irrelevant; only the depth counts).
     ///
     /// # Errors
+    /// [`NtkError::Model`] for a spec that does not validate ([`MlpSpec::validate`]);
     /// [`NtkError::Architecture`] for the standard parameterisation (its NTK has no
-    /// width-independent limit in this form) or an invalid spec.
+    /// width-independent limit in this form).
     pub fn from_spec(spec: &MlpSpec) -> Result<Self, NtkError> {
         spec.validate()?;
         match spec.param {
             Parameterization::Ntk { w_std, b_std } => Ok(InfiniteMlp {
-                input_dim: spec.input_dim,
-                layers: spec.depth(),
-                activation: spec.activation,
+                spec: spec.clone(),
                 w_std,
                 b_std,
-                bias_init: spec.bias_init,
             }),
             Parameterization::Standard { .. } => Err(NtkError::Architecture(
-                "the infinite-width kernels are defined for the NTK parameterisation \
-                 (--param ntk); the standard parameterisation has no width-independent NTK"
+                "the infinite-width kernels are defined for the NTK parameterisation; \
+                 the standard parameterisation has no width-independent NTK"
                     .into(),
             )),
         }
     }
 
+    /// The spec this limit was built from.
+    pub fn spec(&self) -> &MlpSpec {
+        &self.spec
+    }
+
+    /// Input dimension `n_0`.
+    pub fn input_dim(&self) -> usize {
+        self.spec.input_dim
+    }
+
+    /// Number of weight layers `L` (hidden layers + 1).
+    pub fn layers(&self) -> usize {
+        self.spec.depth()
+    }
+
     /// `β`: 1 for Gaussian initial biases, 0 for zero initial biases.
     pub fn beta(&self) -> f64 {
-        match self.bias_init {
+        match self.spec.bias_init {
             BiasInit::Gaussian => 1.0,
             BiasInit::Zero => 0.0,
         }
     }
 
     fn check_inputs(&self, what: &str, x: &Mat<f64>) -> Result<(), NtkError> {
-        if x.ncols() != self.input_dim {
+        if x.ncols() != self.input_dim() {
             return Err(shape_err(
                 what,
-                format!("N × {} (one input per row)", self.input_dim),
+                format!("N × {} (one input per row)", self.input_dim()),
                 x.shape(),
             ));
         }
@@ -249,15 +260,15 @@ impl InfiniteMlp {
     fn diagonals(&self, x: &Mat<f64>, dual: &DualKernel) -> Diagonals {
         let sw2 = self.w_std * self.w_std;
         let bias = self.beta() * self.b_std * self.b_std;
-        let n0 = self.input_dim as f64;
+        let n0 = self.input_dim() as f64;
         let rows: Vec<Vec<f64>> = (0..x.nrows())
             .into_par_iter()
             .map(|i| {
                 let sq: f64 = x.row(i).iter().map(|v| v * v).sum();
                 let mut q = sw2 * sq / n0 + bias;
-                let mut out = Vec::with_capacity(self.layers);
+                let mut out = Vec::with_capacity(self.layers());
                 out.push(q);
-                for _ in 1..self.layers {
+                for _ in 1..self.layers() {
                     let (e, _) = dual.eval(q, q, q);
                     q = sw2 * e + bias;
                     out.push(q);
@@ -265,7 +276,7 @@ impl InfiniteMlp {
                 out
             })
             .collect();
-        (0..self.layers)
+        (0..self.layers())
             .map(|l| rows.iter().map(|r| r[l]).collect())
             .collect()
     }
@@ -297,7 +308,7 @@ impl InfiniteMlp {
             });
         }
         let dual = DualKernel::new(
-            self.activation,
+            self.spec.activation,
             options.quadrature,
             options.force_quadrature,
         )?;
@@ -310,7 +321,7 @@ impl InfiniteMlp {
         } else {
             self.diagonals(x2m, &dual)
         };
-        let big_l = self.layers;
+        let big_l = self.layers();
         // output slots: nngp, ntk, then per layer forward, derivative (l ≥ 2), ntk, backward
         #[derive(Clone, Copy)]
         enum Slot {
@@ -365,7 +376,7 @@ impl InfiniteMlp {
             let sw2 = self.w_std * self.w_std;
             let sb2 = self.b_std * self.b_std;
             let bias = self.beta() * sb2;
-            let n0 = self.input_dim as f64;
+            let n0 = self.input_dim() as f64;
             per_block
                 .into_par_iter()
                 .enumerate()
@@ -532,6 +543,7 @@ mod tests {
     use super::*;
     use nalgebra::SymmetricEigen;
     use widealign_tensor::rng::SeedStream;
+    use widealign_tensor::Activation;
 
     fn spec(act: Activation, depth: usize, bias: BiasInit) -> MlpSpec {
         MlpSpec::uniform(5, 100, depth, 1, act)

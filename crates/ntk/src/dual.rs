@@ -1,7 +1,7 @@
 //! Dual kernels of the activations: `E[φ(u)φ(v)]` and `E[φ'(u)φ'(v)]` for a centred Gaussian
 //! pair `(u, v)` with covariance `[[k11, k12], [k12, k22]]`.
 //!
-//! Closed forms (derived in `docs/theory.md`):
+//! Closed forms (derived in docs/theory.md §3.5):
 //!
 //! * identity: `E[uv] = k12`, `E[1·1] = 1`;
 //! * relu (arc-cosine kernel of degree 1 and 0), with `ρ = k12/√(k11 k22)` clamped to `[−1, 1]`

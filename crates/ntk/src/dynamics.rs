@@ -84,7 +84,7 @@ impl KernelDynamics {
         }
         if !lr.is_finite() || lr < 0.0 {
             return Err(NtkError::InvalidOption {
-                name: "--lr".into(),
+                name: "lr".into(),
                 reason: format!("must be finite and non-negative, got {lr}"),
             });
         }
@@ -235,7 +235,7 @@ pub fn function_change(cross_kernel: &Mat<f64>, eps: &Mat<f64>) -> Result<Mat<f6
 }
 
 /// `√(Σ_c ε_cᵀ K ε_c)`: the predicted Frobenius norm of a layer's weight change when `K` is its
-/// weight share `P^l ⊙ A^l` on the training points (docs/theory.md §4), or its bias change for
+/// weight share `P^l ⊙ A^l` on the training points (docs/theory.md §4.3), or its bias change for
 /// `K = s_b² P^l`.
 ///
 /// # Errors

@@ -1,4 +1,8 @@
 //! The error type of widealign-ntk.
+//!
+//! Errors speak the library's language: an option is named by its field or parameter name
+//! (`lr`, `w_std`, `widths`, `quadrature order`), never by a command-line flag. A program that
+//! sets these fields from flags shows its own spelling with [`NtkError::message_with`].
 
 /// Everything that can go wrong in the theory crate.
 #[derive(Debug, thiserror::Error)]
@@ -29,17 +33,15 @@ pub enum NtkError {
     /// A numeric option is out of range.
     #[error("invalid option {name}: {reason}")]
     InvalidOption {
-        /// The option, e.g. `quadrature order` or `--lr`.
+        /// The option as the library names it: a config field such as `lr`, `w_std` or
+        /// `widths`, or a parameter such as `quadrature order`.
         name: String,
         /// Why it is invalid.
         reason: String,
     },
-    /// The learning rate exceeds the gradient-descent stability limit `c·λ_max(Θ) < 2`.
-    #[error(
-        "learning rate {lr} is not below the largest stable learning rate {max_stable_lr:.6} \
-         for this kernel (gradient descent needs c·λ_max < 2 with c = 2·lr/(N·C); \
-         λ_max = {lambda_max:.6}, N·C = {nc}); choose --lr below {max_stable_lr:.6}"
-    )]
+    /// The learning rate exceeds the gradient-descent stability limit `c·λ_max(Θ) < 2`; the
+    /// message ends "choose lr below …", naming the field `lr`.
+    #[error("{}", unstable_message(*.lr, *.max_stable_lr, *.lambda_max, *.nc, "lr"))]
     UnstableLearningRate {
         /// The requested learning rate.
         lr: f64,
@@ -63,6 +65,51 @@ pub enum NtkError {
     /// An error from the finite-network crate.
     #[error(transparent)]
     Model(#[from] widealign_models::ModelError),
+}
+
+impl NtkError {
+    /// The message with every option name spelled by `spell`: the `Display` form spells them
+    /// as the library names them (`lr`, `w_std`, …); a command-line program passes its flag
+    /// spelling (`lr` → `--lr`) so that its message names the flag. Only
+    /// [`NtkError::InvalidOption`] and [`NtkError::UnstableLearningRate`] name options; every
+    /// other error is its `Display` form.
+    ///
+    /// ```
+    /// use widealign_ntk::NtkError;
+    /// let e = NtkError::InvalidOption { name: "lr".into(), reason: "must be finite".into() };
+    /// assert_eq!(e.to_string(), "invalid option lr: must be finite");
+    /// let flag = |f: &str| format!("--{}", f.replace('_', "-"));
+    /// assert_eq!(e.message_with(flag), "invalid option --lr: must be finite");
+    /// ```
+    pub fn message_with(&self, spell: impl Fn(&str) -> String) -> String {
+        match self {
+            NtkError::InvalidOption { name, reason } => {
+                format!("invalid option {}: {reason}", spell(name))
+            }
+            NtkError::UnstableLearningRate {
+                lr,
+                max_stable_lr,
+                lambda_max,
+                nc,
+            } => unstable_message(*lr, *max_stable_lr, *lambda_max, *nc, &spell("lr")),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The message of [`NtkError::UnstableLearningRate`], naming the learning rate `lr_name`.
+fn unstable_message(
+    lr: f64,
+    max_stable_lr: f64,
+    lambda_max: f64,
+    nc: usize,
+    lr_name: &str,
+) -> String {
+    format!(
+        "learning rate {lr} is not below the largest stable learning rate {max_stable_lr:.6} \
+         for this kernel (gradient descent needs c·λ_max < 2 with c = 2·lr/(N·C); \
+         λ_max = {lambda_max:.6}, N·C = {nc}); choose {lr_name} below {max_stable_lr:.6}"
+    )
 }
 
 /// Checks that every entry of `m` is finite.

@@ -6,16 +6,21 @@
 //! * [`analytic_ntk`] → [`NtkReport`] `{"nngp": [[..]], "ntk": [[..]], "seconds": s}`.
 //! * [`dynamics_experiment`] → [`DynamicsReport`]: trains the finite network with full-batch
 //!   gradient descent (backprop, MSE) at several widths from one spec and seed and compares the
-//!   result with the closed-form predictions of docs/theory.md §4 (see [`DynamicsReport`] for the
+//!   result with the closed-form predictions of docs/theory.md §4.4 (see [`DynamicsReport`] for the
 //!   three relative errors and the fitted log-log slopes).
 //! * `widealign align` glue: [`crate::align::ShadowAccumulator`] (hooked into the rules crate's
 //!   training loop), [`crate::align::align_layers`] and [`crate::align::AlignReport`].
 //!
 //! ```
+//! use widealign_models::{BiasInit, MlpSpec, Parameterization};
 //! use widealign_ntk::experiment::{analytic_ntk, NtkConfig};
 //! use widealign_tensor::{Activation, Mat};
 //! let x = Mat::from_row_slice(2, 2, &[1.0, 0.0, 0.0, 1.0]);
-//! let cfg = NtkConfig::new(1, Activation::Relu, 1.0, 0.0);
+//! // one hidden layer (its width does not enter the kernels), a scalar output
+//! let spec = MlpSpec::uniform(2, 1, 1, 1, Activation::Relu)
+//!     .with_param(Parameterization::Ntk { w_std: 1.0, b_std: 0.0 })
+//!     .with_bias_init(BiasInit::Gaussian);
+//! let cfg = NtkConfig::new(spec);
 //! let r = analytic_ntk(&x, &cfg).unwrap();
 //! assert_eq!(r.ntk.len(), 2);
 //! assert!((r.nngp[0][0] - 0.25).abs() < 1e-15); // s_w² E[relu(u)²] with Var u = 1/2
@@ -27,10 +32,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 use widealign_models::{
-    backward_signals_into, gradients_into, BiasInit, Feedback, Grads, Loss, Mlp, MlpSpec,
-    Parameterization, Pathway, Signals, Trace,
+    backward_signals_into, gradients_into, Feedback, Grads, Loss, Mlp, MlpSpec, Pathway, Signals,
+    Trace,
 };
-use widealign_tensor::{Activation, Float, Mat};
+use widealign_tensor::{Float, Mat};
 
 use crate::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
 use crate::dynamics::{function_change, quadratic_norm, KernelDynamics, Schedule};
@@ -39,34 +44,23 @@ use crate::predict::predicted_change;
 use crate::quadrature::Quadrature;
 use crate::NtkError;
 
-/// Parameters of `widealign ntk`: a network with `hidden_layers` hidden layers (so
-/// `hidden_layers + 1` dense layers) and a scalar output.
+/// Parameters of `widealign ntk`: the network whose infinite-width kernels are computed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NtkConfig {
-    /// Number of hidden layers `L − 1`.
-    pub hidden_layers: usize,
-    /// Activation.
-    pub activation: Activation,
-    /// `s_w`.
-    pub w_std: f64,
-    /// `s_b`.
-    pub b_std: f64,
-    /// Initial biases: Gaussian (the default here, matching neural-tangents' `Dense(W_std,
-    /// b_std)`, where `Σ^1 = s_w² x·x'/n_0 + s_b²`) or zero.
-    pub bias_init: BiasInit,
+    /// The architecture (NTK parameterisation). Its input dimension must be the number of
+    /// columns of the inputs; its hidden widths and output dimension do not enter the kernels
+    /// (see [`InfiniteMlp`]). With [`BiasInit::Gaussian`](widealign_models::BiasInit) biases,
+    /// as neural-tangents' `Dense(W_std, b_std)`, `Σ^1 = s_w² x·x'/n_0 + s_b²`.
+    pub spec: MlpSpec,
     /// Integrator for tanh and gelu.
     pub quadrature: Quadrature,
 }
 
 impl NtkConfig {
-    /// A config with Gaussian biases and the default quadrature.
-    pub fn new(hidden_layers: usize, activation: Activation, w_std: f64, b_std: f64) -> Self {
+    /// A config for `spec` with the default quadrature.
+    pub fn new(spec: MlpSpec) -> Self {
         NtkConfig {
-            hidden_layers,
-            activation,
-            w_std,
-            b_std,
-            bias_init: BiasInit::Gaussian,
+            spec,
             quadrature: Quadrature::default(),
         }
     }
@@ -92,10 +86,13 @@ fn rows(m: &Mat<f64>) -> Vec<Vec<f64>> {
 /// The infinite-width NNGP and NTK of the rows of `inputs` (`N × n_0`, one input per row).
 ///
 /// # Errors
-/// [`NtkError::InvalidOption`] for negative or non-finite standard deviations,
-/// [`NtkError::NonFinite`] for NaN inputs, [`NtkError::InvalidOption`] for an empty input set.
+/// [`NtkError::InvalidOption`] naming `w_std` or `b_std` for a negative or non-finite standard
+/// deviation and `inputs` for an empty input set; the errors of [`InfiniteMlp::from_spec`] for
+/// any other invalid spec; [`NtkError::Shape`] if the inputs do not have `spec.input_dim`
+/// columns; [`NtkError::NonFinite`] for NaN inputs.
 pub fn analytic_ntk(inputs: &Mat<f64>, config: &NtkConfig) -> Result<NtkReport, NtkError> {
-    for (name, v) in [("--w-std", config.w_std), ("--b-std", config.b_std)] {
+    let param = config.spec.param;
+    for (name, v) in [("w_std", param.w_std()), ("b_std", param.b_std())] {
         if !v.is_finite() || v < 0.0 {
             return Err(NtkError::InvalidOption {
                 name: name.into(),
@@ -105,7 +102,7 @@ pub fn analytic_ntk(inputs: &Mat<f64>, config: &NtkConfig) -> Result<NtkReport, 
     }
     if inputs.nrows() == 0 || inputs.ncols() == 0 {
         return Err(NtkError::InvalidOption {
-            name: "--inputs".into(),
+            name: "inputs".into(),
             reason: format!(
                 "need at least one input with at least one feature, got {} × {}",
                 inputs.nrows(),
@@ -113,14 +110,7 @@ pub fn analytic_ntk(inputs: &Mat<f64>, config: &NtkConfig) -> Result<NtkReport, 
             ),
         });
     }
-    let net = InfiniteMlp {
-        input_dim: inputs.ncols(),
-        layers: config.hidden_layers + 1,
-        activation: config.activation,
-        w_std: config.w_std,
-        b_std: config.b_std,
-        bias_init: config.bias_init,
-    };
+    let net = InfiniteMlp::from_spec(&config.spec)?;
     let options = KernelOptions {
         quadrature: config.quadrature,
         ..KernelOptions::default()
@@ -151,16 +141,12 @@ pub enum Precision {
 /// Configuration of [`dynamics_experiment`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct DynamicsConfig {
-    /// Hidden layers (`--depth`); the network has `hidden_layers + 1` weight layers.
-    pub hidden_layers: usize,
-    /// Activation.
-    pub activation: Activation,
-    /// `s_w` (NTK parameterisation).
-    pub w_std: f64,
-    /// `s_b`.
-    pub b_std: f64,
-    /// Initial biases.
-    pub bias_init: BiasInit,
+    /// The architecture (NTK parameterisation): input dimension `n_0` (the columns of the
+    /// training inputs), hidden layers, outputs `C` (the columns of the targets), activation,
+    /// `s_w`, `s_b` and bias initialisation. The network simulated at each of
+    /// [`DynamicsConfig::widths`] is this spec with every hidden width set to that width
+    /// ([`DynamicsConfig::spec_at`]); the spec's own hidden widths are not used.
+    pub spec: MlpSpec,
     /// Hidden widths to simulate (all hidden layers of one network share the width).
     pub widths: Vec<usize>,
     /// Full-batch gradient-descent steps `k`.
@@ -180,22 +166,10 @@ pub struct DynamicsConfig {
 }
 
 impl DynamicsConfig {
-    /// A config with `s_w = 1`, `s_b = 0.1`, zero initial biases (as [`MlpSpec::new`]), one
-    /// repeat, `f32` training and the default quadrature.
-    pub fn new(
-        hidden_layers: usize,
-        activation: Activation,
-        widths: Vec<usize>,
-        steps: u64,
-        lr: f64,
-        seed: u64,
-    ) -> Self {
+    /// A config for `spec` at `widths`: one repeat, `f32` training and the default quadrature.
+    pub fn new(spec: MlpSpec, widths: Vec<usize>, steps: u64, lr: f64, seed: u64) -> Self {
         DynamicsConfig {
-            hidden_layers,
-            activation,
-            w_std: 1.0,
-            b_std: 0.1,
-            bias_init: BiasInit::Zero,
+            spec,
             widths,
             steps,
             lr,
@@ -206,19 +180,13 @@ impl DynamicsConfig {
         }
     }
 
-    fn spec(&self, input_dim: usize, width: usize, outputs: usize) -> MlpSpec {
-        MlpSpec::uniform(
-            input_dim,
-            width,
-            self.hidden_layers,
-            outputs,
-            self.activation,
-        )
-        .with_param(Parameterization::Ntk {
-            w_std: self.w_std,
-            b_std: self.b_std,
-        })
-        .with_bias_init(self.bias_init)
+    /// The simulated network of hidden width `width`: [`DynamicsConfig::spec`] with every
+    /// hidden layer `width` wide.
+    pub fn spec_at(&self, width: usize) -> MlpSpec {
+        MlpSpec {
+            hidden: vec![width; self.spec.hidden.len()],
+            ..self.spec.clone()
+        }
     }
 }
 
@@ -448,8 +416,11 @@ fn run_width<T: Float>(
 /// # Errors
 /// [`NtkError::UnstableLearningRate`] (before any training) if `lr ≥ N·C/λ_max(T^L)`;
 /// [`NtkError::Diverged`] if a finite network's loss becomes non-finite anyway;
-/// [`NtkError::Shape`]/[`NtkError::NonFinite`] for inconsistent data;
-/// [`NtkError::InvalidOption`] for an empty width list, a zero width or zero steps.
+/// [`NtkError::Shape`]/[`NtkError::NonFinite`] for inconsistent data (including inputs
+/// without `spec.input_dim` columns and targets without `spec.output_dim` columns);
+/// [`NtkError::InvalidOption`] naming the field: `train_size` for no training inputs, `widths`
+/// for an empty width list or a zero width, `steps` for zero steps, `repeats` for zero
+/// repeats; the errors of [`InfiniteMlp::from_spec`] for an invalid spec.
 pub fn dynamics_experiment(
     config: &DynamicsConfig,
     data: &RegressionData,
@@ -458,14 +429,21 @@ pub fn dynamics_experiment(
     let outputs = data.y_train.ncols();
     if n == 0 || n0 == 0 {
         return Err(NtkError::InvalidOption {
-            name: "--train-size".into(),
+            name: "train_size".into(),
             reason: format!("need training inputs, got {n} × {n0}"),
         });
     }
-    if data.y_train.nrows() != n || outputs == 0 {
+    if n0 != config.spec.input_dim {
+        return Err(shape_err(
+            "training inputs",
+            format!("N × {} (the spec's input_dim)", config.spec.input_dim),
+            data.x_train.shape(),
+        ));
+    }
+    if data.y_train.nrows() != n || outputs == 0 || outputs != config.spec.output_dim {
         return Err(shape_err(
             "training targets",
-            format!("{n} × C"),
+            format!("{n} × {} (the spec's output_dim)", config.spec.output_dim),
             data.y_train.shape(),
         ));
     }
@@ -481,23 +459,23 @@ pub fn dynamics_experiment(
     check_finite("test inputs", &data.x_test)?;
     if config.widths.is_empty() || config.widths.contains(&0) {
         return Err(NtkError::InvalidOption {
-            name: "--widths".into(),
+            name: "widths".into(),
             reason: format!("need positive widths, got {:?}", config.widths),
         });
     }
     if config.steps == 0 {
         return Err(NtkError::InvalidOption {
-            name: "--steps".into(),
+            name: "steps".into(),
             reason: "must be at least 1".into(),
         });
     }
     if config.repeats == 0 {
         return Err(NtkError::InvalidOption {
-            name: "--repeats".into(),
+            name: "repeats".into(),
             reason: "must be at least 1".into(),
         });
     }
-    let infinite = InfiniteMlp::from_spec(&config.spec(n0, config.widths[0], outputs))?;
+    let infinite = InfiniteMlp::from_spec(&config.spec)?;
     let options = KernelOptions {
         quadrature: config.quadrature,
         ..KernelOptions::default()
@@ -515,7 +493,7 @@ pub fn dynamics_experiment(
     )?;
     let dynamics = KernelDynamics::new(train.ntk.as_ref().expect("requested"), outputs, config.lr)?;
     dynamics.check_stable()?;
-    let weight_shares = (1..=infinite.layers)
+    let weight_shares = (1..=infinite.layers())
         .map(|l| train.weight_share(l))
         .collect();
     let theory = Theory {
@@ -530,7 +508,7 @@ pub fn dynamics_experiment(
     let mut seconds = Vec::new();
     for &width in &config.widths {
         let start = Instant::now();
-        let spec = config.spec(n0, width, outputs);
+        let spec = config.spec_at(width);
         let runs: Vec<WidthResult> = (0..config.repeats as u64)
             .map(|k| {
                 let seed = config.seed.wrapping_add(k);
@@ -576,8 +554,8 @@ pub fn dynamics_experiment(
         errors,
         slopes,
         max_stable_lr: theory.dynamics.max_stable_lr(),
-        activation: config.activation.name().to_string(),
-        hidden_layers: config.hidden_layers,
+        activation: config.spec.activation.name().to_string(),
+        hidden_layers: config.spec.hidden.len(),
         steps: config.steps,
         lr: config.lr,
         seed: config.seed,
@@ -589,4 +567,200 @@ pub fn dynamics_experiment(
         final_train_loss,
         seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dynamics::KernelDynamics;
+    use widealign_models::{BiasInit, Parameterization};
+    use widealign_tensor::Activation;
+
+    fn spec(input_dim: usize) -> MlpSpec {
+        MlpSpec::uniform(input_dim, 1, 2, 1, Activation::Erf)
+            .with_param(Parameterization::Ntk {
+                w_std: 1.2,
+                b_std: 0.3,
+            })
+            .with_bias_init(BiasInit::Gaussian)
+    }
+
+    fn data() -> RegressionData {
+        RegressionData {
+            x_train: Mat::from_row_slice(4, 2, &[1.0, 0.0, 0.0, 1.0, 0.6, 0.8, -1.0, 0.5]),
+            y_train: Mat::from_row_slice(4, 1, &[0.5, -0.5, 0.2, 0.0]),
+            x_test: Mat::from_row_slice(2, 2, &[0.3, 0.3, -0.2, 1.0]),
+        }
+    }
+
+    #[test]
+    fn analytic_ntk_is_the_kernel_of_its_spec() {
+        let x = Mat::from_row_slice(3, 2, &[1.0, 0.0, 0.6, 0.8, -0.5, 2.0]);
+        let r = analytic_ntk(&x, &NtkConfig::new(spec(2))).unwrap();
+        let k = InfiniteMlp::from_spec(&spec(2))
+            .unwrap()
+            .kernels(
+                &x,
+                None,
+                &KernelRequest::outputs(),
+                &KernelOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(r.ntk, rows(k.ntk.as_ref().unwrap()));
+        assert_eq!(r.nngp, rows(k.nngp.as_ref().unwrap()));
+        // hidden widths and the output dimension do not enter the kernels
+        let other = MlpSpec {
+            hidden: vec![4096, 3],
+            output_dim: 7,
+            ..spec(2)
+        };
+        let r2 = analytic_ntk(&x, &NtkConfig::new(other)).unwrap();
+        assert_eq!((&r2.nngp, &r2.ntk), (&r.nngp, &r.ntk));
+        // the bias initialisation does: zero biases drop s_b² from the forward covariance
+        let zero = spec(2).with_bias_init(BiasInit::Zero);
+        let r3 = analytic_ntk(&x, &NtkConfig::new(zero)).unwrap();
+        assert!(r3.nngp[0][0] < r.nngp[0][0]);
+        let e = analytic_ntk(&x, &NtkConfig::new(spec(3))).unwrap_err();
+        assert!(matches!(e, NtkError::Shape { .. }), "{e}");
+        let standard = spec(2).with_param(Parameterization::Standard {
+            w_std: 1.0,
+            b_std: 0.0,
+        });
+        let e = analytic_ntk(&x, &NtkConfig::new(standard)).unwrap_err();
+        assert!(matches!(e, NtkError::Architecture(_)), "{e}");
+    }
+
+    #[test]
+    fn option_errors_name_the_field_not_a_flag() {
+        let x = Mat::from_row_slice(2, 2, &[1.0, 0.0, 0.0, 1.0]);
+        let ntk_with = |w_std: f64, b_std: f64| {
+            let s = spec(2).with_param(Parameterization::Ntk { w_std, b_std });
+            analytic_ntk(&x, &NtkConfig::new(s)).unwrap_err()
+        };
+        let dyn_config = || DynamicsConfig::new(spec(2), vec![8], 3, 0.1, 0);
+        let empty = RegressionData {
+            x_train: Mat::zeros(0, 2),
+            y_train: Mat::zeros(0, 1),
+            ..data()
+        };
+        let cases = [
+            ("w_std", ntk_with(-1.0, 0.0)),
+            ("b_std", ntk_with(1.0, f64::NAN)),
+            (
+                "inputs",
+                analytic_ntk(&Mat::zeros(0, 2), &NtkConfig::new(spec(2))).unwrap_err(),
+            ),
+            (
+                "widths",
+                dynamics_experiment(
+                    &DynamicsConfig {
+                        widths: vec![],
+                        ..dyn_config()
+                    },
+                    &data(),
+                )
+                .unwrap_err(),
+            ),
+            (
+                "steps",
+                dynamics_experiment(
+                    &DynamicsConfig {
+                        steps: 0,
+                        ..dyn_config()
+                    },
+                    &data(),
+                )
+                .unwrap_err(),
+            ),
+            (
+                "repeats",
+                dynamics_experiment(
+                    &DynamicsConfig {
+                        repeats: 0,
+                        ..dyn_config()
+                    },
+                    &data(),
+                )
+                .unwrap_err(),
+            ),
+            (
+                "train_size",
+                dynamics_experiment(&dyn_config(), &empty).unwrap_err(),
+            ),
+            (
+                "lr",
+                KernelDynamics::new(&Mat::identity(2, 2), 1, f64::NAN).unwrap_err(),
+            ),
+        ];
+        for (field, e) in cases {
+            match &e {
+                NtkError::InvalidOption { name, .. } => assert_eq!(name, field),
+                other => panic!("{field}: expected InvalidOption, got {other:?}"),
+            }
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("invalid option {field}: ")), "{msg}");
+            assert!(!msg.contains("--"), "{msg}");
+            let spelled = e.message_with(|f| format!("<{f}>"));
+            assert!(
+                spelled.contains(&format!("invalid option <{field}>: ")),
+                "{spelled}"
+            );
+        }
+    }
+
+    #[test]
+    fn dynamics_checks_the_data_against_the_spec_and_varies_only_the_widths() {
+        let cfg = DynamicsConfig::new(spec(2), vec![8, 16], 3, 0.1, 0);
+        let s = cfg.spec_at(16);
+        assert_eq!(s.hidden, vec![16, 16]);
+        assert_eq!(
+            MlpSpec {
+                hidden: spec(2).hidden,
+                ..s
+            },
+            spec(2)
+        );
+        let r = dynamics_experiment(&cfg, &data()).unwrap();
+        assert_eq!((r.hidden_layers, r.activation.as_str()), (2, "erf"));
+        assert_eq!(r.measured_weight_norm[0].len(), 3);
+        let wrong_inputs = DynamicsConfig::new(spec(3), vec![8], 3, 0.1, 0);
+        let e = dynamics_experiment(&wrong_inputs, &data()).unwrap_err();
+        assert!(
+            matches!(&e, NtkError::Shape { what, .. } if what == "training inputs"),
+            "{e}"
+        );
+        let wrong_outputs = DynamicsConfig::new(
+            MlpSpec {
+                output_dim: 2,
+                ..spec(2)
+            },
+            vec![8],
+            3,
+            0.1,
+            0,
+        );
+        let e = dynamics_experiment(&wrong_outputs, &data()).unwrap_err();
+        assert!(
+            matches!(&e, NtkError::Shape { what, .. } if what == "training targets"),
+            "{e}"
+        );
+        // the unstable-learning-rate message names the field `lr`
+        let e = dynamics_experiment(
+            &DynamicsConfig {
+                lr: 1e6,
+                ..cfg.clone()
+            },
+            &data(),
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.ends_with(&format!("choose lr below {:.6}", r.max_stable_lr)),
+            "{msg}"
+        );
+        assert!(!msg.contains("--"), "{msg}");
+        assert!(e
+            .message_with(|f| format!("--{f}"))
+            .contains("choose --lr below"));
+    }
 }

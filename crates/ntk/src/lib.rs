@@ -17,7 +17,7 @@
 //!   shadow accumulator of the predicted update during a backprop run.
 //! * [`experiment`] — the library side of `widealign ntk`, `dynamics` and `align`.
 //!
-//! The central result (docs/theory.md §4, derived in `docs/theory.md`): at infinite width every
+//! The central result (derived in docs/theory.md §4): at infinite width every
 //! layer's weight change is `ΔW^l = −(s_w/√n_{l−1}) Σ_i G^l(x_i) ε_i a_0^{l−1}(x_i)ᵀ` — a sum of
 //! outer products of the layer's initial input activities weighted by backward-projected
 //! accumulated errors — with `‖ΔW^l‖_F² → Σ_c ε_cᵀ (P^l ⊙ A^l)(X, X) ε_c`.

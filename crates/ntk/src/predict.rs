@@ -1,5 +1,5 @@
 //! The weight change that the infinite-width theory predicts for a *given* finite
-//! initialisation (docs/theory.md §4).
+//! initialisation (docs/theory.md §4.3).
 //!
 //! In the lazy (infinite-width) regime the backward signal is a fixed linear map of the error,
 //! `d^l(x) = G^l(x) e(x)`, with `G^l` computed once at initialisation, and the activities stay at

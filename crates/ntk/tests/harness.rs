@@ -10,6 +10,12 @@ use widealign_ntk::experiment::{
 use widealign_ntk::NtkError;
 use widealign_tensor::{gemm, rng::SeedStream, Activation, Mat};
 
+/// The student of [`task`]: `depth` hidden layers (their width is set by each config's
+/// `widths`), 4 inputs, one output, the spec's default `s_w = 1`, `s_b = 0.1`, zero biases.
+fn student(depth: usize, act: Activation) -> MlpSpec {
+    MlpSpec::uniform(4, 16, depth, 1, act)
+}
+
 /// A small teacher task: y = tanh(x·v) + 0.5 sin(x·u), 16 training and 16 test points.
 fn task() -> RegressionData {
     let s = SeedStream::new(3);
@@ -28,7 +34,7 @@ fn task() -> RegressionData {
 #[test]
 fn errors_shrink_with_width_and_report_has_the_contract_shape() {
     let data = task();
-    let mut cfg = DynamicsConfig::new(1, Activation::Erf, vec![32, 128, 512], 40, 0.5, 0);
+    let mut cfg = DynamicsConfig::new(student(1, Activation::Erf), vec![32, 128, 512], 40, 0.5, 0);
     cfg.repeats = 3;
     let r = dynamics_experiment(&cfg, &data).unwrap();
     assert_eq!(r.errors.weight_norm.len(), 3);
@@ -82,25 +88,28 @@ fn refuses_learning_rates_beyond_the_stability_limit() {
         .unwrap();
     let lambda_max = nalgebra::SymmetricEigen::new(t).eigenvalues.max();
     let limit = 16.0 / lambda_max;
-    let cfg = DynamicsConfig::new(1, Activation::Relu, vec![16], 5, limit * 1.001, 0);
+    let relu = student(1, Activation::Relu);
+    let cfg = DynamicsConfig::new(relu.clone(), vec![16], 5, limit * 1.001, 0);
     match dynamics_experiment(&cfg, &data) {
         Err(NtkError::UnstableLearningRate { max_stable_lr, .. }) => {
             assert!((max_stable_lr - limit).abs() < 1e-9 * limit);
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+    // the library names the field, not a command-line flag
     let msg = dynamics_experiment(&cfg, &data).unwrap_err().to_string();
-    assert!(msg.contains("--lr"), "{msg}");
-    let ok = DynamicsConfig::new(1, Activation::Relu, vec![16], 5, limit * 0.5, 0);
+    assert!(msg.contains("choose lr below"), "{msg}");
+    assert!(!msg.contains("--"), "{msg}");
+    let ok = DynamicsConfig::new(relu.clone(), vec![16], 5, limit * 0.5, 0);
     assert!(dynamics_experiment(&ok, &data).is_ok());
-    let bad = DynamicsConfig::new(1, Activation::Relu, vec![], 5, 0.1, 0);
+    let bad = DynamicsConfig::new(relu, vec![], 5, 0.1, 0);
     assert!(dynamics_experiment(&bad, &data).is_err());
 }
 
 #[test]
 fn same_numbers_for_any_thread_count() {
     let data = task();
-    let mut cfg = DynamicsConfig::new(2, Activation::Tanh, vec![24, 96], 10, 0.3, 1);
+    let mut cfg = DynamicsConfig::new(student(2, Activation::Tanh), vec![24, 96], 10, 0.3, 1);
     cfg.precision = Precision::F64;
     let run = |threads| {
         rayon::ThreadPoolBuilder::new()

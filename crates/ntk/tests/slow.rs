@@ -1,5 +1,5 @@
 //! Slow experiments (`just slow`, i.e. `cargo test --release -- --ignored --nocapture`): the
-//! width table of docs/theory.md §4 and the N = 10,000 kernel. They print their measurements; the
+//! width table of docs/theory.md §4.4 and the N = 10,000 kernel. They print their measurements; the
 //! assertions check the science, never the time.
 
 use std::time::Instant;
@@ -27,7 +27,8 @@ fn width_table_on_the_teacher_task() {
         x_test: f(&test.x),
     };
     for act in [Activation::Erf, Activation::Relu] {
-        let cfg = DynamicsConfig::new(2, act, vec![64, 256, 1024, 4096], 200, 0.1, 0);
+        let student = MlpSpec::uniform(params.input_dim, 64, 2, params.outputs, act);
+        let cfg = DynamicsConfig::new(student, vec![64, 256, 1024, 4096], 200, 0.1, 0);
         let start = Instant::now();
         let r = dynamics_experiment(&cfg, &data).unwrap();
         println!(

@@ -19,9 +19,11 @@
 //! | `readout` | — (only `W^L`, `b^L` learn) | live `a` |
 //!
 //! (`W_0, h_0, a_0`: the network frozen at its initialisation, on the same input.) So a rule is a
-//! choice of a `widealign-models` [`Pathway`](widealign_models::Pathway) plus an activity trace —
-//! [`MlpRule`] and [`RnnRule`] implement the [`Rule`] trait that way, and the one backward loop
-//! stays in `widealign-models`. At initialisation the Align rules coincide with backprop;
+//! recipe ([`RuleKind::recipe`], the one table that defines the rules): where the error travels
+//! back ([`FeedbackSource`]), whose `φ′` and whose activities ([`TraceSource`]). One generic
+//! [`Rule`] follows the recipe for every model that implements
+//! `widealign-models`' [`Network`] (the MLP and the RNN today), and each model's backward loop
+//! exists once, in `widealign-models`. At initialisation the Align rules coincide with backprop;
 //! Align-zero's update is the gradient of the network linearised at initialisation; Align-prop is
 //! FA with `B = W_0` (all checked in `tests/identities.rs`).
 //!
@@ -51,18 +53,16 @@ mod config;
 mod driver;
 mod error;
 mod kind;
-pub mod mlp_rule;
-pub mod rnn_rule;
 pub mod rule;
 mod train;
+mod trainable;
 
 pub use config::{EpochRecord, ModelKind, OptimizerChoice, ParamKind, TrainConfig, TrainResult};
 pub use driver::{
     Callbacks, Progress, ProgressFn, StepBatch, StepHookFn, StepView, DIVERGENCE_FACTOR,
 };
 pub use error::RulesError;
-pub use kind::RuleKind;
-pub use mlp_rule::{MlpRule, FROZEN_CACHE_BUDGET};
-pub use rnn_rule::RnnRule;
-pub use rule::{Network, Rule, StepInput};
+pub use kind::{FeedbackSource, Recipe, RuleKind, TraceSource};
+pub use rule::{MlpRule, RnnRule, Rule, StepInput, FROZEN_CACHE_BUDGET};
 pub use train::{train, train_model, Trained};
+pub use widealign_models::Network;

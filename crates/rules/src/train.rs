@@ -39,19 +39,16 @@
 //! assert!(result.test_loss < result.history[0].test_loss);
 //! ```
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 
-use widealign_data::{preprocess, Batch, Dataset, SeqBatch, Sequences, Split, Tabular};
-use widealign_models::{
-    predicted_classes, Loss, Mlp, Optimizer, OptimizerKind, Rnn, RnnSpec, RnnTrace, Trace,
-};
-use widealign_tensor::{rng::SeedStream, Mat};
+use widealign_data::{preprocess, Dataset};
+use widealign_models::{Loss, Mlp, Optimizer, OptimizerKind, Rnn, RnnSpec};
 
 use crate::driver::{self, Eval, StepBatch, Task};
-use crate::mlp_rule::FROZEN_CACHE_BUDGET;
+use crate::trainable::Trainable;
 use crate::{
-    Callbacks, MlpRule, ModelKind, OptimizerChoice, RnnRule, Rule, RulesError, StepInput,
-    TrainConfig, TrainResult,
+    Callbacks, ModelKind, OptimizerChoice, Rule, RulesError, StepInput, TrainConfig, TrainResult,
+    FROZEN_CACHE_BUDGET,
 };
 
 /// The network a run trained.
@@ -62,9 +59,6 @@ pub enum Trained {
     /// A recurrent network.
     Rnn(Rnn<f32>),
 }
-
-/// Rows per forward pass when evaluating a split.
-const EVAL_CHUNK: usize = 512;
 
 impl TrainConfig {
     /// The recurrent network this run trains (width `width`, zero-initialised biases).
@@ -109,41 +103,37 @@ pub fn train(
 pub fn train_model(
     cfg: &TrainConfig,
     data: &Dataset,
-    mut callbacks: Callbacks<'_>,
+    callbacks: Callbacks<'_>,
 ) -> Result<(TrainResult, Trained), RulesError> {
     cfg.validate()?;
-    let mismatch = |reason: &str| RulesError::DatasetMismatch {
-        dataset: data.name.clone(),
-        model: cfg.model.name(),
-        reason: reason.to_string(),
-    };
     match cfg.model {
-        ModelKind::Mlp => {
-            let (Split::Tabular(train), Split::Tabular(test)) = (&data.train, &data.test) else {
-                return Err(mismatch(
-                    "it holds sequences; use --model rnn (or a feature-vector dataset)",
-                ));
-            };
-            let train = subset_tabular(cfg, train)?;
-            let mut task = MlpTask::new(cfg, train, test)?;
-            let result = driver::run(cfg, ModelKind::Mlp, cfg.depth, &mut task, &mut callbacks)?;
-            Ok((result, Trained::Mlp(task.model)))
-        }
-        ModelKind::Rnn => {
-            let (Split::Sequences(train), Split::Sequences(test)) = (&data.train, &data.test)
-            else {
-                return Err(mismatch(
-                    "it holds feature vectors; use --model mlp (or a sequence dataset such as add)",
-                ));
-            };
-            let train = subset_sequences(cfg, train)?;
-            let mut task = RnnTask::new(cfg, train, test)?;
-            let result = driver::run(cfg, ModelKind::Rnn, 1, &mut task, &mut callbacks)?;
-            Ok((result, Trained::Rnn(task.model)))
-        }
+        ModelKind::Mlp => train_network::<Mlp<f32>>(cfg, data, callbacks),
+        ModelKind::Rnn => train_network::<Rnn<f32>>(cfg, data, callbacks),
     }
 }
 
+/// The training loop for one model type: subset, build, cache, run the epochs.
+fn train_network<M: Trainable>(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    mut callbacks: Callbacks<'_>,
+) -> Result<(TrainResult, Trained), RulesError> {
+    let (train, test) = M::splits(data).ok_or_else(|| RulesError::DatasetMismatch {
+        dataset: data.name.clone(),
+        model: cfg.model.name(),
+        reason: M::WRONG_DATA.to_string(),
+    })?;
+    let train = match subset_rows(cfg, M::split_len(train), M::split_labels(train))? {
+        Some(rows) => Cow::Owned(M::select(train, &rows)),
+        None => Cow::Borrowed(train),
+    };
+    let mut task = ModelTask::<M>::new(cfg, train, test)?;
+    let result = driver::run(cfg, M::KIND, M::depth(cfg), &mut task, &mut callbacks)?;
+    Ok((result, M::trained(task.model)))
+}
+
+/// The training rows of `cfg` (`None`: the whole split), through the data crate's one subset
+/// path, so `train_size` and a seed name the same subset as `widealign_data::load` would draw.
 fn subset_rows(
     cfg: &TrainConfig,
     n: usize,
@@ -161,119 +151,54 @@ fn subset_rows(
             reason: format!("{k} is more than the {n} training examples"),
         });
     }
-    let mut rng = SeedStream::new(cfg.seed).child("subset").rng("train");
-    let rows = match labels {
-        Some((labels, classes)) => preprocess::stratified_subset(labels, classes, k, &mut rng)?,
-        None => preprocess::random_subset(n, k, &mut rng)?,
-    };
+    let rows = preprocess::training_subset(n, labels, k, cfg.seed)?;
     Ok(Some(rows))
 }
 
-fn subset_tabular<'d>(cfg: &TrainConfig, t: &'d Tabular) -> Result<Cow<'d, Tabular>, RulesError> {
-    let labels = t.labels.as_deref().zip(t.classes);
-    Ok(match subset_rows(cfg, t.len(), labels)? {
-        Some(rows) => Cow::Owned(t.select(&rows)),
-        None => Cow::Borrowed(t),
-    })
-}
-
-fn subset_sequences<'d>(
-    cfg: &TrainConfig,
-    s: &'d Sequences,
-) -> Result<Cow<'d, Sequences>, RulesError> {
-    Ok(match subset_rows(cfg, s.len(), None)? {
-        Some(rows) => Cow::Owned(s.select(&rows)),
-        None => Cow::Borrowed(s),
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// MLP
-
-struct MlpTask<'d> {
-    train: Cow<'d, Tabular>,
-    test: &'d Tabular,
-    model: Mlp<f32>,
-    rule: MlpRule<f32>,
+/// One run of one model: data, network, rule, optimiser and reused buffers.
+struct ModelTask<'d, M: Trainable> {
+    train: Cow<'d, M::Split>,
+    test: &'d M::Split,
+    model: M,
+    rule: Rule<M>,
     optimizer: Optimizer<f32>,
     sgd: bool,
-    batch: Batch,
-    trace: Trace<f32>,
-    err: Mat<f32>,
+    batch: M::Batch,
+    trace: M::Trace,
+    err: M::ErrorBuf,
 }
 
-impl<'d> MlpTask<'d> {
+impl<'d, M: Trainable> ModelTask<'d, M> {
     fn new(
         cfg: &TrainConfig,
-        train: Cow<'d, Tabular>,
-        test: &'d Tabular,
+        train: Cow<'d, M::Split>,
+        test: &'d M::Split,
     ) -> Result<Self, RulesError> {
-        if test.input_dim() != train.input_dim() || test.output_dim() != train.output_dim() {
-            return Err(RulesError::DatasetMismatch {
-                dataset: cfg.dataset.clone(),
-                model: "mlp",
-                reason: format!(
-                    "train split is {} → {}, test split {} → {}",
-                    train.input_dim(),
-                    train.output_dim(),
-                    test.input_dim(),
-                    test.output_dim()
-                ),
-            });
+        M::check_splits(cfg, &train, test)?;
+        let spec = M::spec_for(cfg, &train)?;
+        let model = M::from_seed(&spec, cfg.seed)?;
+        let mut rule = Rule::new(cfg.rule, &model)?;
+        let x_train = M::inputs(&train);
+        if cfg.cache_frozen && rule.frozen_cache_size(x_train) <= FROZEN_CACHE_BUDGET {
+            rule.cache_frozen_trace(x_train)?;
         }
-        let spec = cfg.mlp_spec(train.input_dim(), train.output_dim())?;
-        let model = Mlp::new(&spec, cfg.seed)?;
-        let mut rule = MlpRule::new(cfg.rule, &model)?;
-        if cfg.cache_frozen && rule.frozen_cache_size(train.len()) <= FROZEN_CACHE_BUDGET {
-            rule.cache_frozen_trace(&train.x)?;
-        }
-        Ok(MlpTask {
+        Ok(ModelTask {
             train,
             test,
             model,
             rule,
             optimizer: Optimizer::new(cfg.optimizer_kind()),
             sgd: cfg.optimizer == OptimizerChoice::Sgd,
-            batch: Batch::default(),
-            trace: Trace {
-                pre: Vec::new(),
-                act: Vec::new(),
-            },
-            err: Mat::zeros(0, 0),
-        })
-    }
-
-    fn eval(&self, split: &Tabular) -> Result<Eval, RulesError> {
-        let n = split.len();
-        let (mut loss, mut correct) = (0.0, 0usize);
-        let mut start = 0;
-        while start < n {
-            let rows = EVAL_CHUNK.min(n - start);
-            let out = self
-                .model
-                .predict(&split.x.rows(start, rows).into_owned())?;
-            let (l, _) = Loss::Mse.evaluate(&out, &split.y.rows(start, rows).into_owned())?;
-            loss += l * rows as f64;
-            if let Some(labels) = &split.labels {
-                correct += predicted_classes(&out)
-                    .iter()
-                    .zip(&labels[start..start + rows])
-                    .filter(|(p, l)| p == l)
-                    .count();
-            }
-            start += rows;
-        }
-        let n = n.max(1) as f64;
-        Ok(Eval {
-            loss: loss / n,
-            accuracy: split.labels.as_ref().map(|_| correct as f64 / n),
+            batch: M::Batch::default(),
+            trace: M::Trace::default(),
+            err: M::ErrorBuf::default(),
         })
     }
 }
 
-impl Task for MlpTask<'_> {
+impl<M: Trainable> Task for ModelTask<'_, M> {
     fn n_train(&self) -> usize {
-        self.train.len()
+        M::split_len(&self.train)
     }
 
     fn step(
@@ -282,161 +207,39 @@ impl Task for MlpTask<'_> {
         lr: f64,
         hook: Option<&mut dyn FnMut(StepBatch<'_>)>,
     ) -> Result<f64, RulesError> {
-        self.train.batch_into(rows, &mut self.batch);
-        self.model.forward_into(&self.batch.x, &mut self.trace)?;
-        let loss = Loss::Mse.evaluate_into(self.trace.output(), &self.batch.y, &mut self.err)?;
+        M::batch_into(&self.train, rows, &mut self.batch);
+        let x = M::batch_input(&self.batch);
+        self.model.forward_into(x, &mut self.trace)?;
+        let loss = M::loss_into(Loss::Mse, &self.trace, &self.batch, &mut self.err)?;
         if !loss.is_finite() {
             return Ok(loss);
         }
+        let err: &M::Error = self.err.borrow();
         if let Some(h) = hook {
-            h(StepBatch::Mlp {
-                x: &self.batch.x,
-                err: &self.err,
-            });
+            h(M::step_batch(x, err));
         }
         let step = StepInput {
-            x: &self.batch.x,
+            x,
             rows: Some(rows),
             live: &self.trace,
-            err: &self.err,
+            err,
         };
         if self.sgd {
-            // Plain SGD fused into the backward pass: bit-identical, no gradient storage.
+            // Plain SGD applied by the model (fused into the backward pass where it can).
             self.rule.sgd_step(&mut self.model, &step, lr as f32)?;
         } else {
             let grads = self.rule.update(&self.model, &step)?;
-            self.optimizer.step_mlp(&mut self.model, grads, lr as f32);
+            self.optimizer
+                .step_network(&mut self.model, grads, lr as f32);
         }
         Ok(loss)
     }
 
     fn eval_train(&mut self) -> Result<Eval, RulesError> {
-        self.eval(&self.train)
+        M::evaluate(&self.model, Loss::Mse, &self.train)
     }
 
     fn eval_test(&mut self) -> Result<Eval, RulesError> {
-        self.eval(self.test)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// RNN
-
-struct RnnTask<'d> {
-    train: Cow<'d, Sequences>,
-    test: &'d Sequences,
-    model: Rnn<f32>,
-    rule: RnnRule<f32>,
-    optimizer: Optimizer<f32>,
-    batch: SeqBatch,
-    trace: RnnTrace<f32>,
-}
-
-impl<'d> RnnTask<'d> {
-    fn new(
-        cfg: &TrainConfig,
-        train: Cow<'d, Sequences>,
-        test: &'d Sequences,
-    ) -> Result<Self, RulesError> {
-        if test.input_dim() != train.input_dim()
-            || test.output_dim() != train.output_dim()
-            || test.steps() != train.steps()
-        {
-            return Err(RulesError::DatasetMismatch {
-                dataset: cfg.dataset.clone(),
-                model: "rnn",
-                reason: format!(
-                    "train split has {} steps of {} → {}, test split {} steps of {} → {}",
-                    train.steps(),
-                    train.input_dim(),
-                    train.output_dim(),
-                    test.steps(),
-                    test.input_dim(),
-                    test.output_dim()
-                ),
-            });
-        }
-        let spec = cfg.rnn_spec(train.input_dim(), train.output_dim())?;
-        let model = Rnn::new(&spec, cfg.seed)?;
-        let mut rule = RnnRule::new(cfg.rule, &model)?;
-        if cfg.cache_frozen
-            && rule.frozen_cache_size(train.len(), train.steps()) <= FROZEN_CACHE_BUDGET
-        {
-            rule.cache_frozen_trace(&train.x)?;
-        }
-        Ok(RnnTask {
-            train,
-            test,
-            model,
-            rule,
-            optimizer: Optimizer::new(cfg.optimizer_kind()),
-            batch: SeqBatch::default(),
-            trace: RnnTrace::new(),
-        })
-    }
-
-    fn eval(&self, split: &Sequences) -> Result<Eval, RulesError> {
-        let n = split.len();
-        let mut loss = 0.0;
-        let mut start = 0;
-        while start < n {
-            let rows = EVAL_CHUNK.min(n - start);
-            let chunk = |ms: &[Mat<f32>]| -> Vec<Mat<f32>> {
-                ms.iter()
-                    .map(|m| m.rows(start, rows).into_owned())
-                    .collect()
-            };
-            let out = self.model.predict(&chunk(&split.x))?;
-            let (l, _) = Loss::Mse.evaluate_sequence(&out, &chunk(&split.y))?;
-            loss += l * rows as f64;
-            start += rows;
-        }
-        Ok(Eval {
-            loss: loss / n.max(1) as f64,
-            accuracy: None,
-        })
-    }
-}
-
-impl Task for RnnTask<'_> {
-    fn n_train(&self) -> usize {
-        self.train.len()
-    }
-
-    fn step(
-        &mut self,
-        rows: &[usize],
-        lr: f64,
-        hook: Option<&mut dyn FnMut(StepBatch<'_>)>,
-    ) -> Result<f64, RulesError> {
-        self.train.batch_into(rows, &mut self.batch);
-        self.model.forward_into(&self.batch.x, &mut self.trace)?;
-        let (loss, errs) = Loss::Mse.evaluate_sequence(&self.trace.outputs, &self.batch.y)?;
-        if !loss.is_finite() {
-            return Ok(loss);
-        }
-        if let Some(h) = hook {
-            h(StepBatch::Rnn {
-                xs: &self.batch.x,
-                errs: &errs,
-            });
-        }
-        let step = StepInput {
-            x: self.batch.x.as_slice(),
-            rows: Some(rows),
-            live: &self.trace,
-            err: errs.as_slice(),
-        };
-        let grads = self.rule.update(&self.model, &step)?;
-        self.optimizer.step_rnn(&mut self.model, grads, lr as f32);
-        Ok(loss)
-    }
-
-    fn eval_train(&mut self) -> Result<Eval, RulesError> {
-        self.eval(&self.train)
-    }
-
-    fn eval_test(&mut self) -> Result<Eval, RulesError> {
-        self.eval(self.test)
+        M::evaluate(&self.model, Loss::Mse, self.test)
     }
 }

@@ -1,7 +1,7 @@
 //! The exact identities of docs/theory.md §2 between the rules, for the MLP and the RNN.
 
 use widealign_models::{Grads, Loss, Mlp, MlpSpec, Parameterization, Rnn, RnnGrads, RnnSpec};
-use widealign_rules::{MlpRule, RnnRule, Rule, RuleKind, StepInput};
+use widealign_rules::{MlpRule, RnnRule, RuleKind, StepInput};
 use widealign_tensor::{rng::SeedStream, Activation, Float, Mat};
 
 const ALIGN: [RuleKind; 3] = [RuleKind::AlignProp, RuleKind::AlignAda, RuleKind::AlignZero];
@@ -316,24 +316,24 @@ fn mlp_feedback_matrices_come_from_their_own_streams() {
     let spec = MlpSpec::new(5, vec![20, 30], 3, Activation::Relu);
     let fa = MlpRule::<f64>::from_spec(RuleKind::Fa, &spec, 1).unwrap();
     let net = Mlp::<f64>::new(&spec, 1).unwrap();
-    assert_eq!(fa.feedback().len(), 3);
-    assert_eq!(fa.feedback()[0].shape(), (0, 0));
+    assert_eq!(fa.feedback().unwrap().len(), 3);
+    assert_eq!(fa.feedback().unwrap()[0].shape(), (0, 0));
     for l in 1..3 {
-        assert_eq!(fa.feedback()[l].shape(), net.weights[l].shape());
-        assert_ne!(fa.feedback()[l], net.weights[l]);
+        assert_eq!(fa.feedback().unwrap()[l].shape(), net.weights[l].shape());
+        assert_ne!(fa.feedback().unwrap()[l], net.weights[l]);
     }
     let dfa = MlpRule::<f64>::from_spec(RuleKind::Dfa, &spec, 1).unwrap();
-    assert_eq!(dfa.feedback()[0].shape(), (20, 3));
-    assert_eq!(dfa.feedback()[1].shape(), (30, 3));
+    assert_eq!(dfa.feedback().unwrap()[0].shape(), (20, 3));
+    assert_eq!(dfa.feedback().unwrap()[1].shape(), (30, 3));
     // Same seed, same matrices; another seed, other matrices.
     let again = MlpRule::<f64>::from_spec(RuleKind::Fa, &spec, 1).unwrap();
     assert_eq!(fa.feedback(), again.feedback());
     let other = MlpRule::<f64>::from_spec(RuleKind::Fa, &spec, 2).unwrap();
-    assert_ne!(fa.feedback()[1], other.feedback()[1]);
+    assert_ne!(fa.feedback().unwrap()[1], other.feedback().unwrap()[1]);
     // The DFA scale: entries N(0, s_w²/n_l).
     let big = MlpSpec::new(5, vec![400], 10, Activation::Relu);
     let d = MlpRule::<f64>::from_spec(RuleKind::Dfa, &big, 0).unwrap();
-    let m = &d.feedback()[0];
+    let m = &d.feedback().unwrap()[0];
     let var = m.iter().map(|v| v * v).sum::<f64>() / m.len() as f64;
     assert!(
         (var * 400.0 - 1.0).abs() < 0.1,
@@ -359,7 +359,7 @@ fn mlp_cached_frozen_trace_gives_the_same_updates() {
         // align-zero) in f32, plus two f64 input checksums
         let per_row = if kind == RuleKind::AlignZero { 96 } else { 48 };
         assert_eq!(bytes, 30 * (per_row * 4 + 16));
-        assert_eq!(bytes, plain.frozen_cache_size(30));
+        assert_eq!(bytes, plain.frozen_cache_size(&x_train));
         let (mut a, mut b) = (init.clone(), init.clone());
         for _ in 0..4 {
             let g1 = mlp_step(&mut plain, &mut a, &x, &y, 0.5);
@@ -547,7 +547,7 @@ fn rnn_align_prop_equals_fa_with_frozen_weights() {
         let (mut a, mut b) = (init.clone(), init.clone());
         let mut prop = RnnRule::new(RuleKind::AlignProp, &a).unwrap();
         let mut fa =
-            RnnRule::fa_with_feedback(&spec, init.w_rec.clone(), init.w_out.clone()).unwrap();
+            RnnRule::fa_with_feedback(&spec, (init.w_rec.clone(), init.w_out.clone())).unwrap();
         for step in 0..5 {
             let ga = rnn_step(&mut prop, &mut a, &xs, &ys, 0.1);
             let gb = rnn_step(&mut fa, &mut b, &xs, &ys, 0.1);
@@ -727,7 +727,7 @@ fn rnn_cached_frozen_trace_gives_the_same_updates() {
         let mut plain = RnnRule::new(kind, &init).unwrap();
         let mut cached = RnnRule::new(kind, &init).unwrap();
         let bytes = cached.cache_frozen_trace(&xs_train).unwrap();
-        assert_eq!(bytes, plain.frozen_cache_size(20, 6));
+        assert_eq!(bytes, plain.frozen_cache_size(&xs_train));
         assert_eq!(bytes, cached.cache_bytes());
         let sets = if kind == RuleKind::AlignZero { 2 } else { 1 };
         assert_eq!(bytes, 20 * (sets * 6 * 12 * 4 + 16));
@@ -801,4 +801,96 @@ fn mlp_fused_sgd_step_is_bit_identical_to_update_then_apply() {
             }
         }
     }
+}
+
+// ---------- Written once against the Network trait, run for every model ----------
+
+/// For any model: `sgd_step` is bit-identical to `update` + `apply_update` for every rule;
+/// Align-zero's update needs nothing of the live network (`update_from_frozen` equals `update`
+/// after the live network has moved away from the frozen one), and rules that read the live
+/// network refuse `update_from_frozen`.
+fn generic_rule_checks<M: widealign_rules::Network>(
+    init: &M,
+    x: &M::Input,
+    error: impl Fn(&M::Trace) -> Box<M::Error>,
+) {
+    use widealign_rules::Rule;
+    let lr = <M::Scalar as Float>::cast(0.05);
+    for kind in RuleKind::ALL {
+        let (mut a, mut b) = (init.clone(), init.clone());
+        let mut ra = Rule::new(kind, init).unwrap();
+        let mut rb = Rule::new(kind, init).unwrap();
+        for _ in 0..3 {
+            let mut ta = M::Trace::default();
+            a.forward_into(x, &mut ta).unwrap();
+            let ea = error(&ta);
+            let step = StepInput {
+                x,
+                rows: None,
+                live: &ta,
+                err: &*ea,
+            };
+            let g = ra.update(&a, &step).unwrap().clone();
+            a.apply_update(&g, lr);
+            let mut tb = M::Trace::default();
+            b.forward_into(x, &mut tb).unwrap();
+            let eb = error(&tb);
+            let step = StepInput {
+                x,
+                rows: None,
+                live: &tb,
+                err: &*eb,
+            };
+            rb.sgd_step(&mut b, &step, lr).unwrap();
+            assert!(
+                a == b,
+                "{kind} on {}: sgd_step differs from update",
+                M::NAME
+            );
+        }
+        // the live network has moved: Align-zero still reads only the frozen one
+        let mut t = M::Trace::default();
+        a.forward_into(x, &mut t).unwrap();
+        let e = error(&t);
+        let step = StepInput {
+            x,
+            rows: None,
+            live: &t,
+            err: &*e,
+        };
+        let with_live = ra.update(&a, &step).unwrap().clone();
+        let frozen_only = ra.update_from_frozen(x, None, &e);
+        if kind == RuleKind::AlignZero {
+            assert_eq!(frozen_only.unwrap(), &with_live, "{}", M::NAME);
+        } else {
+            assert!(
+                frozen_only.is_err(),
+                "{kind} must refuse update_from_frozen"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_rule_written_once_works_for_the_mlp_and_the_rnn() {
+    let spec = MlpSpec::new(4, vec![16, 12], 3, Activation::Tanh);
+    let net = Mlp::<f64>::new(&spec, 5).unwrap();
+    let (x, y) = mlp_data::<f64>(&spec, 6, 2);
+    generic_rule_checks(&net, &x, |t: &widealign_models::Trace<f64>| {
+        Box::new(Loss::Mse.evaluate(t.output(), &y).unwrap().1)
+    });
+    let rspec = RnnSpec::new(2, 10, 1, Activation::Tanh);
+    let rnet = Rnn::<f64>::new(&rspec, 5).unwrap();
+    let (xs, ys) = rnn_data::<f64>(&rspec, 4, 5, 3);
+    generic_rule_checks(
+        &rnet,
+        xs.as_slice(),
+        |t: &widealign_models::RnnTrace<f64>| {
+            Loss::Mse
+                .evaluate_sequence(&t.outputs, &ys)
+                .unwrap()
+                .1
+                .into_boxed_slice()
+        },
+    );
 }

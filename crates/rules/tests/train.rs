@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicBool;
 use widealign_data::{Dataset, Sequences, Split, Tabular, Task};
 use widealign_models::{Grads, Mlp};
 use widealign_rules::{
-    train, train_model, Callbacks, MlpRule, ModelKind, Progress, Rule, RuleKind, RulesError,
-    StepBatch, StepInput, TrainConfig, TrainResult, Trained,
+    train, train_model, Callbacks, MlpRule, ModelKind, Progress, RuleKind, RulesError, StepBatch,
+    StepInput, TrainConfig, TrainResult, Trained,
 };
 use widealign_tensor::{rng::SeedStream, Mat};
 
@@ -363,9 +363,13 @@ fn train_size_subsets_and_bad_settings_are_errors() {
     let seq = sequences(10, 4, 5);
     let err = train(&mlp_cfg(RuleKind::Bp), &seq, Callbacks::default()).unwrap_err();
     assert!(matches!(err, RulesError::DatasetMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("--model rnn"), "{err}");
+    // the library names the model, not a command-line flag
+    assert!(err.to_string().contains("use the rnn model"), "{err}");
+    assert!(!err.to_string().contains("--"), "{err}");
     let err = train(&rnn_cfg(RuleKind::Bp), &data, Callbacks::default()).unwrap_err();
     assert!(matches!(err, RulesError::DatasetMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("use the mlp model"), "{err}");
+    assert!(!err.to_string().contains("--"), "{err}");
 }
 
 #[test]
@@ -458,4 +462,38 @@ fn config_and_result_json_round_trip() {
     assert_eq!(v["rule"], "dfa");
     let back: TrainResult = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
+}
+
+#[test]
+fn a_seed_names_the_same_training_subset_in_the_loader_and_the_training_loop() {
+    use widealign_data::{load, LoadOptions};
+    for seed in [0u64, 3] {
+        let cfg = TrainConfig {
+            dataset: "digits".into(),
+            train_size: Some(120),
+            epochs: 2,
+            width: 32,
+            seed,
+            ..mlp_cfg(RuleKind::AlignAda)
+        };
+        // the training loop draws the subset from the full dataset …
+        let full = load("digits", &LoadOptions::default()).unwrap();
+        let a = train(&cfg, &full, Callbacks::default()).unwrap();
+        // … the loader draws it before training: the same rows, so the same run
+        let opts = LoadOptions {
+            seed,
+            train_size: Some(120),
+            ..LoadOptions::default()
+        };
+        let sub = load("digits", &opts).unwrap();
+        let b = train(&cfg, &sub, Callbacks::default()).unwrap();
+        assert_eq!(a.train_examples, 120);
+        assert_eq!(a.history.len(), b.history.len());
+        for (x, y) in a.history.iter().zip(&b.history) {
+            assert_eq!(
+                (x.train_loss, x.test_loss, x.test_accuracy),
+                (y.train_loss, y.test_loss, y.test_accuracy)
+            );
+        }
+    }
 }
