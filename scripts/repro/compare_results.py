@@ -2,7 +2,7 @@
 """Compare two results.jsonl files run by run: every metric equal, timing fields aside.
 
 Usage: compare_results.py OLD.jsonl NEW.jsonl
-Runs are matched by (experiment, config) where present, else by (experiment, run_index).
+Runs are matched by experiment and config (or the line's `key`).
 Exit status 0 when every run of OLD is in NEW with equal metrics, 1 otherwise.
 """
 import json
@@ -23,8 +23,13 @@ def strip(v):
 
 
 def key(d):
-    cfg = d.get("config")
-    return (d.get("experiment"), json.dumps(cfg, sort_keys=True) if cfg is not None else d.get("run_index"))
+    """A run's identity: its experiment and its config, or the line's own `key` (alignment and
+    dynamics lines), or, failing both, the whole line without its metrics."""
+    ident = d.get("config", d.get("key"))
+    if ident is None:
+        ident = {k: v for k, v in d.items() if k not in ("report", "layers", "history")}
+        ident = strip(ident)
+    return (d.get("experiment"), json.dumps(ident, sort_keys=True))
 
 
 def load(path):
