@@ -46,5 +46,6 @@ mod error;
 pub mod experiment;
 pub mod predict;
 pub mod quadrature;
+pub mod rnn;
 
 pub use error::NtkError;
