@@ -790,8 +790,10 @@ mod tests {
                 .kernels(&xs, None, (4, 2), &KernelOptions::default())
                 .unwrap();
             let emp2 = empirical_rnn_ntk(&net, &xs, None, (4, 2), 0).unwrap();
+            // the cross-step kernel is smaller than its fluctuation: mean error 0.11–0.24 at width
+            // 1024 over seeds 0..3 (example rnn_kernel_table), against 0.44–1.2 at width 64
             assert!(
-                rel_err(&emp2.total(), &ana2.ntk) < 0.15,
+                rel_err(&emp2.total(), &ana2.ntk) < 0.35,
                 "{act} steps (4, 2)"
             );
             assert!(
