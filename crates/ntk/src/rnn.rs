@@ -53,6 +53,7 @@
 use rayon::prelude::*;
 use widealign_models::{
     rnn_backward_signals, BiasInit, Parameterization, Rnn, RnnFeedback, RnnPathway, RnnSpec,
+    RnnTrace,
 };
 use widealign_tensor::{gemm, Float, Mat};
 
@@ -422,6 +423,9 @@ impl InfiniteRnn {
     }
 }
 
+/// A forward trace, the per-step signals `D_1..D_t` and the per-sample `∂y/∂r_0`.
+type OutputSignals<T> = (RnnTrace<T>, Vec<Mat<T>>, Mat<T>);
+
 /// Per-sample backprop-through-time signals of the output `y_step[output]` of `net` on `xs`:
 /// `D_τ` rows are `∂y_step(x_i)/∂h_τ`, plus the per-sample `∂y_step/∂r_0`.
 fn output_signals<T: Float>(
@@ -429,7 +433,7 @@ fn output_signals<T: Float>(
     xs: &[Mat<T>],
     step: usize,
     output: usize,
-) -> Result<(widealign_models::RnnTrace<T>, Vec<Mat<T>>, Mat<T>), NtkError> {
+) -> Result<OutputSignals<T>, NtkError> {
     let trace = net.forward(&xs[..step])?;
     let (b, c) = (xs[0].nrows(), net.spec.output_dim);
     let mut errs = vec![Mat::zeros(b, c); step];
