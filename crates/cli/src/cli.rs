@@ -80,13 +80,17 @@ changes with the predicted update, with shuffled and random controls; (5) the la
 dynamics errors against width with fitted log-log slopes. The quick scale on the embedded
 digits takes a few minutes on a 2-core machine; --scale tiny (seconds) only tests the pipeline.")]
     Reproduce(ReproduceArgs),
-    /// Infinite-width NNGP and NTK kernels of an MLP on inputs from a CSV file.
+    /// Infinite-width NNGP and NTK kernels of an MLP or an RNN on inputs from a CSV file.
     #[command(after_help = "\
-Example:
+Examples:
   widealign ntk --inputs x.csv --depth 2 --activation relu --w-std 1.4 --b-std 0.1 --json
+  widealign ntk --model rnn --inputs seqs.csv --seq-len 5 --activation erf --json
 
-One input per CSV row; --depth hidden layers, scalar output. Prints
-{\"nngp\": [[..]], \"ntk\": [[..]], \"seconds\": ..} with full f64 precision.")]
+MLP: one input per CSV row; --depth hidden layers, scalar output. RNN (Elman, NTK
+parameterisation, Gaussian initial biases): one sequence per CSV row, T·d numbers, time-major
+(the d inputs of step 1, then of step 2, ...), T = --seq-len; kernels of the scalar output at
+the last step (--depth does not apply). Prints {\"nngp\": [[..]], \"ntk\": [[..]],
+\"seconds\": ..} with full f64 precision.")]
     Ntk(NtkArgs),
     /// Compare the closed-form layerwise weight dynamics with finite networks across widths.
     #[command(after_help = "\
@@ -390,10 +394,17 @@ pub struct ReproduceArgs {
 /// `widealign ntk`.
 #[derive(Debug, Clone, Args)]
 pub struct NtkArgs {
-    /// CSV file with one input per row (numbers only; a header row is allowed).
+    /// Network family.
+    #[arg(long, value_parser = choice(MODELS, ModelKind::name), default_value_t = ModelKind::Mlp)]
+    pub model: ModelKind,
+    /// CSV file with one input (MLP) or one time-major sequence (RNN) per row (numbers only; a
+    /// header row is allowed).
     #[arg(long, value_name = "X.csv")]
     pub inputs: PathBuf,
-    /// Number of hidden layers.
+    /// Sequence length T (RNN, required): each row holds T·d numbers.
+    #[arg(long, value_name = "T")]
+    pub seq_len: Option<usize>,
+    /// Number of hidden layers (MLP).
     #[arg(long, default_value_t = 1, value_name = "L")]
     pub depth: usize,
     /// Nonlinearity.

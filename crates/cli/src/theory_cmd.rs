@@ -1,11 +1,14 @@
-//! `widealign ntk` and `bench ntk`: infinite-width kernels from `widealign-ntk`.
+//! `widealign ntk` (MLP and RNN) and `bench ntk`: infinite-width kernels from `widealign-ntk`.
 
 use std::path::Path;
 use std::time::Instant;
 
-use widealign_models::{BiasInit, MlpSpec, Parameterization};
+use widealign_models::{BiasInit, MlpSpec, Parameterization, RnnSpec};
 use widealign_ntk::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
-use widealign_ntk::experiment::{analytic_ntk, NtkConfig};
+use widealign_ntk::experiment::{
+    analytic_ntk, analytic_rnn_ntk, NtkConfig, NtkReport, RnnNtkConfig,
+};
+use widealign_rules::ModelKind;
 use widealign_tensor::{rng::SeedStream, Activation, Mat};
 
 use crate::cli::{BenchNtkArgs, NtkArgs};
@@ -78,12 +81,49 @@ fn kernel_spec(
         .with_bias_init(BiasInit::Gaussian)
 }
 
+/// The recurrent network of `widealign ntk --model rnn`: `input_dim` inputs per step, a scalar
+/// output, NTK parameterisation with Gaussian initial biases (as the MLP form). The width (1
+/// here) does not enter the infinite-width kernels.
+fn rnn_kernel_spec(input_dim: usize, activation: Activation, w_std: f64, b_std: f64) -> RnnSpec {
+    RnnSpec::new(input_dim, 1, 1, activation)
+        .with_param(Parameterization::Ntk { w_std, b_std })
+        .with_bias_init(BiasInit::Gaussian)
+}
+
+/// `widealign ntk --model rnn`: checks `--seq-len` against the CSV rows, then the library call.
+fn rnn_ntk(a: &NtkArgs, x: &Mat<f64>) -> Result<NtkReport, CliError> {
+    let steps = match a.seq_len {
+        None => return Err(CliError::flag("--seq-len", "is required with --model rnn")),
+        Some(0) => return Err(CliError::flag("--seq-len", "must be at least 1")),
+        Some(t) => t,
+    };
+    if x.ncols() % steps != 0 {
+        return Err(CliError::input(
+            &a.inputs,
+            format!(
+                "rows have {} numbers, not a multiple of --seq-len {steps} (a row is T·d \
+                 numbers, time-major)",
+                x.ncols()
+            ),
+        ));
+    }
+    let spec = rnn_kernel_spec(x.ncols() / steps, a.activation, a.w_std, a.b_std);
+    Ok(analytic_rnn_ntk(x, steps, &RnnNtkConfig::new(spec))?)
+}
+
 /// `widealign ntk`.
 pub fn ntk(a: &NtkArgs) -> Result<(), CliError> {
-    let x = read_numeric_csv(&a.inputs)?;
-    let spec = kernel_spec(x.ncols(), a.depth, a.activation, a.w_std, a.b_std);
-    let cfg = NtkConfig::new(spec);
-    let report = analytic_ntk(&x, &cfg)?;
+    let report = match a.model {
+        ModelKind::Mlp => {
+            if a.seq_len.is_some() {
+                return Err(CliError::flag("--seq-len", "applies to --model rnn only"));
+            }
+            let x = read_numeric_csv(&a.inputs)?;
+            let spec = kernel_spec(x.ncols(), a.depth, a.activation, a.w_std, a.b_std);
+            analytic_ntk(&x, &NtkConfig::new(spec))?
+        }
+        ModelKind::Rnn => rnn_ntk(a, &read_numeric_csv(&a.inputs)?)?,
+    };
     if a.json {
         let s = serde_json::to_string(&report).map_err(|e| CliError::Failure(e.to_string()))?;
         return emit(&s);

@@ -289,6 +289,152 @@ fn ntk_json_contract_and_bad_csv() {
     assert_bad_input(&o, "--b-std");
 }
 
+#[test]
+fn ntk_rnn_json_contract_and_bad_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // three sequences of T = 3 steps of d = 2 inputs, time-major; a header row
+    std::fs::write(
+        d.join("seq.csv"),
+        "a1,b1,a2,b2,a3,b3\n1,0,0.5,-0.5,0,1\n0.6,0.8,0,0,-1,0.2\n0,0,2,1,0.3,0.3\n",
+    )
+    .unwrap();
+    for act in ["relu", "erf", "tanh", "identity", "gelu"] {
+        let o = run_in(
+            d,
+            &[
+                "ntk",
+                "--model",
+                "rnn",
+                "--inputs",
+                "seq.csv",
+                "--seq-len",
+                "3",
+                "--activation",
+                act,
+                "--w-std",
+                "1.2",
+                "--b-std",
+                "0.2",
+                "--json",
+            ],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(0), "{act}: {}", stderr(&o));
+        let v = last_json(&o);
+        for key in ["nngp", "ntk"] {
+            let m = v[key].as_array().unwrap();
+            assert_eq!(m.len(), 3);
+            for i in 0..3 {
+                assert_eq!(m[i].as_array().unwrap().len(), 3);
+                for j in 0..3 {
+                    assert_eq!(m[i][j], m[j][i], "{act} {key} symmetric");
+                }
+                assert!(m[i][i].as_f64().unwrap() > 0.0);
+            }
+        }
+        // the NTK exceeds the NNGP on the diagonal (it adds the hidden parameters' shares)
+        assert!(v["ntk"][0][0].as_f64().unwrap() > v["nngp"][0][0].as_f64().unwrap());
+    }
+    // the same rows read as 6 steps of 1 input give another kernel
+    let six = run_in(
+        d,
+        &[
+            "ntk",
+            "--model",
+            "rnn",
+            "--inputs",
+            "seq.csv",
+            "--seq-len",
+            "6",
+            "--json",
+        ],
+        &[],
+    );
+    let three = run_in(
+        d,
+        &[
+            "ntk",
+            "--model",
+            "rnn",
+            "--inputs",
+            "seq.csv",
+            "--seq-len",
+            "3",
+            "--json",
+        ],
+        &[],
+    );
+    assert_ne!(last_json(&six)["ntk"], last_json(&three)["ntk"]);
+    let o = run_in(
+        d,
+        &[
+            "ntk",
+            "--model",
+            "rnn",
+            "--inputs",
+            "seq.csv",
+            "--seq-len",
+            "4",
+            "--json",
+        ],
+        &[],
+    );
+    assert_bad_input(
+        &o,
+        "seq.csv: rows have 6 numbers, not a multiple of --seq-len 4",
+    );
+    let o = run_in(
+        d,
+        &[
+            "ntk",
+            "--model",
+            "rnn",
+            "--inputs",
+            "seq.csv",
+            "--seq-len",
+            "0",
+        ],
+        &[],
+    );
+    assert_bad_input(&o, "--seq-len");
+    let o = run_in(d, &["ntk", "--model", "rnn", "--inputs", "seq.csv"], &[]);
+    assert_bad_input(&o, "--seq-len");
+    let o = run_in(d, &["ntk", "--inputs", "seq.csv", "--seq-len", "3"], &[]);
+    assert_bad_input(&o, "--seq-len");
+    std::fs::write(d.join("ragged.csv"), "1,2,3,4\n1,2\n").unwrap();
+    let o = run_in(
+        d,
+        &[
+            "ntk",
+            "--model",
+            "rnn",
+            "--inputs",
+            "ragged.csv",
+            "--seq-len",
+            "2",
+        ],
+        &[],
+    );
+    assert_bad_input(&o, "ragged.csv:2");
+    let o = run_in(
+        d,
+        &[
+            "ntk",
+            "--model",
+            "rnn",
+            "--inputs",
+            "seq.csv",
+            "--seq-len",
+            "3",
+            "--w-std",
+            "-1",
+        ],
+        &[],
+    );
+    assert_bad_input(&o, "--w-std");
+}
+
 /// The library crates name a bad option by its field (`train_size`, `w_std`, `lr`); the user
 /// still sees the flag.
 #[test]

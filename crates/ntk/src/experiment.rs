@@ -3,7 +3,8 @@
 //! The command-line crate only parses flags, loads data and prints the JSON these functions
 //! return; every computation lives here so it is tested with the theory.
 //!
-//! * [`analytic_ntk`] → [`NtkReport`] `{"nngp": [[..]], "ntk": [[..]], "seconds": s}`.
+//! * [`analytic_ntk`] → [`NtkReport`] `{"nngp": [[..]], "ntk": [[..]], "seconds": s}`;
+//!   [`analytic_rnn_ntk`] → the same report for the recurrent network (`ntk --model rnn`).
 //! * [`dynamics_experiment`] → [`DynamicsReport`]: trains the finite network with full-batch
 //!   gradient descent (backprop, MSE) at several widths from one spec and seed and compares the
 //!   result with the closed-form predictions of docs/theory.md §4.4 (see [`DynamicsReport`] for the
@@ -32,8 +33,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 use widealign_models::{
-    backward_signals_into, gradients_into, Feedback, Grads, Loss, Mlp, MlpSpec, Pathway, Signals,
-    Trace,
+    backward_signals_into, gradients_into, Feedback, Grads, Loss, Mlp, MlpSpec, Pathway, RnnSpec,
+    Signals, Trace,
 };
 use widealign_tensor::{Float, Mat};
 
@@ -42,6 +43,7 @@ use crate::dynamics::{function_change, quadratic_norm, KernelDynamics, Schedule}
 use crate::error::{check_finite, shape_err};
 use crate::predict::predicted_change;
 use crate::quadrature::Quadrature;
+use crate::rnn::{split_sequences, InfiniteRnn};
 use crate::NtkError;
 
 /// Parameters of `widealign ntk`: the network whose infinite-width kernels are computed.
@@ -91,25 +93,8 @@ fn rows(m: &Mat<f64>) -> Vec<Vec<f64>> {
 /// any other invalid spec; [`NtkError::Shape`] if the inputs do not have `spec.input_dim`
 /// columns; [`NtkError::NonFinite`] for NaN inputs.
 pub fn analytic_ntk(inputs: &Mat<f64>, config: &NtkConfig) -> Result<NtkReport, NtkError> {
-    let param = config.spec.param;
-    for (name, v) in [("w_std", param.w_std()), ("b_std", param.b_std())] {
-        if !v.is_finite() || v < 0.0 {
-            return Err(NtkError::InvalidOption {
-                name: name.into(),
-                reason: format!("must be finite and non-negative, got {v}"),
-            });
-        }
-    }
-    if inputs.nrows() == 0 || inputs.ncols() == 0 {
-        return Err(NtkError::InvalidOption {
-            name: "inputs".into(),
-            reason: format!(
-                "need at least one input with at least one feature, got {} × {}",
-                inputs.nrows(),
-                inputs.ncols()
-            ),
-        });
-    }
+    check_stds(config.spec.param)?;
+    check_nonempty(inputs)?;
     let net = InfiniteMlp::from_spec(&config.spec)?;
     let options = KernelOptions {
         quadrature: config.quadrature,
@@ -123,6 +108,110 @@ pub fn analytic_ntk(inputs: &Mat<f64>, config: &NtkConfig) -> Result<NtkReport, 
         ntk: rows(k.ntk.as_ref().expect("requested")),
         seconds,
     })
+}
+
+/// Parameters of `widealign ntk --model rnn`: the recurrent network whose infinite-width kernels
+/// are computed ([`crate::rnn::InfiniteRnn`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RnnNtkConfig {
+    /// The architecture (NTK parameterisation). Its input dimension must be the number of inputs
+    /// per time step; its width and output dimension do not enter the kernels.
+    pub spec: RnnSpec,
+    /// Integrator for tanh and gelu.
+    pub quadrature: Quadrature,
+}
+
+impl RnnNtkConfig {
+    /// A config for `spec` with the default quadrature.
+    pub fn new(spec: RnnSpec) -> Self {
+        RnnNtkConfig {
+            spec,
+            quadrature: Quadrature::default(),
+        }
+    }
+}
+
+/// The infinite-width NNGP and NTK of one output unit at the last step between the sequences in
+/// the rows of `inputs` (`N × (T·d)`, time-major: the `d` inputs of step 1, then of step 2, …),
+/// `T = seq_len`, `d = spec.input_dim`.
+///
+/// ```
+/// use widealign_models::{BiasInit, RnnSpec};
+/// use widealign_ntk::experiment::{analytic_rnn_ntk, RnnNtkConfig};
+/// use widealign_tensor::{Activation, Mat};
+/// // two sequences of 3 steps of 1 input
+/// let x = Mat::from_row_slice(2, 3, &[1.0, 0.0, -1.0, 0.5, 0.5, 0.5]);
+/// let spec = RnnSpec::new(1, 1, 1, Activation::Erf).with_bias_init(BiasInit::Gaussian);
+/// let r = analytic_rnn_ntk(&x, 3, &RnnNtkConfig::new(spec)).unwrap();
+/// assert_eq!((r.nngp.len(), r.ntk[0].len()), (2, 2));
+/// assert_eq!(r.ntk[0][1], r.ntk[1][0]);
+/// assert!(analytic_rnn_ntk(&x, 2, &RnnNtkConfig::new(RnnSpec::new(1, 1, 1, Activation::Erf))).is_err());
+/// ```
+///
+/// # Errors
+/// [`NtkError::InvalidOption`] naming `w_std` or `b_std` for a negative or non-finite standard
+/// deviation, `inputs` for an empty input set, `seq_len` for `T = 0` or a row length that is
+/// not `T·d`; the errors of [`crate::rnn::InfiniteRnn::from_spec`] for any other invalid spec;
+/// [`NtkError::NonFinite`] for NaN inputs.
+pub fn analytic_rnn_ntk(
+    inputs: &Mat<f64>,
+    seq_len: usize,
+    config: &RnnNtkConfig,
+) -> Result<NtkReport, NtkError> {
+    check_stds(config.spec.param)?;
+    check_nonempty(inputs)?;
+    let xs = split_sequences(inputs, seq_len)?;
+    let d = config.spec.input_dim;
+    if xs[0].ncols() != d {
+        return Err(NtkError::InvalidOption {
+            name: "seq_len".into(),
+            reason: format!(
+                "rows of {} numbers are {seq_len} steps of {} inputs, but the network takes {d} \
+                 per step",
+                inputs.ncols(),
+                xs[0].ncols()
+            ),
+        });
+    }
+    let net = InfiniteRnn::from_spec(&config.spec)?;
+    let options = KernelOptions {
+        quadrature: config.quadrature,
+        ..KernelOptions::default()
+    };
+    let start = Instant::now();
+    let k = net.kernels(&xs, None, (seq_len, seq_len), &options)?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(NtkReport {
+        nngp: rows(&k.nngp),
+        ntk: rows(&k.ntk),
+        seconds,
+    })
+}
+
+fn check_stds(param: widealign_models::Parameterization) -> Result<(), NtkError> {
+    for (name, v) in [("w_std", param.w_std()), ("b_std", param.b_std())] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(NtkError::InvalidOption {
+                name: name.into(),
+                reason: format!("must be finite and non-negative, got {v}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_nonempty(inputs: &Mat<f64>) -> Result<(), NtkError> {
+    if inputs.nrows() == 0 || inputs.ncols() == 0 {
+        return Err(NtkError::InvalidOption {
+            name: "inputs".into(),
+            reason: format!(
+                "need at least one input with at least one feature, got {} × {}",
+                inputs.nrows(),
+                inputs.ncols()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Floating-point type used to train the finite networks in [`dynamics_experiment`].

@@ -7,6 +7,9 @@
 //!   between any two input sets, in bounded memory, in parallel and deterministically;
 //!   [`dual`] holds the activations' dual kernels (closed forms for relu, erf, identity) and
 //!   [`quadrature`] the bivariate Gaussian integrators used for tanh and gelu.
+//! * [`rnn`] — the same for the Elman RNN, built from a [`widealign_models::RnnSpec`]: NNGP and
+//!   NTK of the outputs at any pair of time steps with each parameter's share (docs/theory.md
+//!   §3.7), the empirical RNN NTK from backprop through time, and a Monte-Carlo NNGP.
 //! * [`empirical`] — the empirical NTK of a finite network layer by layer (Gram products of
 //!   backward signals and activities, no Jacobian) and a Monte-Carlo NNGP over seeds.
 //! * [`dynamics`] — closed-form full-batch gradient descent and gradient flow of the linearised
@@ -46,5 +49,6 @@ mod error;
 pub mod experiment;
 pub mod predict;
 pub mod quadrature;
+pub mod rnn;
 
 pub use error::NtkError;
