@@ -84,10 +84,10 @@ pub fn align_cmd(a: &AlignArgs, progress: &Progress) -> Result<(), CliError> {
             ));
         }
         progress.log(&format!(
-            "align: width {width}: layer scores {}",
+            "align: width {width}: scores {}",
             run.layers
                 .iter()
-                .map(|l| format!("{:.3}", l.score))
+                .map(|l| format!("{} {:.3}", l.name, l.score))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -111,8 +111,8 @@ pub fn align_cmd(a: &AlignArgs, progress: &Progress) -> Result<(), CliError> {
     let mut s = String::new();
     for layer in &report.layers {
         s.push_str(&format!(
-            "layer {}\n{:>7} {:>8} {:>8} {:>9} {:>8} {:>10}\n",
-            layer.layer, "width", "score", "probe", "shuffled", "random", "input span"
+            "layer {} ({})\n{:>7} {:>8} {:>8} {:>9} {:>8} {:>10}\n",
+            layer.layer, layer.name, "width", "score", "probe", "shuffled", "random", "input span"
         ));
         for (i, w) in report.widths.iter().enumerate() {
             s.push_str(&format!(

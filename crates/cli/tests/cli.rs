@@ -945,6 +945,60 @@ fn align_json_contract() {
 }
 
 #[test]
+fn align_rnn_json_contract() {
+    let o = run(&[
+        "align",
+        "--model",
+        "rnn",
+        "--dataset",
+        "add",
+        "--rule",
+        "bp",
+        "--widths",
+        "8,16",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.001",
+        "--train-size",
+        "20",
+        "--batch-size",
+        "10",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["widths"], serde_json::json!([8, 16]));
+    assert_eq!(v["rule"], "bp");
+    assert_eq!(v["diverged"], serde_json::json!([false, false]));
+    let layers = v["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["w_in", "w_rec", "w_out"]);
+    for (i, l) in layers.iter().enumerate() {
+        assert_eq!(l["layer"], i + 1);
+        for k in ["score", "probe_score", "shuffled", "random", "input_span"] {
+            let xs = l[k].as_array().unwrap();
+            assert_eq!(xs.len(), 2, "{k}");
+            for x in xs {
+                let x = x.as_f64().unwrap();
+                assert!((-1e-9..=1.0 + 1e-9).contains(&x), "{k} = {x}");
+            }
+        }
+    }
+    // an RNN needs a sequence task
+    let o = run(&[
+        "align",
+        "--model",
+        "rnn",
+        "--dataset",
+        "digits",
+        "--widths",
+        "8",
+    ]);
+    assert_bad_input(&o, "--dataset");
+}
+
+#[test]
 fn bench_step_and_ntk_json_contracts() {
     let o = run(&[
         "bench",

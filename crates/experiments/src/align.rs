@@ -1,5 +1,5 @@
-//! The alignment experiment: train an MLP and measure, per layer, how well its weight change
-//! aligns with the change the theory predicts.
+//! The alignment experiment: train an MLP or an RNN and measure, per weight matrix, how well its
+//! weight change aligns with the change the theory predicts.
 //!
 //! One run of the rules crate's training loop with the NTK crate's
 //! [`ShadowAccumulator`] hooked into every step: the accumulator adds up the Align-zero update
@@ -8,7 +8,10 @@
 //! actual change `ΔW^l = W^l − W^l_0` with that prediction: the alignment score
 //! `cos(ΔWᵀΔW, ΔW_refᵀΔW_ref)`, its probe estimate, the same score for `ΔW` with shuffled
 //! entries and for a random matrix (controls), and the fraction of `‖ΔW‖²` in the span of the
-//! layer's initial training activities.
+//! layer's initial training activities. For the RNN the same is done through the model-generic
+//! core for `W_in`, `W_rec` and `W_out` (the Align-zero update summed over time steps; the
+//! activities stacked over sequences and time steps: inputs `X_t`, states `R_{t−1}`, states
+//! `R_t`).
 //!
 //! ```
 //! use widealign_experiments::align::align_run;
@@ -23,60 +26,140 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use widealign_models::Mlp;
-use widealign_ntk::align::{align_layers, AlignOptions, LayerAlignment, ShadowAccumulator};
-use widealign_rules::{self as rules, TrainConfig, TrainResult};
+use widealign_models::{Mlp, Rnn};
+use widealign_ntk::align::{
+    align_layers, AlignModel, AlignOptions, LayerAlignment, ShadowAccumulator,
+};
+use widealign_rules::{self as rules, ModelKind, TrainConfig, TrainResult};
 
-use crate::dynamics::require_mlp_ntk_sgd;
+use crate::dynamics::require_ntk_sgd;
 use crate::trainer::Observer;
 use crate::{ExperimentError, Trainer};
 
 /// Gaussian probes of the probe estimate of the alignment score.
 pub const PROBES: usize = 100;
 
-/// One alignment run: the training result and the per-layer alignment.
+/// One alignment run: the training result and the per-matrix alignment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlignRun {
     /// The training run's metrics.
     pub result: TrainResult,
-    /// Per-layer alignment, layer 1 first (every number NaN when the run diverged).
+    /// Per-matrix alignment, in the order of [`AlignModel::weight_matrices`] (layer 1 first for
+    /// the MLP; `W_in`, `W_rec`, `W_out` for the RNN); every number NaN when the run diverged.
     pub layers: Vec<LayerAlignment>,
 }
 
 /// Trains `cfg` with the shadow Align-zero accumulator hooked in and measures the alignment of
-/// every layer ([`PROBES`] probes, seeded with the run's seed).
+/// every weight matrix ([`PROBES`] probes, seeded with the run's seed). An MLP on a dataset of
+/// feature vectors, or an RNN on a sequence task (the shadow then reads the frozen network's
+/// trace from a cache over the training set, and the input-span fractions use the initial
+/// activities stacked over sequences and time steps).
 ///
 /// # Errors
-/// [`ExperimentError::InvalidSetting`] unless `cfg` is an MLP in the NTK parameterisation
-/// trained with SGD on a dataset of feature vectors; [`ExperimentError::Interrupted`] when the
+/// [`ExperimentError::InvalidSetting`] unless `cfg` is in the NTK parameterisation, trained
+/// with SGD, on a dataset that fits the model; [`ExperimentError::Interrupted`] when the
 /// observer asks to stop; dataset, training and theory errors.
 pub fn align_run(
     cfg: &TrainConfig,
     trainer: &mut Trainer,
     observer: &mut Observer<'_>,
 ) -> Result<AlignRun, ExperimentError> {
-    require_mlp_ntk_sgd(cfg.model, cfg.param, cfg.optimizer, "align")?;
+    require_ntk_sgd(cfg.param, cfg.optimizer, "align")?;
     let data = trainer.dataset(cfg)?;
-    let Some(train) = data.train.as_tabular() else {
-        return Err(ExperimentError::setting(
-            "dataset",
-            format!(
-                "{} is a sequence task; align needs an MLP dataset",
-                cfg.dataset
-            ),
-        ));
-    };
-    let spec = cfg.mlp_spec(train.input_dim(), train.output_dim())?;
-    let initial = Mlp::<f32>::new(&spec, cfg.seed)?;
-    let mut shadow = ShadowAccumulator::new(&initial);
+    match cfg.model {
+        ModelKind::Mlp => {
+            let Some(train) = data.train.as_tabular() else {
+                return Err(ExperimentError::setting(
+                    "dataset",
+                    format!(
+                        "{} is a sequence task; align --model mlp needs a dataset of feature vectors",
+                        cfg.dataset
+                    ),
+                ));
+            };
+            let spec = cfg.mlp_spec(train.input_dim(), train.output_dim())?;
+            let initial = Mlp::<f32>::new(&spec, cfg.seed)?;
+            let shadow = ShadowAccumulator::new(&initial);
+            align_model(
+                cfg,
+                &data,
+                observer,
+                shadow,
+                &train.x,
+                |shadow, v| match v.batch {
+                    rules::StepBatch::Mlp { x, err } => shadow.observe(x, err, v.lr as f32),
+                    rules::StepBatch::Rnn { .. } => Ok(()),
+                },
+                |t| match t {
+                    rules::Trained::Mlp(m) => Some(m),
+                    rules::Trained::Rnn(_) => None,
+                },
+            )
+        }
+        ModelKind::Rnn => {
+            let Some(train) = data.train.as_sequences() else {
+                return Err(ExperimentError::setting(
+                    "dataset",
+                    format!(
+                        "{} is not a sequence task; align --model rnn needs one (e.g. add)",
+                        cfg.dataset
+                    ),
+                ));
+            };
+            let (input_dim, output_dim) = match (train.x.first(), train.y.first()) {
+                (Some(x), Some(y)) => (x.ncols(), y.ncols()),
+                _ => {
+                    return Err(ExperimentError::setting(
+                        "dataset",
+                        format!("{} has sequences of no time steps", cfg.dataset),
+                    ))
+                }
+            };
+            let spec = cfg.rnn_spec(input_dim, output_dim)?;
+            let initial = Rnn::<f32>::new(&spec, cfg.seed)?;
+            let mut shadow = ShadowAccumulator::new(&initial);
+            shadow.cache_training_set(&train.x)?;
+            align_model(
+                cfg,
+                &data,
+                observer,
+                shadow,
+                &train.x,
+                |shadow, v| match v.batch {
+                    rules::StepBatch::Rnn { xs, errs } => {
+                        shadow.observe_step(xs, Some(v.rows), errs, v.lr as f32)
+                    }
+                    rules::StepBatch::Mlp { .. } => Ok(()),
+                },
+                |t| match t {
+                    rules::Trained::Rnn(m) => Some(m),
+                    rules::Trained::Mlp(_) => None,
+                },
+            )
+        }
+    }
+}
+
+/// The model-generic part of [`align_run`]: train with `observe` as the per-step hook, take the
+/// trained network out with `trained_model`, and measure.
+fn align_model<M: AlignModel<Scalar = f32>>(
+    cfg: &TrainConfig,
+    data: &widealign_data::Dataset,
+    observer: &mut Observer<'_>,
+    mut shadow: ShadowAccumulator<M>,
+    train_inputs: &M::Input,
+    observe: impl Fn(
+        &mut ShadowAccumulator<M>,
+        &rules::StepView<'_>,
+    ) -> Result<(), widealign_ntk::NtkError>,
+    trained_model: impl FnOnce(rules::Trained) -> Option<M>,
+) -> Result<AlignRun, ExperimentError> {
     let mut hook_error = None;
     let halt = AtomicBool::new(false);
     let (result, trained) = {
         let hook = |v: &rules::StepView<'_>| {
-            if let rules::StepBatch::Mlp { x, err } = v.batch {
-                if let Err(e) = shadow.observe(x, err, v.lr as f32) {
-                    hook_error.get_or_insert(e);
-                }
+            if let Err(e) = observe(&mut shadow, v) {
+                hook_error.get_or_insert(e);
             }
         };
         let progress = |p: &rules::Progress<'_>| {
@@ -86,7 +169,7 @@ pub fn align_run(
         };
         rules::train_model(
             cfg,
-            &data,
+            data,
             rules::Callbacks {
                 progress: Some(Box::new(progress)),
                 step_hook: Some(Box::new(hook)),
@@ -97,28 +180,21 @@ pub fn align_run(
     if let Some(e) = hook_error {
         return Err(e.into());
     }
-    let rules::Trained::Mlp(trained) = trained else {
-        return Err(ExperimentError::Internal(
-            "the alignment run trained a network that is not an MLP".into(),
-        ));
+    let Some(trained) = trained_model(trained) else {
+        return Err(ExperimentError::Internal(format!(
+            "the alignment run did not train the {} it was given",
+            M::NAME
+        )));
     };
+    let initial = shadow.initial();
     let layers = if result.diverged {
-        (1..=spec.depth())
-            .map(|layer| LayerAlignment {
-                layer,
-                score: f64::NAN,
-                probe_score: f64::NAN,
-                shuffled: f64::NAN,
-                random: f64::NAN,
-                input_span: f64::NAN,
-            })
-            .collect()
+        LayerAlignment::undefined(initial)
     } else {
         align_layers(
-            &initial,
+            initial,
             &trained,
             &shadow,
-            &train.x,
+            train_inputs,
             &AlignOptions {
                 probes: PROBES,
                 seed: cfg.seed,
@@ -167,6 +243,40 @@ mod tests {
     }
 
     #[test]
+    fn rnn_alignment_on_the_add_task_scores_every_matrix_above_its_controls() {
+        let cfg = TrainConfig {
+            model: ModelKind::Rnn,
+            dataset: "add".into(),
+            width: 64,
+            epochs: 2,
+            train_size: Some(40),
+            batch_size: 20,
+            lr: 0.001,
+            ..TrainConfig::default()
+        };
+        let mut trainer = Trainer::new();
+        let run = align_run(&cfg, &mut trainer, &mut |_| true).unwrap();
+        let plain = trainer.run(&cfg, &mut |_| true).unwrap();
+        assert_eq!(run.result.test_loss, plain.test_loss);
+        assert!(!run.result.diverged);
+        let names: Vec<&str> = run.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["w_in", "w_rec", "w_out"]);
+        for (i, l) in run.layers.iter().enumerate() {
+            assert_eq!(l.layer, i + 1);
+            assert!((0.0..=1.0).contains(&l.score), "{l:?}");
+            assert!((0.0..=1.0 + 1e-9).contains(&l.input_span), "{l:?}");
+        }
+        // W_rec and W_out: a few small steps stay near the linearisation, far from the controls
+        for l in &run.layers[1..] {
+            assert!(l.score > 0.9, "{l:?}");
+            assert!(
+                l.score > l.shuffled + 0.2 && l.score > l.random + 0.2,
+                "{l:?}"
+            );
+        }
+    }
+
+    #[test]
     fn settings_outside_the_theory_are_refused() {
         for (cfg, setting) in [
             (
@@ -174,7 +284,7 @@ mod tests {
                     model: ModelKind::Rnn,
                     ..tiny()
                 },
-                "model",
+                "dataset",
             ),
             (
                 TrainConfig {

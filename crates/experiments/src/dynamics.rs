@@ -42,6 +42,16 @@ pub(crate) fn require_mlp_ntk_sgd(
             format!("{what} is defined for the MLP only"),
         ));
     }
+    require_ntk_sgd(param, optimizer, what)
+}
+
+/// Fails unless the settings are those the theory describes for any model: the NTK
+/// parameterisation and plain gradient descent. `what` names the experiment.
+pub(crate) fn require_ntk_sgd(
+    param: ParamKind,
+    optimizer: OptimizerChoice,
+    what: &str,
+) -> Result<(), ExperimentError> {
     if param != ParamKind::Ntk {
         return Err(ExperimentError::setting(
             "param",

@@ -37,7 +37,7 @@
 //! ```
 
 use serde::Serialize;
-use widealign_models::Mlp;
+use widealign_models::{Mlp, Network, Rnn};
 use widealign_rules::{Rule, RuleKind, RulesError};
 use widealign_tensor::{
     elementwise, gemm, reduce,
@@ -305,24 +305,123 @@ pub fn input_span_fraction<T: Float>(dw: &Mat<T>, activities: &Mat<T>) -> Result
     SpanBasis::new(activities).fraction(dw)
 }
 
-/// Accumulates, during a training run, the Align-zero update that the theory predicts:
-/// for every observed batch `X` with live output error `E` and learning rate `lr`,
-/// `ΔW^l_ref ← ΔW^l_ref − lr · m_l · D_0^lᵀ A_0^{l−1}` and `Δb^l_ref ← Δb^l_ref − lr · s Σ D_0^l`,
-/// where `D_0, A_0` come from the network frozen at initialisation (its own copy) on `X`.
-/// The trained network is never read or written.
+/// What the alignment measures need of a model beyond [`Network`]: the shapes of its parameter
+/// tensors, which of them are weight matrices, and the initial activities each weight matrix
+/// multiplies (for the input-span fraction). Implemented for [`Mlp`] and [`Rnn`].
+pub trait AlignModel: Network {
+    /// The shape of every parameter tensor in the order of [`Network::params`]: `(rows, cols)`
+    /// of a matrix (column-major, as the parameter slice stores it), `(len, 1)` for a vector.
+    fn param_shapes(&self) -> Vec<(usize, usize)>;
+
+    /// The weight matrices the alignment is measured on, in report order: a name (`"w1"`, … for
+    /// the MLP; `"w_in"`, `"w_rec"`, `"w_out"` for the RNN), the index of the tensor in
+    /// [`Network::params`], and the matrix.
+    fn weight_matrices(&self) -> Vec<(String, usize, &Mat<Self::Scalar>)>;
+
+    /// The input activities of every weight matrix (order of [`AlignModel::weight_matrices`])
+    /// of this network on the inputs `x`, one row per example (per example and time step for a
+    /// recurrent network): the rows whose span an Align-zero update of that matrix lies in.
+    ///
+    /// # Errors
+    /// [`NtkError::Model`] if `x` does not fit the network.
+    fn input_activities(&self, x: &Self::Input) -> Result<Vec<Mat<Self::Scalar>>, NtkError>;
+}
+
+impl<T: Float> AlignModel for Mlp<T> {
+    fn param_shapes(&self) -> Vec<(usize, usize)> {
+        self.weights
+            .iter()
+            .zip(&self.biases)
+            .flat_map(|(w, b)| [w.shape(), (b.len(), 1)])
+            .collect()
+    }
+
+    fn weight_matrices(&self) -> Vec<(String, usize, &Mat<T>)> {
+        self.weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (format!("w{}", i + 1), 2 * i, w))
+            .collect()
+    }
+
+    /// `A^{l−1}` of the forward pass for `W^l` (`A^0 = X`).
+    fn input_activities(&self, x: &Mat<T>) -> Result<Vec<Mat<T>>, NtkError> {
+        let mut trace = self.forward(x)?;
+        trace.act.truncate(self.depth());
+        Ok(trace.act)
+    }
+}
+
+/// Stacks `B × d` matrices vertically into one `(ΣB) × d` matrix.
+fn stack_rows<'a, T: Float>(ms: impl Iterator<Item = &'a Mat<T>> + Clone, cols: usize) -> Mat<T> {
+    let rows: usize = ms.clone().map(|m| m.nrows()).sum();
+    let mut out = Mat::zeros(rows, cols);
+    let mut at = 0;
+    for m in ms {
+        out.rows_mut(at, m.nrows()).copy_from(m);
+        at += m.nrows();
+    }
+    out
+}
+
+impl<T: Float> AlignModel for Rnn<T> {
+    fn param_shapes(&self) -> Vec<(usize, usize)> {
+        vec![
+            self.w_in.shape(),
+            self.w_rec.shape(),
+            (self.b.len(), 1),
+            self.w_out.shape(),
+            (self.b_out.len(), 1),
+            (self.r0.len(), 1),
+        ]
+    }
+
+    fn weight_matrices(&self) -> Vec<(String, usize, &Mat<T>)> {
+        vec![
+            ("w_in".into(), 0, &self.w_in),
+            ("w_rec".into(), 1, &self.w_rec),
+            ("w_out".into(), 3, &self.w_out),
+        ]
+    }
+
+    /// Stacked over time steps (step-major: all examples of step 1, then of step 2, …): the
+    /// inputs `X_1..X_T` for `W_in`, the states `R_0..R_{T−1}` for `W_rec`, the states
+    /// `R_1..R_T` for `W_out`; each has `B·T` rows.
+    fn input_activities(&self, xs: &[Mat<T>]) -> Result<Vec<Mat<T>>, NtkError> {
+        let trace = self.forward(xs)?;
+        let t = trace.steps();
+        let n = self.spec.width;
+        Ok(vec![
+            stack_rows(trace.inputs.iter(), self.spec.input_dim),
+            stack_rows(trace.states[..t].iter(), n),
+            stack_rows(trace.states[1..].iter(), n),
+        ])
+    }
+}
+
+/// Accumulates, during a training run, the Align-zero update that the theory predicts, for any
+/// model `M` ([`AlignModel`]): for every observed batch with live output error `E` and learning
+/// rate `lr`, every parameter tensor `θ` gets `Δθ_ref ← Δθ_ref − lr · g_0(θ)`, where `g_0` is
+/// the rules crate's Align-zero update ([`Rule::update_from_frozen`]) — frozen pathway, frozen
+/// `φ′` and frozen activities of the network at initialisation (its own copy) on the batch, the
+/// live error. For the MLP that is `ΔW^l_ref −= lr · m_l · D_0^lᵀ A_0^{l−1}` and
+/// `Δb^l_ref −= lr · s Σ D_0^l`; for the RNN the sums also run over time steps
+/// (docs/theory.md §1.2, §2.3). The trained network is never read or written.
 ///
-/// This is the rules crate's Align-zero ([`Rule::update_from_frozen`]), not a re-derivation:
-/// the shadow holds a [`Rule`] frozen at the run's initial network. Cost per batch: one forward
-/// and one backward pass of the initial network.
+/// This is the rules crate's Align-zero, not a re-derivation: the shadow holds a [`Rule`] frozen
+/// at the run's initial network, and keeps one accumulator per tensor of [`Network::params`]
+/// (in that order, shaped by [`AlignModel::param_shapes`]). Cost per batch: one forward and one
+/// backward pass of the initial network.
 ///
 /// The accumulated change is the plain-SGD update (`lr` times the frozen gradient): the reference
 /// update of docs/theory.md §5 for SGD runs. For a run with Adam it is not Adam's update.
 /// With the rules crate's training loop, call it from the per-step hook:
-/// `StepBatch::Mlp { x, err }` and `view.lr` give `shadow.observe(x, err, view.lr as f32)`, or,
-/// with [`ShadowAccumulator::with_training_set`], `shadow.observe_rows(view.rows, err, lr)`.
+/// `StepBatch::Mlp { x, err }` and `view.lr` give `shadow.observe(x, err, view.lr as f32)` (or,
+/// with [`ShadowAccumulator::with_training_set`], `shadow.observe_rows(view.rows, err, lr)`);
+/// `StepBatch::Rnn { xs, errs }` gives `shadow.observe_step(xs, None, errs, lr)`.
 ///
 /// ```
-/// use widealign_models::{Mlp, MlpSpec};
+/// use widealign_models::{Mlp, MlpSpec, Rnn, RnnSpec};
 /// use widealign_ntk::align::ShadowAccumulator;
 /// use widealign_tensor::{Activation, Mat};
 /// let spec = MlpSpec::new(3, vec![8], 2, Activation::Relu);
@@ -334,35 +433,39 @@ pub fn input_span_fraction<T: Float>(dw: &Mat<T>, activities: &Mat<T>) -> Result
 /// assert_eq!(shadow.steps(), 1);
 /// assert!(shadow.weight_changes()[1].iter().any(|&v| v != 0.0));
 /// assert!(shadow.observe(&x, &Mat::zeros(4, 3), 0.5).is_err());
+///
+/// // the same accumulator for the recurrent network: one change per parameter tensor
+/// let rnn = Rnn::<f32>::new(&RnnSpec::new(1, 8, 1, Activation::Tanh), 0).unwrap();
+/// let mut shadow = ShadowAccumulator::new(&rnn);
+/// let xs = vec![Mat::from_element(4, 1, 1.0f32); 3];
+/// let errs = vec![Mat::from_element(4, 1, 0.1f32); 3];
+/// shadow.observe_step(&xs, None, &errs, 0.5).unwrap();
+/// assert_eq!(shadow.changes().len(), 6); // W_in, W_rec, b, W_out, b_out, r_0
+/// assert_eq!(shadow.changes()[1].shape(), (8, 8));
 /// ```
 #[derive(Clone, Debug)]
-pub struct ShadowAccumulator<T: Float> {
+pub struct ShadowAccumulator<M: Network> {
     /// The rules crate's Align-zero, frozen at `initial`.
-    rule: Rule<Mlp<T>>,
-    /// The training inputs of [`ShadowAccumulator::with_training_set`].
-    x_train: Option<Mat<T>>,
-    /// The batch gathered from `x_train` by [`ShadowAccumulator::observe_rows`].
-    batch: Mat<T>,
-    dw: Vec<Mat<T>>,
-    db: Vec<Vec<T>>,
+    rule: Rule<M>,
+    /// The training inputs of [`ShadowAccumulator::with_training_set`] (MLP).
+    x_train: Option<Mat<M::Scalar>>,
+    /// The batch gathered from `x_train` by [`ShadowAccumulator::observe_rows`] (MLP).
+    batch: Mat<M::Scalar>,
+    /// One accumulated change per parameter tensor, in the order of [`Network::params`].
+    deltas: Vec<Mat<M::Scalar>>,
     steps: usize,
 }
 
-impl<T: Float> ShadowAccumulator<T> {
+impl<M: AlignModel> ShadowAccumulator<M> {
     /// Starts from zero changes, keeping a copy of `initial` (the network at initialisation).
-    pub fn new(initial: &Mlp<T>) -> Self {
+    pub fn new(initial: &M) -> Self {
         let rule = Rule::with_frozen(RuleKind::AlignZero, initial.clone())
             .expect("a constructed network has a valid spec");
         ShadowAccumulator {
-            dw: initial
-                .weights
-                .iter()
-                .map(|w| Mat::zeros(w.nrows(), w.ncols()))
-                .collect(),
-            db: initial
-                .biases
-                .iter()
-                .map(|b| vec![T::zero(); b.len()])
+            deltas: initial
+                .param_shapes()
+                .into_iter()
+                .map(|(r, c)| Mat::zeros(r, c))
                 .collect(),
             rule,
             x_train: None,
@@ -371,6 +474,63 @@ impl<T: Float> ShadowAccumulator<T> {
         }
     }
 
+    /// Caches the frozen network's trace on the whole training set `x_train` (the rules crate's
+    /// frozen-trace cache), so that [`ShadowAccumulator::observe_step`] with the batch's
+    /// training rows skips the frozen forward pass. Returns the cache's size in bytes.
+    ///
+    /// # Errors
+    /// [`NtkError::Model`] if `x_train` does not fit the network.
+    pub fn cache_training_set(&mut self, x_train: &M::Input) -> Result<usize, NtkError> {
+        self.rule.cache_frozen_trace(x_train).map_err(rules_err)
+    }
+
+    /// Adds one step's Align-zero update for the batch `x` with the live network's output error
+    /// `err = ∂L/∂f` and learning rate `lr`. `rows` are the batch's rows in the training set
+    /// given to [`ShadowAccumulator::cache_training_set`] (`None`: run the frozen forward pass).
+    ///
+    /// # Errors
+    /// [`NtkError::Shape`] / [`NtkError::Model`] if `x` or `err` does not fit the network;
+    /// [`NtkError::InvalidOption`] if `rows` do not match the batch or the cached examples.
+    pub fn observe_step(
+        &mut self,
+        x: &M::Input,
+        rows: Option<&[usize]>,
+        err: &M::Error,
+        lr: M::Scalar,
+    ) -> Result<(), NtkError> {
+        let grads = self
+            .rule
+            .update_from_frozen(x, rows, err)
+            .map_err(rules_err)?;
+        for (acc, g) in self.deltas.iter_mut().zip(M::grad_slices(grads)) {
+            if let Some(g) = g {
+                elementwise::axpy(-lr, g, acc.as_mut_slice());
+            }
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// The accumulated change of every parameter tensor, in the order of [`Network::params`]
+    /// (vectors as one-column matrices).
+    pub fn changes(&self) -> &[Mat<M::Scalar>] {
+        &self.deltas
+    }
+
+    /// Number of observed steps.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The initial network the shadow reads.
+    pub fn initial(&self) -> &M {
+        self.rule
+            .frozen()
+            .expect("Align-zero holds the frozen network")
+    }
+}
+
+impl<T: Float> ShadowAccumulator<Mlp<T>> {
     /// Like [`ShadowAccumulator::new`], and also caches the frozen network's trace on the whole
     /// training set `x_train` (`N × n_0`; the rules crate's frozen-trace cache, memory
     /// `2N·Σ_{l<L} n_l` values, plus a copy of `x_train`), so that
@@ -387,7 +547,7 @@ impl<T: Float> ShadowAccumulator<T> {
             ));
         }
         let mut s = Self::new(initial);
-        s.rule.cache_frozen_trace(x_train).map_err(rules_err)?;
+        s.cache_training_set(x_train)?;
         s.x_train = Some(x_train.clone());
         Ok(s)
     }
@@ -428,35 +588,9 @@ impl<T: Float> ShadowAccumulator<T> {
         for (i, &r) in rows.iter().enumerate() {
             batch.row_mut(i).copy_from(&x_train.row(r));
         }
-        let result = self.accumulate(&batch, Some(rows), err, lr);
+        let result = self.observe_step(&batch, Some(rows), err, lr);
         self.batch = batch;
         result
-    }
-
-    /// Adds `−lr ×` the rules crate's Align-zero update of the batch.
-    fn accumulate(
-        &mut self,
-        x: &Mat<T>,
-        rows: Option<&[usize]>,
-        err: &Mat<T>,
-        lr: T,
-    ) -> Result<(), NtkError> {
-        let grads = self
-            .rule
-            .update_from_frozen(x, rows, err)
-            .map_err(rules_err)?;
-        for (acc, g) in self.dw.iter_mut().zip(&grads.weights) {
-            if let Some(g) = g {
-                elementwise::axpy(-lr, g.as_slice(), acc.as_mut_slice());
-            }
-        }
-        for (acc, g) in self.db.iter_mut().zip(&grads.biases) {
-            if let Some(g) = g {
-                elementwise::axpy(-lr, g, acc);
-            }
-        }
-        self.steps += 1;
-        Ok(())
     }
 
     /// Adds one step's Align-zero update for the batch `x_batch` (`B × n_0`) with the live
@@ -480,29 +614,22 @@ impl<T: Float> ShadowAccumulator<T> {
                 err.shape(),
             ));
         }
-        self.accumulate(x_batch, None, err, lr)
+        self.observe_step(x_batch, None, err, lr)
     }
 
     /// Accumulated weight changes `ΔW^l_ref` at index `l − 1`.
-    pub fn weight_changes(&self) -> &[Mat<T>] {
-        &self.dw
+    pub fn weight_changes(&self) -> Vec<&Mat<T>> {
+        self.deltas.iter().step_by(2).collect()
     }
 
     /// Accumulated bias changes `Δb^l_ref` at index `l − 1`.
-    pub fn bias_changes(&self) -> &[Vec<T>] {
-        &self.db
-    }
-
-    /// Number of observed steps.
-    pub fn steps(&self) -> usize {
-        self.steps
-    }
-
-    /// The initial network the shadow reads.
-    pub fn initial(&self) -> &Mlp<T> {
-        self.rule
-            .frozen()
-            .expect("Align-zero holds the frozen network")
+    pub fn bias_changes(&self) -> Vec<&[T]> {
+        self.deltas
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|b| b.as_slice())
+            .collect()
     }
 }
 
@@ -536,11 +663,14 @@ impl Default for AlignOptions {
     }
 }
 
-/// The alignment numbers of one layer.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+/// The alignment numbers of one weight matrix.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LayerAlignment {
-    /// Layer `l` (1-based).
+    /// Position `l` (1-based) of the matrix in the model's list ([`AlignModel::weight_matrices`]):
+    /// the layer for the MLP; 1, 2, 3 for `W_in`, `W_rec`, `W_out` of the RNN.
     pub layer: usize,
+    /// The matrix's name (`"w1"`, … for the MLP; `"w_in"`, `"w_rec"`, `"w_out"` for the RNN).
+    pub name: String,
     /// Exact score of the trained change against the shadow (predicted) change.
     pub score: f64,
     /// Probe estimate of the same score.
@@ -553,55 +683,69 @@ pub struct LayerAlignment {
     pub input_span: f64,
 }
 
-/// Per-layer alignment of a training run: `trained − initial` against the shadow's accumulated
+impl LayerAlignment {
+    /// The entries of a run whose alignment is undefined (a diverged run): every number NaN,
+    /// one per weight matrix of `model`.
+    pub fn undefined<M: AlignModel>(model: &M) -> Vec<LayerAlignment> {
+        model
+            .weight_matrices()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, _, _))| LayerAlignment {
+                layer: i + 1,
+                name,
+                score: f64::NAN,
+                probe_score: f64::NAN,
+                shuffled: f64::NAN,
+                random: f64::NAN,
+                input_span: f64::NAN,
+            })
+            .collect()
+    }
+}
+
+/// Per-matrix alignment of a training run: for every weight matrix of the model
+/// ([`AlignModel::weight_matrices`]), `trained − initial` against the shadow's accumulated
 /// update, with the probe estimate, the two controls, and the input-span fraction of the trained
-/// change for the span of the initial network's activities on `train_inputs` (all training
-/// inputs, `N × n_0`). Controls and probes use the streams of
-/// `SeedStream::new(seed).child("align").child("layer{l}")`.
+/// change for the span of the initial network's input activities of that matrix on
+/// `train_inputs` (all training inputs; [`AlignModel::input_activities`]). Controls and probes
+/// of the `l`-th matrix use the streams of `SeedStream::new(seed).child("align").child("layer{l}")`.
 ///
-/// Cost per layer `n_out × n_in`: a few Gram products `min(n_out, n_in)² · max(n_out, n_in)`,
-/// the span basis ([`SpanBasis::new`]) and the probes.
+/// Cost per matrix `n_out × n_in`: a few Gram products `min(n_out, n_in)² · max(n_out, n_in)`,
+/// the span basis ([`SpanBasis::new`], whose Gram product costs `rows · n_in²` for the RNN's
+/// `N·T` stacked rows) and the probes.
 ///
 /// # Errors
 /// [`NtkError::Shape`] if the networks' shapes differ from each other or from the shadow's, or
-/// `train_inputs` has the wrong width; [`NtkError::InvalidOption`] for zero probes.
-pub fn align_layers<T: Float>(
-    initial: &Mlp<T>,
-    trained: &Mlp<T>,
-    shadow: &ShadowAccumulator<T>,
-    train_inputs: &Mat<T>,
+/// `train_inputs` does not fit; [`NtkError::InvalidOption`] for zero probes.
+pub fn align_layers<M: AlignModel>(
+    initial: &M,
+    trained: &M,
+    shadow: &ShadowAccumulator<M>,
+    train_inputs: &M::Input,
     options: &AlignOptions,
 ) -> Result<Vec<LayerAlignment>, NtkError> {
-    let depth = initial.depth();
-    if trained.depth() != depth || shadow.dw.len() != depth {
+    let shapes = initial.param_shapes();
+    let trained_shapes = trained.param_shapes();
+    let shadow_shapes: Vec<_> = shadow.deltas.iter().map(|m| m.shape()).collect();
+    if trained_shapes != shapes || shadow_shapes != shapes {
         return Err(NtkError::Shape {
             what: "networks".into(),
-            expected: format!("{depth} layers in the initial, trained and shadow networks"),
-            got: format!("{} and {}", trained.depth(), shadow.dw.len()),
+            expected: format!(
+                "parameter shapes {shapes:?} in the initial, trained and shadow networks"
+            ),
+            got: format!("{trained_shapes:?} and {shadow_shapes:?}"),
         });
     }
-    if train_inputs.ncols() != initial.spec.input_dim {
-        return Err(shape_err(
-            "training inputs",
-            format!("N × {}", initial.spec.input_dim),
-            train_inputs.shape(),
-        ));
-    }
-    let trace0 = initial.forward(train_inputs)?;
+    let activities = initial.input_activities(train_inputs)?;
     let root = SeedStream::new(options.seed).child("align");
-    let mut out = Vec::with_capacity(depth);
-    for l in 1..=depth {
-        let w0 = &initial.weights[l - 1];
-        let w1 = &trained.weights[l - 1];
-        if w1.shape() != w0.shape() {
-            return Err(shape_err(
-                &format!("trained layer {l} weight"),
-                format!("{} × {}", w0.nrows(), w0.ncols()),
-                w1.shape(),
-            ));
-        }
+    let mats0 = initial.weight_matrices();
+    let mats1 = trained.weight_matrices();
+    let mut out = Vec::with_capacity(mats0.len());
+    for (((name, k, w0), (_, _, w1)), acts) in mats0.into_iter().zip(mats1).zip(&activities) {
+        let l = out.len() + 1;
         let dw = w1 - w0;
-        let dref = &shadow.dw[l - 1];
+        let dref = &shadow.deltas[k];
         same_shape(&dw, dref)?;
         let seeds = root.child(&format!("layer{l}"));
         let g = small_gram(&dw);
@@ -610,11 +754,12 @@ pub fn align_layers<T: Float>(
         let probe_score = probe_alignment(&dw, dref, options.probes, &seeds)?;
         let sh = shuffled(&dw, &seeds);
         let shuffled_score = score_from_grams(&sh, dref, &small_gram(&sh), &gr);
-        let rnd: Mat<T> = seeds.gaussian_matrix("random", dw.nrows(), dw.ncols(), 1.0);
+        let rnd: Mat<M::Scalar> = seeds.gaussian_matrix("random", dw.nrows(), dw.ncols(), 1.0);
         let random_score = score_from_grams(&rnd, dref, &small_gram(&rnd), &gr);
-        let input_span = SpanBasis::new(&trace0.act[l - 1]).fraction(&dw)?;
+        let input_span = SpanBasis::new(acts).fraction(&dw)?;
         out.push(LayerAlignment {
             layer: l,
+            name,
             score,
             probe_score,
             shuffled: shuffled_score,
@@ -628,8 +773,10 @@ pub fn align_layers<T: Float>(
 /// One layer's numbers across widths (part of [`AlignReport`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct AlignSeries {
-    /// Layer `l` (1-based).
+    /// Position `l` (1-based) of the weight matrix ([`LayerAlignment::layer`]).
     pub layer: usize,
+    /// The matrix's name ([`LayerAlignment::name`]).
+    pub name: String,
     /// Exact score per width.
     pub score: Vec<f64>,
     /// Probe estimate per width.
@@ -643,13 +790,14 @@ pub struct AlignSeries {
 }
 
 /// The JSON of `widealign align --json`:
-/// `{"widths": [...], "layers": [{"layer": 1, "score": [per width], "probe_score": [...],
-/// "shuffled": [...], "random": [...], "input_span": [...]}, ...]}`.
+/// `{"widths": [...], "layers": [{"layer": 1, "name": "w1", "score": [per width],
+/// "probe_score": [...], "shuffled": [...], "random": [...], "input_span": [...]}, ...]}`, one
+/// entry per weight matrix (`"w_in"`, `"w_rec"`, `"w_out"` for the RNN).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct AlignReport {
     /// Widths in the order they were added.
     pub widths: Vec<usize>,
-    /// One series per layer.
+    /// One series per weight matrix.
     pub layers: Vec<AlignSeries>,
 }
 
@@ -669,6 +817,7 @@ impl AlignReport {
                 .iter()
                 .map(|a| AlignSeries {
                     layer: a.layer,
+                    name: a.name.clone(),
                     ..AlignSeries::default()
                 })
                 .collect();
@@ -694,7 +843,9 @@ impl AlignReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use widealign_models::{backward_signals, gradients, Feedback, Loss, MlpSpec, Pathway};
+    use widealign_models::{
+        backward_signals, gradients, Feedback, FeedbackPath, Loss, MlpSpec, Pathway,
+    };
     use widealign_tensor::Activation;
 
     fn naive_score(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
@@ -787,7 +938,7 @@ mod tests {
             let gl = gradients(&spec, &backward_signals(&spec, &pl, &err), &tr);
             net.apply_update(&gl, lr);
         }
-        for (a, b) in shadow.weight_changes().iter().zip(&expect) {
+        for (a, b) in shadow.weight_changes().into_iter().zip(&expect) {
             assert!((a - b).abs().max() < 1e-14);
         }
         // the cached variant gives the same numbers
@@ -810,7 +961,11 @@ mod tests {
                 lr,
             );
         }
-        for (a, b) in cached.weight_changes().iter().zip(shadow.weight_changes()) {
+        for (a, b) in cached
+            .weight_changes()
+            .into_iter()
+            .zip(shadow.weight_changes())
+        {
             assert!((a - b).abs().max() < 1e-14);
         }
         assert!(cached.observe_rows(&[10], &Mat::zeros(1, 3), lr).is_err());
@@ -819,7 +974,7 @@ mod tests {
         // Align-zero updates lie in the span of the initial activities (exactly, up to rounding)
         let t0 = net0.forward(&x).unwrap();
         for l in 0..3 {
-            let f = input_span_fraction(&shadow.weight_changes()[l], &t0.act[l]).unwrap();
+            let f = input_span_fraction(shadow.weight_changes()[l], &t0.act[l]).unwrap();
             assert!((f - 1.0).abs() < 1e-10, "layer {} fraction {f}", l + 1);
         }
         let res = align_layers(&net0, &net, &shadow, &x, &AlignOptions::default()).unwrap();
@@ -835,6 +990,98 @@ mod tests {
         report.push(24, &res).unwrap();
         assert!(report.push(48, &res[..2]).is_err());
         let json = serde_json::to_string(&report).unwrap();
-        assert!(json.starts_with("{\"widths\":[12,24],\"layers\":[{\"layer\":1,\"score\":["));
+        assert!(json.starts_with(
+            "{\"widths\":[12,24],\"layers\":[{\"layer\":1,\"name\":\"w1\",\"score\":["
+        ));
+    }
+
+    /// `A·B` for the hand computation.
+    fn mm(a: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
+        a * b
+    }
+
+    #[test]
+    fn rnn_shadow_equals_hand_computed_align_zero_accumulation() {
+        use widealign_models::{Network, RnnSpec};
+        let spec = RnnSpec::new(2, 8, 2, Activation::Tanh);
+        let net0 = Rnn::<f64>::new(&spec, 5).unwrap();
+        let (m_in, m_rec, m_out) = (
+            spec.input_multiplier(),
+            spec.recurrent_multiplier(),
+            spec.readout_multiplier(),
+        );
+        let sb = spec.param.bias_multiplier();
+        let s = SeedStream::new(6);
+        let (b, t_len, lr) = (2, 3, 0.05);
+        let mut shadow = ShadowAccumulator::new(&net0);
+        let mut net = net0.clone();
+        let mut expect: Vec<Mat<f64>> = shadow.changes().iter().map(|m| m * 0.0).collect();
+        let mut all_x: Vec<Vec<Mat<f64>>> = Vec::new();
+        for step in 0..4 {
+            let xs: Vec<Mat<f64>> = (0..t_len)
+                .map(|t| s.gaussian_matrix(&format!("x{step}.{t}"), b, 2, 1.0))
+                .collect();
+            let ys: Vec<Mat<f64>> = (0..t_len)
+                .map(|t| s.gaussian_matrix(&format!("y{step}.{t}"), b, 2, 1.0))
+                .collect();
+            let live = net.forward(&xs).unwrap();
+            let (_, errs) = Loss::Mse.evaluate_sequence(&live.outputs, &ys).unwrap();
+            shadow.observe_step(&xs, None, &errs, lr).unwrap();
+            // Align-zero by hand: BPTT through the frozen W_rec, W_out with frozen φ′ and
+            // frozen activities, the live errors
+            let f = net0.forward(&xs).unwrap();
+            let mut d: Vec<Mat<f64>> = vec![Mat::zeros(b, 8); t_len + 1];
+            for t in (0..t_len).rev() {
+                let back = mm(&errs[t], &net0.w_out) * m_out + mm(&d[t + 1], &net0.w_rec) * m_rec;
+                d[t] = back.zip_map(&f.pre[t], |g, h| g * spec.activation.derivative(h));
+            }
+            for t in 0..t_len {
+                expect[0] -= (d[t].transpose() * &xs[t]) * (lr * m_in);
+                expect[1] -= (d[t].transpose() * &f.states[t]) * (lr * m_rec);
+                expect[2] -= d[t].row_sum().transpose() * (lr * sb);
+                expect[3] -= (errs[t].transpose() * &f.states[t + 1]) * (lr * m_out);
+                expect[4] -= errs[t].row_sum().transpose() * (lr * sb);
+            }
+            expect[5] -= mm(&d[0], &net0.w_rec).row_sum().transpose() * (lr * m_rec);
+            // the live network trains with backprop through time
+            let mut bufs = Default::default();
+            net.sgd_update(FeedbackPath::Live, &live, &live, &errs, lr, &mut bufs);
+            all_x.push(xs);
+        }
+        assert_eq!(shadow.steps(), 4);
+        for (k, (a, e)) in shadow.changes().iter().zip(&expect).enumerate() {
+            let scale = e.abs().max();
+            assert!(scale > 1e-6, "tensor {k} is trained");
+            assert!((a - e).abs().max() < 1e-12 * scale.max(1.0), "tensor {k}");
+        }
+        assert_eq!(shadow.initial(), &net0);
+        assert_ne!(net, net0);
+        // each matrix's shadow change lies in the span of its stacked initial activities, which
+        // is smaller than the matrix's input dimension for W_rec and W_out here
+        let xs: Vec<Mat<f64>> = (0..t_len)
+            .map(|t| {
+                let parts: Vec<&Mat<f64>> = all_x.iter().map(|x| &x[t]).collect();
+                stack_rows(parts.into_iter(), 2)
+            })
+            .collect();
+        let acts = net0.input_activities(&xs).unwrap();
+        assert_eq!(acts[1].nrows(), 4 * b * t_len);
+        for ((name, k, _), a) in net0.weight_matrices().into_iter().zip(&acts) {
+            let basis = SpanBasis::new(a);
+            let f = basis.fraction(&shadow.changes()[k]).unwrap();
+            assert!((f - 1.0).abs() < 1e-10, "{name}: {f}");
+        }
+        let res = align_layers(&net0, &net, &shadow, &xs, &AlignOptions::default()).unwrap();
+        let names: Vec<&str> = res.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["w_in", "w_rec", "w_out"]);
+        for r in &res {
+            // a few small steps: backprop stays close to its linearisation
+            assert!(r.score > 0.95, "{r:?}");
+            assert!(r.score > r.random && r.score > r.shuffled, "{r:?}");
+        }
+        // a shadow of another architecture is refused
+        let other = Rnn::<f64>::new(&RnnSpec::new(2, 9, 2, Activation::Tanh), 5).unwrap();
+        let wrong = ShadowAccumulator::new(&other);
+        assert!(align_layers(&net0, &net, &wrong, &xs, &AlignOptions::default()).is_err());
     }
 }
