@@ -11,13 +11,14 @@
 //! | 3. low data | [`low_data`] | `low_data.svg` |
 //! | 4. alignment against width | [`alignment`] | `alignment_vs_width.svg` |
 //! | 5. layerwise dynamics against width | [`dynamics`] | `dynamics_<activation>.svg` each |
+//! | 6. RNN alignment against width (Add task) | [`rnn_alignment`] | `rnn_alignment_vs_width.svg` |
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use widealign_experiments::plan::{Plan, ADD_RULES};
 use widealign_experiments::record::VERSION;
-use widealign_experiments::reproduce::{AlignmentLine, DynamicsLine, ReproResults};
+use widealign_experiments::reproduce::{AlignmentLine, DynamicsLine, ReproResults, RNN_MATRICES};
 use widealign_rules::{RuleKind, TrainConfig, TrainResult};
 
 use crate::error::CliError;
@@ -58,6 +59,7 @@ pub fn write_report(
         low_data(plan, results),
         alignment(plan, &results.alignment),
         dynamics(&results.dynamics),
+        rnn_alignment(plan, &results.rnn_alignment),
     ];
     let mut md = String::new();
     let mut plots = 0;
@@ -444,32 +446,107 @@ pub fn alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
         }
     }
     md.push_str(&md_table(&header, &rows));
-    let mut chart = Chart::new(
+    let per_layer: Vec<MatrixPoints> = per_layer
+        .into_iter()
+        .map(|(layer, pts)| (format!("layer {layer}"), pts))
+        .collect();
+    let chart = alignment_chart(
         "Alignment with the predicted update vs width (bp)",
+        &per_layer,
+    );
+    md.push_str("\n![Alignment against width](alignment_vs_width.svg)\n\n");
+    Section {
+        markdown: md,
+        charts: vec![("alignment_vs_width.svg".into(), chart)],
+    }
+}
+
+/// One weight matrix's alignment points: its label and `(width, [score, shuffled, random,
+/// input span])` per width.
+type MatrixPoints = (String, Vec<(f64, [f64; 4])>);
+
+/// An alignment-against-width chart: per matrix (label, points `(width, [score, shuffled,
+/// random, …])`), the score solid, the shuffled control dashed, the random control dashed
+/// without markers, in the matrix's colour.
+fn alignment_chart(title: &str, per_matrix: &[MatrixPoints]) -> Chart {
+    let mut chart = Chart::new(
+        title,
         "hidden width",
         Axis::Log2,
         "alignment score",
         Axis::Linear,
     );
     chart.y_range = Some((0.0, 1.05));
-    for (i, (layer, pts)) in per_layer.iter().enumerate() {
+    for (i, (label, pts)) in per_matrix.iter().enumerate() {
         let pick = |j: usize| pts.iter().map(|(w, v)| (*w, v[j])).collect::<Vec<_>>();
+        chart.series.push(Series::new(label.clone(), pick(0), i));
         chart
             .series
-            .push(Series::new(format!("layer {layer}"), pick(0), i));
-        chart
-            .series
-            .push(Series::new(format!("layer {layer} shuffled"), pick(1), i).dashed());
+            .push(Series::new(format!("{label} shuffled"), pick(1), i).dashed());
         chart.series.push(
-            Series::new(format!("layer {layer} random"), pick(2), i)
+            Series::new(format!("{label} random"), pick(2), i)
                 .dashed()
                 .no_markers(),
         );
     }
-    md.push_str("\n![Alignment against width](alignment_vs_width.svg)\n\n");
+    chart
+}
+
+/// Section 6: alignment of backprop's change of each RNN weight matrix (`W_in`, `W_rec`,
+/// `W_out`) with the predicted update on the Add task, per width, with the shuffled and random
+/// controls; the plot shows `W_rec` and `W_out` (`W_in` is n×1 on the Add task, so its scores
+/// are 1 by construction).
+pub fn rnn_alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
+    let g0 = plan.rnn_align.first().cloned().unwrap_or_default();
+    let mut md = format!(
+        "## 6. RNN alignment against width (Add task)\n\nBackprop training the Elman RNN on the Add task ({} epochs, lr {}, batch {}); per weight matrix, the \
+         alignment score of the trained change with the predicted (Align-zero) update summed over time steps, its probe estimate, and the shuffled and random \
+         controls, as in section 4. The Add task has one input per time step, so W_in is n×1: ΔWᵀΔW is then a 1×1 matrix and every score of W_in \
+         (controls included) is trivially 1; W_rec and W_out carry the information.\n\n",
+        g0.epochs, g0.lr, g0.batch_size
+    );
+    let header = strings(&["width", "matrix", "score", "probe", "shuffled", "random"]);
+    let mut rows = Vec::new();
+    let mut per_matrix: BTreeMap<usize, Vec<(f64, [f64; 4])>> = BTreeMap::new();
+    let name = |layer: usize| {
+        RNN_MATRICES
+            .get(layer.wrapping_sub(1))
+            .map_or_else(|| format!("matrix {layer}"), |n| n.to_string())
+    };
+    for cfg in &plan.rnn_align {
+        let Some(line) = lines.iter().find(|l| l.width == cfg.width) else {
+            continue;
+        };
+        for l in &line.layers {
+            rows.push(vec![
+                cfg.width.to_string(),
+                name(l.layer),
+                format!("{:.4}", l.score),
+                format!("{:.4}", l.probe_score),
+                format!("{:.4}", l.shuffled),
+                format!("{:.4}", l.random),
+            ]);
+            if l.layer > 1 {
+                per_matrix.entry(l.layer).or_default().push((
+                    cfg.width as f64,
+                    [l.score, l.shuffled, l.random, l.input_span],
+                ));
+            }
+        }
+    }
+    md.push_str(&md_table(&header, &rows));
+    let per_matrix: Vec<MatrixPoints> = per_matrix
+        .into_iter()
+        .map(|(layer, pts)| (name(layer), pts))
+        .collect();
+    let chart = alignment_chart(
+        "RNN alignment with the predicted update vs width (Add task, bp)",
+        &per_matrix,
+    );
+    md.push_str("\n![RNN alignment against width](rnn_alignment_vs_width.svg)\n\n");
     Section {
         markdown: md,
-        charts: vec![("alignment_vs_width.svg".into(), chart)],
+        charts: vec![("rnn_alignment_vs_width.svg".into(), chart)],
     }
 }
 
@@ -669,11 +746,84 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let r = results(vec![record(&p.accuracy[0], None, Some(0.5))]);
         let s = write_report(d.path(), &p, &r, 0.3, 1.0, "widealign reproduce").unwrap();
-        assert_eq!(s.plots, 5); // no dynamics lines yet: no dynamics plot
+        assert_eq!(s.plots, 6); // no dynamics lines yet: no dynamics plot
         let md = std::fs::read_to_string(d.path().join("report.md")).unwrap();
         assert!(md.contains("| bp | 0.5000 | – | – |"));
         assert!(md.contains("![Test accuracy against width](accuracy_vs_width.svg)"));
         assert!(md.contains("Always predicting 0.5 scores **0.3**."));
+    }
+
+    #[test]
+    fn rnn_alignment_renders_into_the_report() {
+        use widealign_experiments::plan::Experiment;
+        use widealign_experiments::reproduce::{rnn_alignment_key, LayerScores};
+        let p = plan(Scale::Tiny, "digits", 0).unwrap();
+        assert!(Experiment::ALL.contains(&Experiment::RnnAlignment));
+        assert!(!p.rnn_align.is_empty());
+        let lines = p
+            .rnn_align
+            .iter()
+            .map(|c| {
+                let layers = (1..=3)
+                    .map(|layer| LayerScores {
+                        layer,
+                        score: if layer == 1 { 1.0 } else { 0.9 },
+                        probe_score: 0.8,
+                        shuffled: 0.1,
+                        random: 0.05,
+                        input_span: 1.0,
+                    })
+                    .collect();
+                let l = AlignmentLine {
+                    widealign_version: VERSION.into(),
+                    experiment: Experiment::RnnAlignment.name().into(),
+                    key: rnn_alignment_key(c),
+                    settings: c.clone(),
+                    width: c.width,
+                    test_accuracy: None,
+                    diverged: false,
+                    layers,
+                };
+                serde_json::to_value(&l).unwrap()
+            })
+            .collect();
+        let r = results(lines);
+        assert_eq!(r.rnn_alignment.len(), p.rnn_align.len());
+        assert!(r.alignment.is_empty());
+        let s = rnn_alignment(&p, &r.rnn_alignment);
+        let w = p.rnn_align[0].width;
+        assert!(s.markdown.contains("## 6. RNN alignment against width"));
+        assert!(s.markdown.contains("W_in is n×1"));
+        assert!(
+            s.markdown.contains(&format!(
+                "| {w} | w_rec | 0.9000 | 0.8000 | 0.1000 | 0.0500 |"
+            )),
+            "{}",
+            s.markdown
+        );
+        assert!(s.markdown.contains(&format!("| {w} | w_in | 1.0000 |")));
+        let labels: Vec<&str> = s.charts[0]
+            .1
+            .series
+            .iter()
+            .map(|s| s.label.as_str())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "w_rec",
+                "w_rec shuffled",
+                "w_rec random",
+                "w_out",
+                "w_out shuffled",
+                "w_out random"
+            ]
+        );
+        let d = tempfile::tempdir().unwrap();
+        write_report(d.path(), &p, &r, 0.3, 1.0, "widealign reproduce").unwrap();
+        let md = std::fs::read_to_string(d.path().join("report.md")).unwrap();
+        assert!(md.contains("![RNN alignment against width](rnn_alignment_vs_width.svg)"));
+        assert!(d.path().join("rnn_alignment_vs_width.svg").exists());
     }
 
     #[test]

@@ -62,39 +62,45 @@ impl ReproduceObserver for Display<'_> {
             ReproduceEvent::Started { dir, .. } => {
                 let p = self.plan;
                 self.progress.log(&format!(
-                    "reproduce ({}, {}): {} + {} + {} training runs, {} alignment widths, {} dynamics experiments into {}",
+                    "reproduce ({}, {}): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} dynamics experiments into {}",
                     p.scale.name(),
                     p.dataset,
                     p.accuracy.len(),
                     p.add.len(),
                     p.low_data.len(),
                     p.align.len(),
+                    p.rnn_align.len(),
                     p.dynamics.len(),
                     dir.display()
                 ));
             }
             ReproduceEvent::AlignmentStarting {
+                experiment,
                 index,
                 total,
                 config,
             } => {
-                let bar = self
-                    .align
-                    .get_or_insert_with(|| self.progress.bar("alignment", total as u64, false));
+                let bar = self.align.get_or_insert_with(|| {
+                    self.progress.bar(experiment.name(), total as u64, false)
+                });
                 bar.update(index as u64, &format!("width {}", config.width));
             }
-            ReproduceEvent::AlignmentFinished { config, run } => {
+            ReproduceEvent::AlignmentFinished {
+                experiment,
+                config,
+                run,
+            } => {
                 self.progress.log(&format!(
-                    "alignment: width {}: layer scores {}",
+                    "{experiment}: width {}: scores {}",
                     config.width,
                     run.layers
                         .iter()
-                        .map(|l| format!("{:.4}", l.score))
+                        .map(|l| format!("{} {:.4}", l.name, l.score))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
             }
-            ReproduceEvent::AlignmentDone => self.align = None,
+            ReproduceEvent::AlignmentDone { .. } => self.align = None,
             ReproduceEvent::DynamicsStarting { params } => {
                 self.progress.log(&format!(
                     "dynamics: {}, widths {:?}",

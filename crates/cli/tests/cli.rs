@@ -1055,7 +1055,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = last_json(&o);
-    assert_eq!(v["plots"], 6);
+    assert_eq!(v["plots"], 7);
     let lines = lines_of(&d.join("rep/results.jsonl"));
     assert_eq!(lines.len(), v["lines"].as_u64().unwrap() as usize);
     for e in [
@@ -1063,6 +1063,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         "add_task",
         "low_data",
         "alignment",
+        "rnn_alignment",
         "dynamics",
     ] {
         assert!(lines.iter().any(|l| l["experiment"] == e), "no {e} line");
@@ -1083,7 +1084,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         assert!(svg.contains("<svg") && svg.contains("</svg>"));
         svgs += 1;
     }
-    assert_eq!(svgs, 6);
+    assert_eq!(svgs, 7);
     // Existing results are refused without --resume; with it nothing is rerun.
     let o = run_in(d, &["reproduce", "--scale", "tiny", "--out", "rep"], &[]);
     assert_bad_input(&o, "--resume");
@@ -1279,8 +1280,8 @@ fn resume_published(sub: &str, dataset: &str) {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
     let v = last_json(&o);
-    assert_eq!(v["lines"], 58);
-    assert_eq!(v["plots"], 6);
+    assert_eq!(v["lines"], 61);
+    assert_eq!(v["plots"], 7);
     assert_eq!(std::fs::read(d.join("rep/results.jsonl")).unwrap(), before);
     let md = std::fs::read_to_string(d.join("rep/report.md")).unwrap();
     assert!(

@@ -7,6 +7,7 @@
 //! | Add task | Elman RNN, rules bp / align-ada / align-zero / readout ([`ADD_RULES`]), lr 0.001, batch 50, a range of widths |
 //! | low data | every rule with 100, 300, 1000 stratified training examples and the same number of steps |
 //! | alignment | backprop at every accuracy width, lr 1, with the Align-zero update accumulated alongside ([`crate::align`]) |
+//! | RNN alignment | the same per weight matrix (`W_in`, `W_rec`, `W_out`) of the Elman RNN on the Add task: backprop, lr 0.001, batch 50, a range of widths |
 //! | dynamics | full-batch GD on teacher–student regression against the closed form ([`crate::dynamics`]) |
 //!
 //! ```
@@ -109,28 +110,33 @@ pub enum Experiment {
     LowData,
     /// Alignment of backprop's weight change with the predicted update, against width.
     Alignment,
+    /// Alignment of backprop's change of each RNN weight matrix with the predicted update on
+    /// the Add task, against width.
+    RnnAlignment,
     /// Layerwise weight dynamics against the closed form, against width.
     Dynamics,
 }
 
 impl Experiment {
     /// Every group in running order.
-    pub const ALL: [Experiment; 5] = [
+    pub const ALL: [Experiment; 6] = [
         Experiment::AccuracyVsWidth,
         Experiment::AddTask,
         Experiment::LowData,
         Experiment::Alignment,
+        Experiment::RnnAlignment,
         Experiment::Dynamics,
     ];
 
     /// The name written into results lines: `accuracy_vs_width`, `add_task`, `low_data`,
-    /// `alignment`, `dynamics`.
+    /// `alignment`, `rnn_alignment`, `dynamics`.
     pub fn name(self) -> &'static str {
         match self {
             Experiment::AccuracyVsWidth => "accuracy_vs_width",
             Experiment::AddTask => "add_task",
             Experiment::LowData => "low_data",
             Experiment::Alignment => "alignment",
+            Experiment::RnnAlignment => "rnn_alignment",
             Experiment::Dynamics => "dynamics",
         }
     }
@@ -165,6 +171,10 @@ pub struct Plan {
     pub sizes: Vec<usize>,
     /// Alignment runs (bp, one per width).
     pub align: Vec<TrainConfig>,
+    /// RNN alignment runs on the Add task (bp, one per width of [`Plan::rnn_align_widths`]).
+    pub rnn_align: Vec<TrainConfig>,
+    /// Widths of the RNN alignment runs.
+    pub rnn_align_widths: Vec<usize>,
     /// Dynamics experiments (one per activation).
     pub dynamics: Vec<DynamicsParams>,
 }
@@ -268,6 +278,24 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
             ..base.clone()
         })
         .collect();
+    let rnn_align_widths: Vec<usize> =
+        scale.pick(vec![4, 8], vec![32, 64, 128], vec![64, 256, 1024]);
+    let rnn_align = rnn_align_widths
+        .iter()
+        .map(|&width| TrainConfig {
+            model: ModelKind::Rnn,
+            dataset: "add".into(),
+            rule: RuleKind::Bp,
+            width,
+            depth: 1,
+            activation: Activation::Relu,
+            lr: 0.001,
+            batch_size: 50,
+            epochs: scale.pick(1, 50, 50),
+            seed,
+            ..TrainConfig::default()
+        })
+        .collect();
     let dyn_widths: Vec<usize> =
         scale.pick(vec![16, 32], vec![64, 256, 1024], vec![64, 256, 1024, 4096]);
     let activations: &[Activation] = if scale == Scale::Full {
@@ -302,6 +330,8 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
         low_data,
         sizes,
         align,
+        rnn_align,
+        rnn_align_widths,
         dynamics,
     })
 }
@@ -324,13 +354,20 @@ mod tests {
                 .chain(&p.add)
                 .chain(&p.low_data)
                 .chain(&p.align)
+                .chain(&p.rnn_align)
             {
                 config::validate(c).unwrap();
             }
             assert!(p
                 .add
                 .iter()
+                .chain(&p.rnn_align)
                 .all(|c| c.model == ModelKind::Rnn && c.dataset == "add"));
+            assert_eq!(p.rnn_align.len(), p.rnn_align_widths.len());
+            assert!(p
+                .rnn_align
+                .iter()
+                .all(|c| c.rule == RuleKind::Bp && c.lr == 0.001 && c.batch_size == 50));
             let mut ids: Vec<String> = p
                 .training_groups()
                 .iter()
@@ -378,6 +415,8 @@ mod tests {
         assert_eq!(epochs, [400, 134, 40]);
         assert!(p.low_data.iter().all(|c| c.width == 512));
         assert!(p.align.iter().all(|c| c.lr == 1.0 && c.epochs == 5));
+        assert_eq!(p.rnn_align_widths, [32, 64, 128]);
+        assert!(p.rnn_align.iter().all(|c| c.epochs == 50));
         assert_eq!(p.dynamics.len(), 1);
         assert_eq!(p.dynamics[0].steps, 200);
         assert_eq!(p.dynamics[0].cfg.train_size, Some(64));
@@ -398,6 +437,7 @@ mod tests {
                 "add_task",
                 "low_data",
                 "alignment",
+                "rnn_alignment",
                 "dynamics"
             ]
         );

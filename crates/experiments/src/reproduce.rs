@@ -6,7 +6,9 @@
 //! ([`AlignmentLine`], [`DynamicsLine`]) identified by a `"key"`: the experiment's name and
 //! its settings in their serialised form with sorted keys, e.g.
 //! `alignment:{"activation":"relu","b_std":0.1,...,"width":64}` and
-//! `dynamics:{"config":{...},"steps":200,"widths":[64,256,1024]}` (the key is stored, and
+//! `dynamics:{"config":{...},"steps":200,"widths":[64,256,1024]}`; the RNN alignment runs on the
+//! Add task are alignment lines too, with `"experiment":"rnn_alignment"` and the key prefix
+//! `rnn_alignment:` (the key is stored, and
 //! recomputed from the stored settings when the file is read back). Resuming skips every run
 //! and every line whose identity is already in the file, so `--resume` on a finished folder
 //! only reads it back.
@@ -25,6 +27,7 @@
 //! let done = reproduce(&p, dir.path(), false, &mut Trainer::new(), &mut (), &AtomicBool::new(false)).unwrap();
 //! assert_eq!(done.results.runs.len(), 2 + 1 + 1);
 //! assert_eq!((done.results.alignment.len(), done.results.dynamics.len()), (1, 1));
+//! assert_eq!(done.results.rnn_alignment.len(), p.rnn_align.len());
 //! let run = done.results.run(&p.accuracy[0]).unwrap();
 //! assert_eq!(run.experiment.as_deref(), Some("accuracy_vs_width"));
 //! assert!(done.add_baseline > 0.0);
@@ -106,12 +109,16 @@ impl From<&LayerAlignment> for LayerScores {
     }
 }
 
-/// The line of one alignment run.
+/// Names of the RNN's weight matrices, by [`LayerScores::layer`] − 1 (the order of the NTK
+/// crate's `AlignModel::weight_matrices` for the RNN).
+pub const RNN_MATRICES: [&str; 3] = ["w_in", "w_rec", "w_out"];
+
+/// The line of one alignment run (of the MLP `alignment` group or the `rnn_alignment` group).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlignmentLine {
     /// Version that wrote the line.
     pub widealign_version: String,
-    /// `"alignment"`.
+    /// `"alignment"` or `"rnn_alignment"`.
     pub experiment: String,
     /// Identity of the line ([`alignment_key`]).
     pub key: String,
@@ -123,7 +130,8 @@ pub struct AlignmentLine {
     pub test_accuracy: Option<f64>,
     /// Whether the run diverged.
     pub diverged: bool,
-    /// Per-layer alignment, layer 1 first.
+    /// Per-layer alignment, layer 1 first (for the RNN: `W_in`, `W_rec`, `W_out`, see
+    /// [`RNN_MATRICES`]).
     pub layers: Vec<LayerScores>,
 }
 
@@ -239,6 +247,11 @@ pub fn alignment_key(cfg: &TrainConfig) -> String {
     sorted_key(Experiment::Alignment.name(), cfg)
 }
 
+/// The identity of the RNN alignment line of run `cfg`.
+pub fn rnn_alignment_key(cfg: &TrainConfig) -> String {
+    sorted_key(Experiment::RnnAlignment.name(), cfg)
+}
+
 /// The identity of the line of dynamics experiment `p`.
 pub fn dynamics_key(p: &DynamicsParams) -> String {
     sorted_key(Experiment::Dynamics.name(), &DynamicsSettings::from(p))
@@ -258,6 +271,8 @@ pub struct ReproResults {
     pub runs: Vec<RunRecord>,
     /// Alignment runs, in file order.
     pub alignment: Vec<AlignmentLine>,
+    /// RNN alignment runs on the Add task, in file order.
+    pub rnn_alignment: Vec<AlignmentLine>,
     /// Dynamics experiments, in file order.
     pub dynamics: Vec<DynamicsLine>,
     /// Lines in the file (including lines of other kinds, which are kept out of the above).
@@ -281,8 +296,8 @@ impl ReproResults {
         Ok(r)
     }
 
-    /// Adds one results line: a training record (it has a `"config"`), an alignment or a
-    /// dynamics line (by its `"experiment"`); other lines are only counted.
+    /// Adds one results line: a training record (it has a `"config"`), an alignment, RNN
+    /// alignment or dynamics line (by its `"experiment"`); other lines are only counted.
     ///
     /// # Errors
     /// The line does not have the fields of its kind.
@@ -296,6 +311,8 @@ impl ReproResults {
             self.runs.push(record);
         } else if v["experiment"] == Experiment::Alignment.name() {
             self.alignment.push(serde_json::from_value(v)?);
+        } else if v["experiment"] == Experiment::RnnAlignment.name() {
+            self.rnn_alignment.push(serde_json::from_value(v)?);
         } else if v["experiment"] == Experiment::Dynamics.name() {
             self.dynamics.push(serde_json::from_value(v)?);
         }
@@ -317,12 +334,22 @@ impl ReproResults {
         self.alignment.iter().find(|a| a.width == width)
     }
 
-    /// Identities of the alignment and dynamics lines, computed from their settings as read
+    /// The first RNN alignment line of width `width`.
+    pub fn rnn_alignment_at(&self, width: usize) -> Option<&AlignmentLine> {
+        self.rnn_alignment.iter().find(|a| a.width == width)
+    }
+
+    /// Identities of the alignment, RNN alignment and dynamics lines, computed from their settings as read
     /// (so a line written before a config field existed matches a config with its default).
     fn keys(&self) -> HashSet<String> {
         self.alignment
             .iter()
             .map(|a| alignment_key(&a.settings))
+            .chain(
+                self.rnn_alignment
+                    .iter()
+                    .map(|a| rnn_alignment_key(&a.settings)),
+            )
             .chain(
                 self.dynamics
                     .iter()
@@ -343,9 +370,11 @@ pub enum ReproduceEvent<'a> {
         /// Its results file.
         results: &'a Path,
     },
-    /// Alignment run `index` of `total` starts.
+    /// Alignment run `index` of `total` of group `experiment` starts.
     AlignmentStarting {
-        /// Position in [`Plan::align`].
+        /// [`Experiment::Alignment`] or [`Experiment::RnnAlignment`].
+        experiment: Experiment,
+        /// Position in [`Plan::align`] or [`Plan::rnn_align`].
         index: usize,
         /// Alignment runs in the plan.
         total: usize,
@@ -354,13 +383,18 @@ pub enum ReproduceEvent<'a> {
     },
     /// An alignment run finished and its line was written.
     AlignmentFinished {
+        /// Its group.
+        experiment: Experiment,
         /// Its settings.
         config: &'a TrainConfig,
         /// Its result.
         run: &'a AlignRun,
     },
-    /// All alignment runs are in the file.
-    AlignmentDone,
+    /// All alignment runs of group `experiment` are in the file.
+    AlignmentDone {
+        /// [`Experiment::Alignment`] or [`Experiment::RnnAlignment`].
+        experiment: Experiment,
+    },
     /// A dynamics experiment starts.
     DynamicsStarting {
         /// Its settings.
@@ -394,7 +428,7 @@ pub trait ReproduceObserver {
     fn sweep_event(&mut self, event: &SweepEvent<'_>) {
         let _ = event;
     }
-    /// A milestone: the start, and the alignment and dynamics experiments.
+    /// A milestone: the start, and the alignment, RNN alignment and dynamics experiments.
     fn event(&mut self, event: &ReproduceEvent<'_>) {
         let _ = event;
     }
@@ -441,7 +475,7 @@ pub struct Reproduction {
 }
 
 /// Runs everything in `plan` that `dir`'s results file does not hold yet: the three groups of
-/// training runs, the alignment runs and the dynamics experiments, in that order, appending
+/// training runs, the alignment runs, the RNN alignment runs and the dynamics experiments, in that order, appending
 /// one line each. Returns the file's contents.
 ///
 /// # Errors
@@ -490,42 +524,12 @@ pub fn reproduce(
     let before = ReproResults::read(&path)?;
     let done = before.keys();
     let stopped = || stop.load(Ordering::SeqCst);
-    for (index, cfg) in plan.align.iter().enumerate() {
-        let key = alignment_key(cfg);
-        if done.contains(&key) {
-            continue;
-        }
-        if stopped() {
-            return Err(ExperimentError::Interrupted);
-        }
-        observer.event(&ReproduceEvent::AlignmentStarting {
-            index,
-            total: plan.align.len(),
-            config: cfg,
-        });
-        observer.run_started(cfg);
-        let run = align_run(cfg, trainer, &mut |p| {
-            observer.run_progress(p) && !stopped()
-        });
-        observer.run_ended();
-        let run = run?;
-        let out = AlignmentLine {
-            widealign_version: VERSION.to_string(),
-            experiment: Experiment::Alignment.name().to_string(),
-            key,
-            settings: cfg.clone(),
-            width: cfg.width,
-            test_accuracy: run.result.test_accuracy,
-            diverged: run.result.diverged,
-            layers: run.layers.iter().map(LayerScores::from).collect(),
-        };
-        results::append(&path, &line(&out)?)?;
-        observer.event(&ReproduceEvent::AlignmentFinished {
-            config: cfg,
-            run: &run,
-        });
+    for (experiment, runs) in [
+        (Experiment::Alignment, &plan.align),
+        (Experiment::RnnAlignment, &plan.rnn_align),
+    ] {
+        alignment_group(experiment, runs, &done, &path, trainer, observer, stop)?;
     }
-    observer.event(&ReproduceEvent::AlignmentDone);
     for p in &plan.dynamics {
         let key = dynamics_key(p);
         if done.contains(&key) {
@@ -556,6 +560,59 @@ pub fn reproduce(
         results_path: path,
         add_baseline,
     })
+}
+
+/// Runs the alignment runs `runs` of group `experiment` whose key is not in `done`, appending
+/// one [`AlignmentLine`] each to `path`.
+fn alignment_group(
+    experiment: Experiment,
+    runs: &[TrainConfig],
+    done: &HashSet<String>,
+    path: &Path,
+    trainer: &mut Trainer,
+    observer: &mut dyn ReproduceObserver,
+    stop: &AtomicBool,
+) -> Result<(), ExperimentError> {
+    let stopped = || stop.load(Ordering::SeqCst);
+    for (index, cfg) in runs.iter().enumerate() {
+        let key = sorted_key(experiment.name(), cfg);
+        if done.contains(&key) {
+            continue;
+        }
+        if stopped() {
+            return Err(ExperimentError::Interrupted);
+        }
+        observer.event(&ReproduceEvent::AlignmentStarting {
+            experiment,
+            index,
+            total: runs.len(),
+            config: cfg,
+        });
+        observer.run_started(cfg);
+        let run = align_run(cfg, trainer, &mut |p| {
+            observer.run_progress(p) && !stopped()
+        });
+        observer.run_ended();
+        let run = run?;
+        let out = AlignmentLine {
+            widealign_version: VERSION.to_string(),
+            experiment: experiment.name().to_string(),
+            key,
+            settings: cfg.clone(),
+            width: cfg.width,
+            test_accuracy: run.result.test_accuracy,
+            diverged: run.result.diverged,
+            layers: run.layers.iter().map(LayerScores::from).collect(),
+        };
+        results::append(path, &line(&out)?)?;
+        observer.event(&ReproduceEvent::AlignmentFinished {
+            experiment,
+            config: cfg,
+            run: &run,
+        });
+    }
+    observer.event(&ReproduceEvent::AlignmentDone { experiment });
+    Ok(())
 }
 
 /// The Add task's test loss of always predicting 0.5 (the loss of training: per-step MSE
@@ -611,10 +668,15 @@ mod tests {
         ] {
             let r = ReproResults::read(&dir.join(RESULTS_FILE)).unwrap();
             let p = plan(Scale::Quick, dataset, 0).unwrap();
-            assert_eq!(r.lines, 58);
+            assert_eq!(r.lines, 61);
             assert_eq!(
-                (r.runs.len(), r.alignment.len(), r.dynamics.len()),
-                (54, 3, 1)
+                (
+                    r.runs.len(),
+                    r.alignment.len(),
+                    r.rnn_alignment.len(),
+                    r.dynamics.len()
+                ),
+                (54, 3, 3, 1)
             );
             for (experiment, runs) in p.training_groups() {
                 for c in runs {
@@ -629,9 +691,12 @@ mod tests {
             for c in &p.align {
                 assert!(keys.contains(&alignment_key(c)));
             }
+            for c in &p.rnn_align {
+                assert!(keys.contains(&rnn_alignment_key(c)));
+            }
             assert!(keys.contains(&dynamics_key(&p.dynamics[0])));
             // the stored keys are the ones computed from the settings
-            for a in &r.alignment {
+            for a in r.alignment.iter().chain(&r.rnn_alignment) {
                 assert!(keys.contains(&a.key));
             }
             assert!(keys.contains(&r.dynamics[0].key));
@@ -671,6 +736,44 @@ mod tests {
         r.push(serde_json::from_str(&text).unwrap()).unwrap();
         assert!(r.alignment_at(1024).unwrap().layers[0].score.is_nan());
         assert!(r.alignment_at(64).is_none());
+    }
+
+    /// The RNN alignment group writes one line per width, and resuming does not retrain it.
+    #[test]
+    fn rnn_alignment_runs_once_and_resumes() {
+        let mut p = plan(Scale::Tiny, "digits", 0).unwrap();
+        p.accuracy.clear();
+        p.add.clear();
+        p.low_data.clear();
+        p.align.clear();
+        p.dynamics.clear();
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let mut trainer = Trainer::new();
+        let done = reproduce(&p, dir.path(), false, &mut trainer, &mut (), &stop).unwrap();
+        let r = &done.results;
+        assert_eq!(r.lines, p.rnn_align.len());
+        assert_eq!(r.rnn_alignment.len(), p.rnn_align.len());
+        for c in &p.rnn_align {
+            let l = r.rnn_alignment_at(c.width).unwrap();
+            assert_eq!(l.experiment, "rnn_alignment");
+            assert_eq!(l.key, rnn_alignment_key(c));
+            let names: Vec<usize> = l.layers.iter().map(|l| l.layer).collect();
+            assert_eq!(names, [1, 2, 3]);
+            // W_in is n×1 on the Add task: its score is 1
+            assert!((l.layers[0].score - 1.0).abs() < 1e-9);
+        }
+        /// Counts the runs a reproduction trains.
+        struct Count(usize);
+        impl ReproduceObserver for Count {
+            fn run_started(&mut self, _: &TrainConfig) {
+                self.0 += 1;
+            }
+        }
+        let mut count = Count(0);
+        let again = reproduce(&p, dir.path(), true, &mut trainer, &mut count, &stop).unwrap();
+        assert_eq!(count.0, 0, "resume retrains nothing");
+        assert_eq!(again.results.lines, p.rnn_align.len());
     }
 
     #[test]
