@@ -1,4 +1,4 @@
-//! Command-line grammar (clap derive). Flags named in `shared/ARCHITECTURE.md` are contracts:
+//! Command-line grammar (clap derive). Flags named in docs/theory.md §7 are contracts:
 //! they may gain siblings but are never renamed.
 //!
 //! Flags that name a model, rule, activation, parameterisation or optimiser parse straight to

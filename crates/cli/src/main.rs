@@ -4,7 +4,7 @@
 //! into a resumable, shardable JSON-lines file, `reproduce` the reference experiments into a
 //! report with plots, compute infinite-width kernels (`ntk`), compare the layerwise weight
 //! dynamics with finite networks (`dynamics`), measure alignment (`align`), inspect datasets
-//! (`data`) and measure speed (`bench`). The flags named in `shared/ARCHITECTURE.md` are
+//! (`data`) and measure speed (`bench`). The flags named in docs/theory.md §7 are
 //! contracts.
 //!
 //! The experiments themselves (plans, sweeps, alignment and dynamics runs, run records) are the

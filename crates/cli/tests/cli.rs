@@ -523,7 +523,7 @@ fn data_list_and_info_json_contracts() {
     assert_bad_input(&o, "here.csv");
 }
 
-/// Keys every train/sweep record carries (ARCHITECTURE.md contract plus history and config).
+/// Keys every train/sweep record carries (docs/theory.md §7 contract plus history and config).
 const RECORD_KEYS: [&str; 15] = [
     "rule",
     "width",

@@ -3,7 +3,7 @@
 //! `widealign-experiments`, which adds the config and the version).
 //!
 //! Field names and defaults match the `widealign train` flags (`_` for `-`), see
-//! `shared/ARCHITECTURE.md`. The derived serialisation of a [`TrainConfig`] is the identity of a
+//! docs/theory.md §7. The derived serialisation of a [`TrainConfig`] is the identity of a
 //! run (a results file is resumed by comparing it): every field is part of it except
 //! [`TrainConfig::cache_frozen`], which cannot change a result. Unknown keys are rejected.
 //!
