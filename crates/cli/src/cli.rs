@@ -98,8 +98,13 @@ Example:
   widealign dynamics --dataset teacher --train-size 64 --depth 2 --activation erf \\
       --widths 64,256,1024,4096 --steps 200 --lr 0.1 --seed 0 --json
 
+  widealign dynamics --model rnn --activation erf --widths 64,256,1024 --json
+
 Prints, per width, the relative errors of the predicted weight-change norms and directions
-per layer and of the function, and the fitted log-log slopes (about -1/2 for smooth activations).")]
+per weight matrix and of the function, and the fitted log-log slopes (about -1/2 for smooth
+activations). --model rnn trains the Elman network by backprop through time on a sequence task
+(default teacher-seq: 32 sequences of 6 steps) against the RNN's kernel dynamics, for W_in,
+W_rec and W_out.")]
     Dynamics(DynamicsArgs),
     /// Alignment of each layer's weight change with the predicted update, with controls.
     #[command(after_help = "\
@@ -240,7 +245,7 @@ pub struct ModelArgs {
     pub param: ParamKind,
 }
 
-/// Dataset flags shared by train, dynamics and align.
+/// Dataset flags shared by train and align.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// Dataset: digits, fashion-mnist, mnist, kmnist, idx:DIR, cifar10:DIR, csv:FILE, add, teacher.
@@ -251,7 +256,7 @@ pub struct DataArgs {
     pub train_size: Option<usize>,
 }
 
-/// Optimisation flags shared by train, dynamics and align.
+/// Optimisation flags shared by train and align.
 #[derive(Debug, Clone, Args)]
 pub struct OptimArgs {
     /// Number of passes over the training set.
@@ -459,12 +464,28 @@ pub struct DynamicsArgs {
     /// Architecture.
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Dataset.
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// Optimisation.
-    #[command(flatten)]
-    pub optim: OptimArgs,
+    /// Dataset: digits, teacher, csv:FILE, ... for --model mlp; add, teacher-seq for --model rnn
+    /// [default: digits for mlp, teacher-seq for rnn].
+    #[arg(long, value_name = "NAME")]
+    pub dataset: Option<String>,
+    /// Use a subset of K training examples (sequences for --model rnn).
+    #[arg(long, value_name = "K")]
+    pub train_size: Option<usize>,
+    /// Learning rate of full-batch gradient descent [default: 1.0 for mlp, 0.25 for rnn].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// Optimiser (the theory describes sgd).
+    #[arg(long, value_parser = choice(OPTIMIZERS, OptimizerChoice::name), default_value_t = OptimizerChoice::Sgd)]
+    pub optimizer: OptimizerChoice,
+    /// Seed of the initialisations and the dataset.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Not used (full-batch gradient descent runs --steps steps); accepted as before.
+    #[arg(long, value_name = "E", hide = true)]
+    pub epochs: Option<usize>,
+    /// Not used (the batch is the whole training set); accepted as before.
+    #[arg(long, value_name = "B", hide = true)]
+    pub batch_size: Option<usize>,
     /// Widths to simulate.
     #[arg(long, default_value = "64,256,1024,4096", value_name = "N,N,..")]
     pub widths: Widths,

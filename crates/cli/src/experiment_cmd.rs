@@ -4,12 +4,14 @@
 
 use serde_json::Value;
 use widealign_experiments::align::align_run;
-use widealign_experiments::dynamics::{run_dynamics, DynamicsParams};
+use widealign_experiments::dynamics::{
+    run_dynamics, DynamicsParams, DEFAULT_RNN_DATASET, DEFAULT_RNN_LR,
+};
 use widealign_experiments::Trainer;
 use widealign_ntk::align::AlignReport;
-use widealign_rules::TrainConfig;
+use widealign_rules::{ModelKind, TrainConfig};
 
-use crate::cli::{AlignArgs, DynamicsArgs};
+use crate::cli::{AlignArgs, DataArgs, DynamicsArgs, OptimArgs};
 use crate::commands::{divergence, RunProgress};
 use crate::config;
 use crate::emit;
@@ -19,12 +21,28 @@ use crate::progress::Progress;
 /// `widealign dynamics`.
 pub fn dynamics_cmd(a: &DynamicsArgs) -> Result<(), CliError> {
     // Full-batch gradient descent for --steps steps: --epochs and --batch-size are not used.
-    let unused = TrainConfig::default();
+    let _ = (a.epochs, a.batch_size);
+    // The defaults that differ by model: the RNN's kernel summed over time steps has a larger
+    // λ_max, so its largest stable rate on teacher-seq is 0.87 (docs/theory.md §4.5).
+    let defaults = TrainConfig::default();
+    let (dataset, lr) = match a.model.model {
+        ModelKind::Mlp => (defaults.dataset.clone(), defaults.lr),
+        ModelKind::Rnn => (DEFAULT_RNN_DATASET.to_string(), DEFAULT_RNN_LR),
+    };
+    let data = DataArgs {
+        dataset: a.dataset.clone().unwrap_or(dataset),
+        train_size: a.train_size,
+    };
+    let optim = OptimArgs {
+        epochs: defaults.epochs,
+        lr: a.lr.unwrap_or(lr),
+        batch_size: defaults.batch_size,
+        optimizer: a.optimizer,
+        seed: a.seed,
+    };
     let cfg = TrainConfig {
         width: a.widths.0.iter().copied().max().unwrap_or(1),
-        epochs: unused.epochs,
-        batch_size: unused.batch_size,
-        ..config::from_flags(&a.model, &a.data, &a.optim)
+        ..config::from_flags(&a.model, &data, &optim)
     };
     config::validate(&cfg)?;
     let r = run_dynamics(
@@ -39,20 +57,41 @@ pub fn dynamics_cmd(a: &DynamicsArgs) -> Result<(), CliError> {
         return emit(&serde_json::to_string(&r).map_err(|e| CliError::Failure(e.to_string()))?);
     }
     let mut s = format!(
-        "largest stable lr {:.4}; {} training points, {} steps at lr {}\n{:>7} {:>12} {:>14} {:>10}\n",
-        r.max_stable_lr, r.train_size, r.steps, r.lr, "width", "|dW| err", "dir err", "f err"
+        "{} ({}), largest stable lr {:.4}; {} training {}, {} steps at lr {}\n",
+        r.model,
+        r.activation,
+        r.max_stable_lr,
+        r.train_size,
+        if r.seq_len.is_some() {
+            "sequences"
+        } else {
+            "points"
+        },
+        r.steps,
+        r.lr
     );
-    for (i, w) in r.widths.iter().enumerate() {
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    for m in &r.layers {
         s.push_str(&format!(
-            "{w:>7} {:>12.4e} {:>14.4e} {:>10.4e}\n",
-            mean(&r.errors.weight_norm[i]),
-            mean(&r.errors.weight_direction[i]),
-            r.errors.function[i]
+            "{} ({})\n{:>7} {:>12} {:>12} {:>14}\n",
+            m.layer, m.name, "width", "|dW| pred", "|dW| err", "dir err"
+        ));
+        for (i, w) in r.widths.iter().enumerate() {
+            s.push_str(&format!(
+                "{w:>7} {:>12.4e} {:>12.4e} {:>14.4e}\n",
+                m.predicted_weight_norm[i], m.weight_norm[i], m.weight_direction[i]
+            ));
+        }
+        s.push_str(&format!(
+            "  slopes: weight norm {:.3}, direction {:.3}\n",
+            m.slopes.weight_norm, m.slopes.weight_direction
         ));
     }
+    s.push_str("function error per width:");
+    for (w, e) in r.widths.iter().zip(&r.errors.function) {
+        s.push_str(&format!(" {w}: {e:.4e}"));
+    }
     s.push_str(&format!(
-        "log-log slopes: weight norm {:.3}, weight direction {:.3}, function {:.3} (theory: about -0.5)",
+        "\nlog-log slopes: weight norm {:.3}, weight direction {:.3}, function {:.3} (theory: about -0.5)",
         r.slopes.weight_norm, r.slopes.weight_direction, r.slopes.function
     ));
     emit(&s)

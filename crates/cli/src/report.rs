@@ -12,6 +12,7 @@
 //! | 4. alignment against width | [`alignment`] | `alignment_vs_width.svg` |
 //! | 5. layerwise dynamics against width | [`dynamics`] | `dynamics_<activation>.svg` each |
 //! | 6. RNN alignment against width (Add task) | [`rnn_alignment`] | `rnn_alignment_vs_width.svg` |
+//! | 7. RNN layerwise dynamics against width (`teacher-seq`) | [`rnn_dynamics`] | `rnn_dynamics_<activation>.svg` each |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +20,7 @@ use std::path::Path;
 use widealign_experiments::plan::{Plan, ADD_RULES};
 use widealign_experiments::record::VERSION;
 use widealign_experiments::reproduce::{AlignmentLine, DynamicsLine, ReproResults, RNN_MATRICES};
+use widealign_ntk::experiment::pooled_log_slope;
 use widealign_rules::{RuleKind, TrainConfig, TrainResult};
 
 use crate::error::CliError;
@@ -60,6 +62,7 @@ pub fn write_report(
         alignment(plan, &results.alignment),
         dynamics(&results.dynamics),
         rnn_alignment(plan, &results.rnn_alignment),
+        rnn_dynamics(&results.rnn_dynamics),
     ];
     let mut md = String::new();
     let mut plots = 0;
@@ -597,50 +600,150 @@ pub fn dynamics(lines: &[DynamicsLine]) -> Section {
             format!("{:.3}", s.function),
         ]);
         md.push_str(&md_table(&header, &rows));
-        let mut chart = Chart::new(
+        let chart = error_chart(
             format!("Prediction error vs width ({act})"),
-            "hidden width",
-            Axis::Log2,
-            "relative error",
-            Axis::Log10,
+            &widths,
+            vec![
+                (format!("weight norm ({:.2})", s.weight_norm), wn),
+                (format!("weight direction ({:.2})", s.weight_direction), wd),
+                (format!("function ({:.2})", s.function), f.clone()),
+            ],
         );
-        let zip = |ys: &[f64]| {
-            widths
-                .iter()
-                .copied()
-                .zip(ys.iter().copied())
-                .collect::<Vec<_>>()
-        };
-        chart.series.push(Series::new(
-            format!("weight norm ({:.2})", s.weight_norm),
-            zip(&wn),
-            0,
-        ));
-        chart.series.push(Series::new(
-            format!("weight direction ({:.2})", s.weight_direction),
-            zip(&wd),
-            1,
-        ));
-        chart.series.push(Series::new(
-            format!("function ({:.2})", s.function),
-            zip(f),
-            2,
-        ));
-        if let (Some(&w0), Some(&w1)) = (widths.first(), widths.last()) {
-            let anchor = [wn.first(), wd.first(), f.first()]
-                .into_iter()
-                .flatten()
-                .copied()
-                .filter(|x| x.is_finite() && *x > 0.0)
-                .fold(f64::NAN, f64::max);
-            if anchor.is_finite() {
-                chart
-                    .series
-                    .push(Series::power_law("width^(-1/2)", -0.5, w0, anchor, w1));
-            }
-        }
         let file = format!("dynamics_{act}.svg");
         md.push_str(&format!("\n![Dynamics errors ({act})]({file})\n\n"));
+        charts.push((file, chart));
+    }
+    Section {
+        markdown: md,
+        charts,
+    }
+}
+
+/// A log-log chart of relative errors against width, one series per `(label, errors)`, with the
+/// `width^(-1/2)` reference anchored at the largest error of the first width.
+fn error_chart(title: String, widths: &[f64], series: Vec<(String, Vec<f64>)>) -> Chart {
+    let mut chart = Chart::new(
+        title,
+        "hidden width",
+        Axis::Log2,
+        "relative error",
+        Axis::Log10,
+    );
+    let anchor = series
+        .iter()
+        .filter_map(|(_, ys)| ys.first().copied())
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .fold(f64::NAN, f64::max);
+    for (i, (label, ys)) in series.into_iter().enumerate() {
+        let pts = widths.iter().copied().zip(ys).collect::<Vec<_>>();
+        chart.series.push(Series::new(label, pts, i));
+    }
+    if let (Some(&w0), Some(&w1)) = (widths.first(), widths.last()) {
+        if anchor.is_finite() {
+            chart
+                .series
+                .push(Series::power_law("width^(-1/2)", -0.5, w0, anchor, w1));
+        }
+    }
+    chart
+}
+
+/// Section 7: the RNN's layerwise weight dynamics against width on the sequence teacher task:
+/// per weight matrix (`W_in`, `W_rec`, `W_out`) the errors of the predicted norm and direction,
+/// the function error over every step of the test sequences, and log-log slopes per matrix.
+pub fn rnn_dynamics(lines: &[DynamicsLine]) -> Section {
+    if lines.is_empty() {
+        return Section::default();
+    }
+    let mut md = String::from(
+        "## 7. RNN layerwise weight dynamics against width\n\nFull-batch gradient descent \
+         (backprop through time) of the Elman network on the sequence teacher–student task \
+         (`teacher-seq`, targets at every step), against the closed form of docs/theory.md §4.5: \
+         kernel gradient descent with the NTK stacked over all pairs of time steps, and each \
+         weight matrix's predicted change, a sum over sequences and time steps of back-propagated \
+         errors times initial input activities (`x_t` for `W_in`, `r_{t−1}` for `W_rec`, `r_t` for \
+         `W_out`). Relative errors of each matrix's weight-change norm and direction, and of the \
+         function at every step of the test sequences; slopes fitted per matrix (theory: about \
+         −1/2).\n\n",
+    );
+    let mut charts = Vec::new();
+    for line in lines {
+        let act = &line.activation;
+        let r = &line.report;
+        let widths: Vec<f64> = r.widths.iter().map(|&w| w as f64).collect();
+        let per_matrix = |e: &[Vec<f64>]| -> Vec<Vec<f64>> {
+            (0..RNN_MATRICES.len())
+                .map(|m| {
+                    e.iter()
+                        .map(|w| w.get(m).copied().unwrap_or(f64::NAN))
+                        .collect()
+                })
+                .collect()
+        };
+        let (wn, wd) = (
+            per_matrix(&r.errors.weight_norm),
+            per_matrix(&r.errors.weight_direction),
+        );
+        let f = &r.errors.function;
+        md.push_str(&format!(
+            "### {act}\n\n{} training sequences of {} steps, {} steps at lr {} (largest stable lr \
+             {}).\n\n",
+            r.train_size,
+            r.seq_len.map_or("?".into(), |t| t.to_string()),
+            r.steps,
+            json_number(r.lr),
+            fmt_sig(r.max_stable_lr)
+        ));
+        let mut header = vec!["width".to_string()];
+        for m in RNN_MATRICES {
+            header.push(format!("`{m}` norm"));
+            header.push(format!("`{m}` direction"));
+        }
+        header.push("function".into());
+        let at = |ys: &[f64], i: usize| ys.get(i).copied().unwrap_or(f64::NAN);
+        let mut rows: Vec<Vec<String>> = r
+            .widths
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let mut row = vec![w.to_string()];
+                for m in 0..RNN_MATRICES.len() {
+                    row.push(format!("{:.3e}", at(&wn[m], i)));
+                    row.push(format!("{:.3e}", at(&wd[m], i)));
+                }
+                row.push(format!("{:.3e}", at(f, i)));
+                row
+            })
+            .collect();
+        let slope = |ys: &[f64]| pooled_log_slope(&r.widths, std::slice::from_ref(&ys.to_vec()));
+        let mut slopes = vec!["**slope**".to_string()];
+        for m in 0..RNN_MATRICES.len() {
+            slopes.push(format!("{:.3}", slope(&wn[m])));
+            slopes.push(format!("{:.3}", slope(&wd[m])));
+        }
+        slopes.push(format!("{:.3}", r.slopes.function));
+        rows.push(slopes);
+        md.push_str(&md_table(&header, &rows));
+        md.push_str(&format!(
+            "\nSlopes pooled over the three matrices: weight norm {:.3}, weight direction {:.3}. \
+             The weight-norm error is the absolute value of a signed fluctuation, so with one \
+             initialisation per width its slope scatters; the direction and function errors are \
+             the robust measures.\n",
+            r.slopes.weight_norm, r.slopes.weight_direction
+        ));
+        let mut series: Vec<(String, Vec<f64>)> = RNN_MATRICES
+            .iter()
+            .zip(&wd)
+            .map(|(m, ys)| (format!("{m} direction ({:.2})", slope(ys)), ys.clone()))
+            .collect();
+        series.push((format!("function ({:.2})", r.slopes.function), f.clone()));
+        let chart = error_chart(
+            format!("RNN prediction error vs width ({act}, teacher-seq)"),
+            &widths,
+            series,
+        );
+        let file = format!("rnn_dynamics_{act}.svg");
+        md.push_str(&format!("\n![RNN dynamics errors ({act})]({file})\n\n"));
         charts.push((file, chart));
     }
     Section {
@@ -751,6 +854,74 @@ mod tests {
         assert!(md.contains("| bp | 0.5000 | – | – |"));
         assert!(md.contains("![Test accuracy against width](accuracy_vs_width.svg)"));
         assert!(md.contains("Always predicting 0.5 scores **0.3**."));
+    }
+
+    #[test]
+    fn rnn_dynamics_renders_a_table_per_matrix_and_a_plot() {
+        // errors halving per 4× width (slope −1/2) for W_in, constant for W_out
+        let line = serde_json::json!({
+            "widealign_version": VERSION,
+            "experiment": "rnn_dynamics",
+            "key": "rnn_dynamics:{}",
+            "settings": {"config": TrainConfig::default(), "widths": [64, 256], "steps": 5},
+            "activation": "erf",
+            "report": {
+                "widths": [64, 256],
+                "errors": {
+                    "weight_norm": [[0.2, 0.1, 0.3], [0.1, 0.05, 0.3]],
+                    "weight_direction": [[0.4, 0.4, 0.2], [0.2, 0.2, null]],
+                    "function": [0.1, 0.05]
+                },
+                "slopes": {"weight_norm": -0.3, "weight_direction": -0.5, "function": -0.5},
+                "max_stable_lr": 0.873, "hidden_layers": 1, "steps": 5, "lr": 0.25,
+                "train_size": 32, "seq_len": 6
+            }
+        });
+        let r = results(vec![line]);
+        assert_eq!(r.rnn_dynamics.len(), 1);
+        assert!(r.dynamics.is_empty());
+        let s = rnn_dynamics(&r.rnn_dynamics);
+        let md = &s.markdown;
+        assert!(
+            md.contains("## 7. RNN layerwise weight dynamics against width"),
+            "{md}"
+        );
+        assert!(
+            md.contains("32 training sequences of 6 steps, 5 steps at lr 0.25"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| width | `w_in` norm | `w_in` direction | `w_rec` norm"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 256 | 1.000e-1 | 2.000e-1 | 5.000e-2 | 2.000e-1 | 3.000e-1 | NaN | 5.000e-2 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **slope** | -0.500 | -0.500 | -0.500 | -0.500 | 0.000 | NaN | -0.500 |"),
+            "{md}"
+        );
+        assert_eq!(s.charts[0].0, "rnn_dynamics_erf.svg");
+        let labels: Vec<&str> = s.charts[0]
+            .1
+            .series
+            .iter()
+            .map(|s| s.label.as_str())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "w_in direction (-0.50)",
+                "w_rec direction (-0.50)",
+                "w_out direction (NaN)",
+                "function (-0.50)",
+                "width^(-1/2)"
+            ]
+        );
+        assert!(rnn_dynamics(&[]).markdown.is_empty());
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl ReproduceObserver for Display<'_> {
             ReproduceEvent::Started { dir, .. } => {
                 let p = self.plan;
                 self.progress.log(&format!(
-                    "reproduce ({}, {}): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} dynamics experiments into {}",
+                    "reproduce ({}, {}): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} + {} dynamics experiments (MLP + RNN) into {}",
                     p.scale.name(),
                     p.dataset,
                     p.accuracy.len(),
@@ -71,6 +71,7 @@ impl ReproduceObserver for Display<'_> {
                     p.align.len(),
                     p.rnn_align.len(),
                     p.dynamics.len(),
+                    p.rnn_dynamics.len(),
                     dir.display()
                 ));
             }
@@ -103,14 +104,16 @@ impl ReproduceObserver for Display<'_> {
             ReproduceEvent::AlignmentDone { .. } => self.align = None,
             ReproduceEvent::DynamicsStarting { params } => {
                 self.progress.log(&format!(
-                    "dynamics: {}, widths {:?}",
+                    "dynamics: {} {}, widths {:?}",
+                    params.cfg.model.name(),
                     params.cfg.activation.name(),
                     params.widths
                 ));
             }
             ReproduceEvent::DynamicsFinished { params, report } => {
                 self.progress.log(&format!(
-                    "dynamics: {}: slopes weight norm {:.3}, weight direction {:.3}, function {:.3}",
+                    "dynamics: {} {}: slopes weight norm {:.3}, weight direction {:.3}, function {:.3}",
+                    params.cfg.model.name(),
                     params.cfg.activation.name(),
                     report.slopes.weight_norm,
                     report.slopes.weight_direction,

@@ -896,8 +896,68 @@ fn dynamics_json_contract() {
         "1000",
     ]);
     assert_bad_input(&o, "--lr");
-    let o = run(&["dynamics", "--model", "rnn", "--widths", "32"]);
-    assert_bad_input(&o, "--model");
+    let o = run(&[
+        "dynamics",
+        "--model",
+        "rnn",
+        "--dataset",
+        "digits",
+        "--widths",
+        "32",
+    ]);
+    assert_bad_input(&o, "--dataset");
+    let o = run(&[
+        "dynamics",
+        "--model",
+        "mlp",
+        "--dataset",
+        "add",
+        "--widths",
+        "32",
+    ]);
+    assert_bad_input(&o, "--dataset");
+}
+
+/// `dynamics --model rnn` needs no flag but the widths (the sequence teacher task and its
+/// learning rate are the defaults) and prints the MLP form's JSON with one `layers` entry per
+/// weight matrix.
+#[test]
+fn rnn_dynamics_json_contract() {
+    let o = run(&[
+        "dynamics",
+        "--model",
+        "rnn",
+        "--activation",
+        "erf",
+        "--widths",
+        "16,32",
+        "--steps",
+        "10",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["model"], "rnn");
+    assert_eq!(v["lr"], 0.25);
+    assert_eq!(v["seq_len"], 6);
+    assert_eq!(v["train_size"], 32);
+    for k in ["weight_norm", "weight_direction", "function"] {
+        assert!(v["slopes"][k].is_number(), "slope {k}");
+    }
+    let layers = v["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["w_in", "w_rec", "w_out"]);
+    for l in layers {
+        for k in ["weight_norm", "weight_direction", "predicted_weight_norm"] {
+            assert_eq!(
+                l[k].as_array().unwrap().len(),
+                2,
+                "{k}: one entry per width"
+            );
+        }
+        assert!(l["slopes"]["weight_direction"].is_number());
+    }
+    assert_eq!(v["errors"]["weight_norm"][0].as_array().unwrap().len(), 3);
 }
 
 #[test]
@@ -1055,7 +1115,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = last_json(&o);
-    assert_eq!(v["plots"], 7);
+    assert_eq!(v["plots"], 8);
     let lines = lines_of(&d.join("rep/results.jsonl"));
     assert_eq!(lines.len(), v["lines"].as_u64().unwrap() as usize);
     for e in [
@@ -1065,6 +1125,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         "alignment",
         "rnn_alignment",
         "dynamics",
+        "rnn_dynamics",
     ] {
         assert!(lines.iter().any(|l| l["experiment"] == e), "no {e} line");
     }
@@ -1084,7 +1145,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         assert!(svg.contains("<svg") && svg.contains("</svg>"));
         svgs += 1;
     }
-    assert_eq!(svgs, 7);
+    assert_eq!(svgs, 8);
     // Existing results are refused without --resume; with it nothing is rerun.
     let o = run_in(d, &["reproduce", "--scale", "tiny", "--out", "rep"], &[]);
     assert_bad_input(&o, "--resume");
@@ -1281,7 +1342,7 @@ fn resume_published(sub: &str, dataset: &str) {
     assert_eq!(o.status.code(), Some(0));
     let v = last_json(&o);
     assert_eq!(v["lines"], 61);
-    assert_eq!(v["plots"], 7);
+    assert_eq!(v["plots"], 8);
     assert_eq!(std::fs::read(d.join("rep/results.jsonl")).unwrap(), before);
     let md = std::fs::read_to_string(d.join("rep/report.md")).unwrap();
     assert!(

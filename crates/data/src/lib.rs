@@ -66,5 +66,5 @@ pub use registry::{
     REFERENCE_VALIDATION,
 };
 pub use stream::MAX_PAYLOAD_BYTES;
-pub use synthetic::{AddParams, InputDistribution, TeacherParams};
+pub use synthetic::{AddParams, InputDistribution, SeqTeacherParams, TeacherParams};
 pub use widealign_tensor::Mat;

@@ -10,6 +10,7 @@
 //! | `csv:FILE` | features then an integer label per row | `FILE`, split seeded and stratified |
 //! | `add` | the Add task (sequences) | generated ([`crate::synthetic`]) |
 //! | `teacher` | teacher–student regression | generated |
+//! | `teacher-seq` | sequence teacher–student regression (a random Elman teacher) | generated |
 //!
 //! The data folder is [`LoadOptions::data_dir`], else `$WIDEALIGN_DATA`, else
 //! `$HOME/.local/share/widealign` ([`data_dir`]). An IDX folder holds
@@ -44,7 +45,9 @@ use crate::csv::{self, CsvOptions};
 use crate::dataset::{Dataset, Split, Tabular, Task};
 use crate::error::{DataError, Position, Result};
 use crate::preprocess::{stratified_split, training_subset, Standardizer};
-use crate::synthetic::{add_task, teacher_task, AddParams, TeacherParams};
+use crate::synthetic::{
+    add_task, seq_teacher_task, teacher_task, AddParams, SeqTeacherParams, TeacherParams,
+};
 use crate::{cifar, digits, idx};
 
 /// Where Debian's dataset packages install their files.
@@ -86,6 +89,8 @@ pub enum DatasetSpec {
     Add,
     /// Teacher–student regression.
     Teacher,
+    /// Sequence teacher–student regression.
+    TeacherSeq,
 }
 
 impl FromStr for DatasetSpec {
@@ -108,6 +113,7 @@ impl FromStr for DatasetSpec {
             "cifar10" => DatasetSpec::Cifar10(None),
             "add" => DatasetSpec::Add,
             "teacher" => DatasetSpec::Teacher,
+            "teacher-seq" => DatasetSpec::TeacherSeq,
             _ => {
                 if let Some(p) = s.strip_prefix("idx:") {
                     DatasetSpec::Idx(nonempty(p)?)
@@ -138,6 +144,7 @@ impl fmt::Display for DatasetSpec {
             DatasetSpec::Csv(p) => write!(f, "csv:{}", p.display()),
             DatasetSpec::Add => f.write_str("add"),
             DatasetSpec::Teacher => f.write_str("teacher"),
+            DatasetSpec::TeacherSeq => f.write_str("teacher-seq"),
         }
     }
 }
@@ -170,6 +177,8 @@ pub struct LoadOptions {
     pub add: AddParams,
     /// Teacher–student parameters.
     pub teacher: TeacherParams,
+    /// Sequence teacher–student parameters.
+    pub teacher_seq: SeqTeacherParams,
 }
 
 impl Default for LoadOptions {
@@ -186,6 +195,7 @@ impl Default for LoadOptions {
             system_dir: None,
             add: AddParams::default(),
             teacher: TeacherParams::default(),
+            teacher_seq: SeqTeacherParams::default(),
         }
     }
 }
@@ -461,6 +471,17 @@ fn load_raw(spec: &DatasetSpec, opts: &LoadOptions) -> Result<Raw> {
                 test: Split::Tabular(test),
             })
         }
+        DatasetSpec::TeacherSeq => {
+            let (train, test) = seq_teacher_task(&opts.teacher_seq, opts.seed)?;
+            Ok(Raw {
+                source: "generated".into(),
+                task: Task::SequenceRegression {
+                    outputs: opts.teacher_seq.outputs,
+                },
+                train: Split::Sequences(train),
+                test: Split::Sequences(test),
+            })
+        }
     }
 }
 
@@ -626,6 +647,11 @@ pub fn list(opts: &LoadOptions) -> Vec<DatasetEntry> {
             "teacher-student regression with a random wide MLP teacher",
             "generated",
         ),
+        fixed(
+            "teacher-seq",
+            "sequence teacher-student regression with a random Elman teacher, 32 train / 64 test sequences of 6 steps",
+            "generated",
+        ),
     ]
 }
 
@@ -745,6 +771,7 @@ mod tests {
             "csv:x.csv",
             "add",
             "teacher",
+            "teacher-seq",
         ] {
             assert_eq!(n.parse::<DatasetSpec>().unwrap().to_string(), n);
         }

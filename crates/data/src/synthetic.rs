@@ -1,4 +1,4 @@
-//! Synthetic tasks: the Add task (recurrent) and teacher–student regression.
+//! Synthetic tasks: the Add task (recurrent), teacher–student regression, and its sequence form.
 //!
 //! **Add task** (docs/theory.md §6). Inputs `x_t ~ Bernoulli(p)` (default `p = 0.5`) for
 //! `t = 1..T`, and targets
@@ -24,6 +24,18 @@
 //! [`InputDistribution`]; training targets are `f(x) + σ ε` with `ε ~ N(0, 1)` (`σ` =
 //! [`TeacherParams::noise`]); test targets are the clean `f(x)` unless
 //! [`TeacherParams::noisy_test`]. The teacher is evaluated in `f64`.
+//!
+//! **Sequence teacher–student.** A random teacher Elman network (docs/theory.md §1.2) of `width`
+//! units,
+//!
+//! ```text
+//! h_t = s_w (W_in x_t/√n_in + W_rec r_{t−1}/√width),  r_t = φ(h_t),  r_0 = 0,  y_t = W_out r_t/√width,
+//! ```
+//!
+//! `W ~ N(0, 1)` from the streams `data/teacher-seq/w_in`, `w_rec`, `w_out`, inputs
+//! `x_t ~ N(0, I)` drawn sequence by sequence (stream `x_train` or `x_test`, step `t = 1..T`
+//! within a sequence, so the first sequences do not change when more are requested), targets
+//! `y_t` at every step, evaluated in `f64` ([`seq_teacher_task`]).
 //!
 //! ```
 //! use widealign_data::synthetic::{add_task, AddParams};
@@ -406,9 +418,208 @@ pub fn teacher_task(p: &TeacherParams, seed: u64) -> Result<(Tabular, Tabular)> 
     ))
 }
 
+/// Parameters of the sequence teacher–student task (module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeqTeacherParams {
+    /// Inputs per step `n_in` (default 4).
+    pub input_dim: usize,
+    /// Steps per sequence `T` (default 6).
+    pub steps: usize,
+    /// Hidden width of the teacher (default 256).
+    pub width: usize,
+    /// Outputs per step (default 1).
+    pub outputs: usize,
+    /// The teacher's nonlinearity (default tanh).
+    pub activation: Activation,
+    /// Gain `s_w` of the input and the recurrence (default 1.0).
+    pub w_std: f64,
+    /// Training sequences (default 32).
+    pub train: usize,
+    /// Test sequences (default 64).
+    pub test: usize,
+}
+
+impl Default for SeqTeacherParams {
+    fn default() -> Self {
+        SeqTeacherParams {
+            input_dim: 4,
+            steps: 6,
+            width: 256,
+            outputs: 1,
+            activation: Activation::Tanh,
+            w_std: 1.0,
+            train: 32,
+            test: 64,
+        }
+    }
+}
+
+impl SeqTeacherParams {
+    fn validate(&self) -> Result<()> {
+        for (v, name) in [
+            (self.input_dim, "teacher_seq.input_dim"),
+            (self.steps, "teacher_seq.steps"),
+            (self.width, "teacher_seq.width"),
+            (self.outputs, "teacher_seq.outputs"),
+            (self.train, "teacher_seq.train"),
+            (self.test, "teacher_seq.test"),
+        ] {
+            if v == 0 {
+                return Err(DataError::option(name, "must be at least 1"));
+            }
+        }
+        if !(self.w_std.is_finite() && self.w_std >= 0.0) {
+            return Err(DataError::option(
+                "teacher_seq.w_std",
+                format!("{}: must be finite and ≥ 0", self.w_std),
+            ));
+        }
+        let w = self.width as u128;
+        let work = (self.train as u128 + self.test as u128)
+            * self.steps as u128
+            * (self.input_dim as u128 + self.outputs as u128 + w)
+            + w * (w + self.input_dim as u128 + self.outputs as u128);
+        if work > MAX_GENERATED as u128 {
+            return Err(DataError::option(
+                "teacher_seq.width",
+                format!("{work} generated values exceed the limit of {MAX_GENERATED}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One split of the sequence teacher task: `n` sequences from stream `name`, through the
+/// teacher `(W_in, W_rec, W_out)`.
+fn seq_teacher_split(
+    p: &SeqTeacherParams,
+    w: &[Mat<f64>; 3],
+    n: usize,
+    seeds: &SeedStream,
+    name: &str,
+) -> Sequences {
+    let (d, t_len) = (p.input_dim, p.steps);
+    let mut rng = seeds.rng(name);
+    // sequence by sequence, step by step, so earlier sequences do not depend on n
+    let mut v = vec![0f64; n * t_len * d];
+    rng::fill_gaussian(&mut rng, &mut v, 1.0);
+    let xs: Vec<Mat<f64>> = (0..t_len)
+        .map(|t| Mat::from_fn(n, d, |i, j| v[(i * t_len + t) * d + j]))
+        .collect();
+    let [w_in, w_rec, w_out] = w;
+    let (m_in, m_rec) = (
+        p.w_std / (d as f64).sqrt(),
+        p.w_std / (p.width as f64).sqrt(),
+    );
+    let m_out = 1.0 / (p.width as f64).sqrt();
+    let mut r = Mat::<f64>::zeros(n, p.width);
+    let mut ys = Vec::with_capacity(t_len);
+    for x in &xs {
+        let mut h = gemm::matmul_nt(x, w_in) * m_in;
+        h += gemm::matmul_nt(&r, w_rec) * m_rec;
+        p.activation.apply_slice(h.as_mut_slice());
+        r = h;
+        ys.push(gemm::matmul_nt(&r, w_out) * m_out);
+    }
+    let f = |m: Mat<f64>| m.map(|v| v as f32);
+    Sequences {
+        x: xs.into_iter().map(f).collect(),
+        y: ys.into_iter().map(f).collect(),
+    }
+}
+
+/// Generates the sequence teacher–student task (module docs): `(train, test)` sequences with
+/// targets at every step, seeded.
+///
+/// ```
+/// use widealign_data::synthetic::{seq_teacher_task, SeqTeacherParams};
+/// let p = SeqTeacherParams { train: 3, test: 2, ..SeqTeacherParams::default() };
+/// let (train, test) = seq_teacher_task(&p, 0).unwrap();
+/// assert_eq!((train.len(), test.len(), train.steps(), train.input_dim()), (3, 2, 6, 4));
+/// assert_eq!(train.y.len(), 6);
+/// ```
+///
+/// # Errors
+/// [`DataError::InvalidOption`] naming the parameter (`teacher_seq.steps`, …) for a zero size,
+/// a negative or non-finite gain, or more generated values than [`MAX_GENERATED`].
+pub fn seq_teacher_task(p: &SeqTeacherParams, seed: u64) -> Result<(Sequences, Sequences)> {
+    p.validate()?;
+    let seeds = SeedStream::new(seed).child("data").child("teacher-seq");
+    let w = [
+        seeds.gaussian_matrix("w_in", p.width, p.input_dim, 1.0),
+        seeds.gaussian_matrix("w_rec", p.width, p.width, 1.0),
+        seeds.gaussian_matrix("w_out", p.outputs, p.width, 1.0),
+    ];
+    Ok((
+        seq_teacher_split(p, &w, p.train, &seeds, "x_train"),
+        seq_teacher_split(p, &w, p.test, &seeds, "x_test"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seq_teacher_is_the_stated_recurrence_seeded_and_prefix_stable() {
+        let p = SeqTeacherParams {
+            width: 16,
+            train: 5,
+            test: 3,
+            ..SeqTeacherParams::default()
+        };
+        let (a, te) = seq_teacher_task(&p, 3).unwrap();
+        let (b, _) = seq_teacher_task(&p, 3).unwrap();
+        let (c, _) = seq_teacher_task(&p, 4).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!((te.len(), te.steps()), (3, 6));
+        let more = SeqTeacherParams {
+            train: 9,
+            ..p.clone()
+        };
+        let (m, _) = seq_teacher_task(&more, 3).unwrap();
+        assert_eq!(m.select(&(0..5).collect::<Vec<_>>()), a);
+        // sequence 2 step by step, written out with the teacher's weights
+        let seeds = SeedStream::new(3).child("data").child("teacher-seq");
+        let w_in: Mat<f64> = seeds.gaussian_matrix("w_in", 16, 4, 1.0);
+        let w_rec: Mat<f64> = seeds.gaussian_matrix("w_rec", 16, 16, 1.0);
+        let w_out: Mat<f64> = seeds.gaussian_matrix("w_out", 1, 16, 1.0);
+        let mut r = vec![0.0f64; 16];
+        for t in 0..6 {
+            let x: Vec<f64> = (0..4).map(|j| a.x[t][(2, j)] as f64).collect();
+            let h: Vec<f64> = (0..16)
+                .map(|k| {
+                    let a_in: f64 = (0..4).map(|j| w_in[(k, j)] * x[j]).sum::<f64>() / 2.0;
+                    let a_rec: f64 = (0..16).map(|j| w_rec[(k, j)] * r[j]).sum::<f64>() / 4.0;
+                    (a_in + a_rec).tanh()
+                })
+                .collect();
+            r = h;
+            let y: f64 = (0..16).map(|k| w_out[(0, k)] * r[k]).sum::<f64>() / 4.0;
+            let got = a.y[t][(2, 0)] as f64;
+            assert!((got - y).abs() < 1e-6 * (1.0 + y.abs()), "t {t}: {got} {y}");
+        }
+        for bad in [
+            SeqTeacherParams {
+                steps: 0,
+                ..p.clone()
+            },
+            SeqTeacherParams {
+                w_std: f64::NAN,
+                ..p.clone()
+            },
+            SeqTeacherParams {
+                width: 1 << 20,
+                ..p.clone()
+            },
+        ] {
+            assert!(matches!(
+                seq_teacher_task(&bad, 0),
+                Err(DataError::InvalidOption { .. })
+            ));
+        }
+    }
 
     #[test]
     fn add_targets_match_direct_computation() {

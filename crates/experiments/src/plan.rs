@@ -9,6 +9,7 @@
 //! | alignment | backprop at every accuracy width, lr 1, with the Align-zero update accumulated alongside ([`crate::align`]) |
 //! | RNN alignment | the same per weight matrix (`W_in`, `W_rec`, `W_out`) of the Elman RNN on the Add task: backprop, lr 0.001, batch 50, a range of widths |
 //! | dynamics | full-batch GD on teacher–student regression against the closed form ([`crate::dynamics`]) |
+//! | RNN dynamics | the same for the Elman RNN (erf) on the sequence teacher–student task `teacher-seq`, per weight matrix, lr 0.25 |
 //!
 //! ```
 //! use widealign_experiments::plan::{plan, Experiment, Scale};
@@ -115,21 +116,25 @@ pub enum Experiment {
     RnnAlignment,
     /// Layerwise weight dynamics against the closed form, against width.
     Dynamics,
+    /// The RNN's weight dynamics (`W_in`, `W_rec`, `W_out`) against the closed form, against
+    /// width, on the sequence teacher–student task.
+    RnnDynamics,
 }
 
 impl Experiment {
     /// Every group in running order.
-    pub const ALL: [Experiment; 6] = [
+    pub const ALL: [Experiment; 7] = [
         Experiment::AccuracyVsWidth,
         Experiment::AddTask,
         Experiment::LowData,
         Experiment::Alignment,
         Experiment::RnnAlignment,
         Experiment::Dynamics,
+        Experiment::RnnDynamics,
     ];
 
     /// The name written into results lines: `accuracy_vs_width`, `add_task`, `low_data`,
-    /// `alignment`, `rnn_alignment`, `dynamics`.
+    /// `alignment`, `rnn_alignment`, `dynamics`, `rnn_dynamics`.
     pub fn name(self) -> &'static str {
         match self {
             Experiment::AccuracyVsWidth => "accuracy_vs_width",
@@ -138,6 +143,7 @@ impl Experiment {
             Experiment::Alignment => "alignment",
             Experiment::RnnAlignment => "rnn_alignment",
             Experiment::Dynamics => "dynamics",
+            Experiment::RnnDynamics => "rnn_dynamics",
         }
     }
 }
@@ -177,6 +183,8 @@ pub struct Plan {
     pub rnn_align_widths: Vec<usize>,
     /// Dynamics experiments (one per activation).
     pub dynamics: Vec<DynamicsParams>,
+    /// RNN dynamics experiments (erf on `teacher-seq`).
+    pub rnn_dynamics: Vec<DynamicsParams>,
 }
 
 impl Plan {
@@ -319,6 +327,21 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
             steps: scale.pick(10, 200, 200),
         })
         .collect();
+    // the RNN: erf on the default sequence teacher task (32 sequences of 6 steps) at the
+    // learning rate of `widealign dynamics --model rnn` (largest stable rate 0.87)
+    let rnn_dynamics = vec![DynamicsParams {
+        cfg: TrainConfig {
+            model: ModelKind::Rnn,
+            dataset: crate::dynamics::DEFAULT_RNN_DATASET.into(),
+            activation: Activation::Erf,
+            depth: 1,
+            lr: crate::dynamics::DEFAULT_RNN_LR,
+            seed,
+            ..TrainConfig::default()
+        },
+        widths: scale.pick(vec![8, 16], vec![64, 256, 1024], vec![64, 256, 1024, 4096]),
+        steps: scale.pick(5, 200, 200),
+    }];
     Ok(Plan {
         dataset: dataset.to_string(),
         scale,
@@ -333,6 +356,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
         rnn_align,
         rnn_align_widths,
         dynamics,
+        rnn_dynamics,
     })
 }
 
@@ -438,7 +462,8 @@ mod tests {
                 "low_data",
                 "alignment",
                 "rnn_alignment",
-                "dynamics"
+                "dynamics",
+                "rnn_dynamics"
             ]
         );
     }

@@ -8,7 +8,8 @@
 //! `alignment:{"activation":"relu","b_std":0.1,...,"width":64}` and
 //! `dynamics:{"config":{...},"steps":200,"widths":[64,256,1024]}`; the RNN alignment runs on the
 //! Add task are alignment lines too, with `"experiment":"rnn_alignment"` and the key prefix
-//! `rnn_alignment:` (the key is stored, and
+//! `rnn_alignment:`, and the RNN dynamics experiments are dynamics lines with
+//! `"experiment":"rnn_dynamics"` and the key prefix `rnn_dynamics:` (the key is stored, and
 //! recomputed from the stored settings when the file is read back). Resuming skips every run
 //! and every line whose identity is already in the file, so `--resume` on a finished folder
 //! only reads it back.
@@ -28,6 +29,7 @@
 //! assert_eq!(done.results.runs.len(), 2 + 1 + 1);
 //! assert_eq!((done.results.alignment.len(), done.results.dynamics.len()), (1, 1));
 //! assert_eq!(done.results.rnn_alignment.len(), p.rnn_align.len());
+//! assert_eq!(done.results.rnn_dynamics.len(), p.rnn_dynamics.len());
 //! let run = done.results.run(&p.accuracy[0]).unwrap();
 //! assert_eq!(run.experiment.as_deref(), Some("accuracy_vs_width"));
 //! assert!(done.add_baseline > 0.0);
@@ -182,8 +184,11 @@ pub struct DynamicsSummary {
     pub steps: u64,
     /// Learning rate.
     pub lr: f64,
-    /// Training points.
+    /// Training points (sequences for the RNN).
     pub train_size: usize,
+    /// Time steps of the training sequences (RNN lines; absent or `null` for the MLP).
+    #[serde(default)]
+    pub seq_len: Option<usize>,
 }
 
 /// The settings that identify a dynamics line.
@@ -212,7 +217,8 @@ impl From<&DynamicsParams> for DynamicsSettings {
 pub struct DynamicsLine {
     /// Version that wrote the line.
     pub widealign_version: String,
-    /// `"dynamics"`.
+    /// `"dynamics"` or `"rnn_dynamics"` (weight matrices `W_in`, `W_rec`, `W_out`,
+    /// [`RNN_MATRICES`]).
     pub experiment: String,
     /// Identity of the line ([`dynamics_key`]).
     pub key: String,
@@ -257,6 +263,11 @@ pub fn dynamics_key(p: &DynamicsParams) -> String {
     sorted_key(Experiment::Dynamics.name(), &DynamicsSettings::from(p))
 }
 
+/// The identity of the line of RNN dynamics experiment `p`.
+pub fn rnn_dynamics_key(p: &DynamicsParams) -> String {
+    sorted_key(Experiment::RnnDynamics.name(), &DynamicsSettings::from(p))
+}
+
 /// One results line as JSON text with sorted keys.
 fn line(v: &impl Serialize) -> Result<String, ExperimentError> {
     serde_json::to_value(v)
@@ -275,6 +286,8 @@ pub struct ReproResults {
     pub rnn_alignment: Vec<AlignmentLine>,
     /// Dynamics experiments, in file order.
     pub dynamics: Vec<DynamicsLine>,
+    /// RNN dynamics experiments, in file order.
+    pub rnn_dynamics: Vec<DynamicsLine>,
     /// Lines in the file (including lines of other kinds, which are kept out of the above).
     pub lines: usize,
     by_key: HashMap<String, usize>,
@@ -315,6 +328,8 @@ impl ReproResults {
             self.rnn_alignment.push(serde_json::from_value(v)?);
         } else if v["experiment"] == Experiment::Dynamics.name() {
             self.dynamics.push(serde_json::from_value(v)?);
+        } else if v["experiment"] == Experiment::RnnDynamics.name() {
+            self.rnn_dynamics.push(serde_json::from_value(v)?);
         }
         Ok(())
     }
@@ -354,6 +369,11 @@ impl ReproResults {
                 self.dynamics
                     .iter()
                     .map(|d| sorted_key(Experiment::Dynamics.name(), &d.settings)),
+            )
+            .chain(
+                self.rnn_dynamics
+                    .iter()
+                    .map(|d| sorted_key(Experiment::RnnDynamics.name(), &d.settings)),
             )
             .collect()
     }
@@ -523,36 +543,17 @@ pub fn reproduce(
     }
     let before = ReproResults::read(&path)?;
     let done = before.keys();
-    let stopped = || stop.load(Ordering::SeqCst);
     for (experiment, runs) in [
         (Experiment::Alignment, &plan.align),
         (Experiment::RnnAlignment, &plan.rnn_align),
     ] {
         alignment_group(experiment, runs, &done, &path, trainer, observer, stop)?;
     }
-    for p in &plan.dynamics {
-        let key = dynamics_key(p);
-        if done.contains(&key) {
-            continue;
-        }
-        if stopped() {
-            return Err(ExperimentError::Interrupted);
-        }
-        observer.event(&ReproduceEvent::DynamicsStarting { params: p });
-        let report = run_dynamics(p, trainer)?;
-        let out = DynamicsLineOut {
-            widealign_version: VERSION,
-            experiment: Experiment::Dynamics.name(),
-            key: &key,
-            settings: &DynamicsSettings::from(p),
-            activation: p.cfg.activation.name(),
-            report: &report,
-        };
-        results::append(&path, &line(&out)?)?;
-        observer.event(&ReproduceEvent::DynamicsFinished {
-            params: p,
-            report: &report,
-        });
+    for (experiment, params) in [
+        (Experiment::Dynamics, &plan.dynamics),
+        (Experiment::RnnDynamics, &plan.rnn_dynamics),
+    ] {
+        dynamics_group(experiment, params, &done, &path, trainer, observer, stop)?;
     }
     let add_baseline = add_baseline_loss(trainer, plan.seed)?;
     Ok(Reproduction {
@@ -612,6 +613,45 @@ fn alignment_group(
         });
     }
     observer.event(&ReproduceEvent::AlignmentDone { experiment });
+    Ok(())
+}
+
+/// Runs the dynamics experiments `params` of group `experiment` whose key is not in `done`,
+/// appending one dynamics line each to `path`.
+fn dynamics_group(
+    experiment: Experiment,
+    params: &[DynamicsParams],
+    done: &HashSet<String>,
+    path: &Path,
+    trainer: &mut Trainer,
+    observer: &mut dyn ReproduceObserver,
+    stop: &AtomicBool,
+) -> Result<(), ExperimentError> {
+    for p in params {
+        let settings = DynamicsSettings::from(p);
+        let key = sorted_key(experiment.name(), &settings);
+        if done.contains(&key) {
+            continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Err(ExperimentError::Interrupted);
+        }
+        observer.event(&ReproduceEvent::DynamicsStarting { params: p });
+        let report = run_dynamics(p, trainer)?;
+        let out = DynamicsLineOut {
+            widealign_version: VERSION,
+            experiment: experiment.name(),
+            key: &key,
+            settings: &settings,
+            activation: p.cfg.activation.name(),
+            report: &report,
+        };
+        results::append(path, &line(&out)?)?;
+        observer.event(&ReproduceEvent::DynamicsFinished {
+            params: p,
+            report: &report,
+        });
+    }
     Ok(())
 }
 

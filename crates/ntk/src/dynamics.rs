@@ -74,6 +74,33 @@ impl KernelDynamics {
     /// [`NtkError::Shape`] if the kernel is not square or empty; [`NtkError::NonFinite`] for NaN
     /// entries; [`NtkError::InvalidOption`] for a negative or non-finite `lr` or zero outputs.
     pub fn new(kernel: &Mat<f64>, outputs: usize, lr: f64) -> Result<Self, NtkError> {
+        Self::with_normalisation(kernel, outputs, lr, kernel.nrows() * outputs)
+    }
+
+    /// As [`KernelDynamics::new`], for a loss that averages over `count` terms instead of
+    /// `M·outputs`: `c = 2·lr/count`, largest stable rate `count/λ_max`. For a recurrent network
+    /// whose kernel is stacked over the `T` time steps of `N` sequences (`M = N·T`) and whose loss
+    /// sums the per-step MSE, each averaged over `N·C`, the count is `N·C` (docs/theory.md §4.5).
+    ///
+    /// ```
+    /// use widealign_ntk::dynamics::{KernelDynamics, Schedule};
+    /// use widealign_tensor::Mat;
+    /// let theta = Mat::from_row_slice(2, 2, &[2.0, 0.5, 0.5, 1.0]);
+    /// let r0 = Mat::from_row_slice(2, 1, &[1.0, -1.0]);
+    /// // two steps of one sequence: c = 2·lr/(N·C) = 2·0.1/1
+    /// let d = KernelDynamics::with_normalisation(&theta, 1, 0.1, 1).unwrap();
+    /// let r1 = &r0 - &theta * &r0 * 0.2;
+    /// assert!((d.residual(&r0, Schedule::Steps(1)).unwrap() - r1).abs().max() < 1e-15);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`KernelDynamics::new`], and [`NtkError::InvalidOption`] naming `count` for zero.
+    pub fn with_normalisation(
+        kernel: &Mat<f64>,
+        outputs: usize,
+        lr: f64,
+        count: usize,
+    ) -> Result<Self, NtkError> {
         let m = kernel.nrows();
         if kernel.ncols() != m || m == 0 {
             return Err(shape_err(
@@ -94,10 +121,15 @@ impl KernelDynamics {
                 reason: "must be at least 1".into(),
             });
         }
+        if count == 0 {
+            return Err(NtkError::InvalidOption {
+                name: "count".into(),
+                reason: "the loss must average over at least one term".into(),
+            });
+        }
         check_finite("kernel", kernel)?;
         let sym = (kernel + kernel.transpose()) * 0.5;
         let eig = SymmetricEigen::new(sym);
-        let count = m * outputs;
         Ok(KernelDynamics {
             eigenvalues: eig.eigenvalues,
             eigenvectors: eig.eigenvectors,
@@ -108,7 +140,7 @@ impl KernelDynamics {
         })
     }
 
-    /// The effective step `c = 2·lr/(N·C)`.
+    /// The effective step `c = 2·lr/(N·C)` (`2·lr/count`).
     pub fn c(&self) -> f64 {
         self.c
     }
@@ -128,7 +160,8 @@ impl KernelDynamics {
         self.eigenvalues.max()
     }
 
-    /// The largest stable learning rate `N·C/λ_max` (gradient descent diverges at or above it).
+    /// The largest stable learning rate `N·C/λ_max` (`count/λ_max`; gradient descent diverges at
+    /// or above it).
     pub fn max_stable_lr(&self) -> f64 {
         self.count as f64 / self.lambda_max()
     }
@@ -309,6 +342,29 @@ mod tests {
             r = &r - &theta * &r * d.c();
         }
         assert!((e - eps).abs().max() < 1e-13);
+    }
+
+    /// A kernel stacked over `T` time steps whose loss averages over `N·C` terms only: the step is
+    /// `c = 2·lr/(N·C)`, `T` times the one of [`KernelDynamics::new`], and so is the stability
+    /// limit `N·C/λ_max` smaller.
+    #[test]
+    fn normalisation_sets_the_step_and_the_stability_limit() {
+        let theta = psd(6, 4); // N = 2 sequences × T = 3 steps
+        let r0: Mat<f64> = SeedStream::new(5).gaussian_matrix("r", 6, 1, 1.0);
+        let lr = 0.2;
+        let d = KernelDynamics::with_normalisation(&theta, 1, lr, 2).unwrap();
+        let plain = KernelDynamics::new(&theta, 1, lr).unwrap();
+        assert!((d.c() - 3.0 * plain.c()).abs() < 1e-15);
+        assert!((d.max_stable_lr() * 3.0 - plain.max_stable_lr()).abs() < 1e-12);
+        let (mut r, mut eps) = (r0.clone(), Mat::zeros(6, 1));
+        for _ in 0..7 {
+            eps += &r * (2.0 * lr / 2.0);
+            r = &r - &theta * &r * (2.0 * lr / 2.0);
+        }
+        let k = Schedule::Steps(7);
+        assert!((d.residual(&r0, k).unwrap() - r).abs().max() < 1e-13);
+        assert!((d.eps(&r0, k).unwrap() - eps).abs().max() < 1e-13);
+        assert!(KernelDynamics::with_normalisation(&theta, 1, lr, 0).is_err());
     }
 
     #[test]

@@ -29,19 +29,19 @@
 //! assert!(json.starts_with("{\"nngp\":[["));
 //! ```
 
+use std::borrow::Borrow;
 use std::time::Instant;
 
 use serde::Serialize;
-use widealign_models::{
-    backward_signals_into, gradients_into, Feedback, Grads, Loss, Mlp, MlpSpec, Pathway, RnnSpec,
-    Signals, Trace,
-};
+
+use widealign_models::{FeedbackPath, Loss, Mlp, MlpSpec, Rnn, RnnSpec, RnnTrace, Trace};
 use widealign_tensor::{Float, Mat};
 
+use crate::align::AlignModel;
 use crate::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
 use crate::dynamics::{function_change, quadratic_norm, KernelDynamics, Schedule};
 use crate::error::{check_finite, shape_err};
-use crate::predict::predicted_change;
+use crate::predict::predicted_update;
 use crate::quadrature::Quadrature;
 use crate::rnn::{split_sequences, InfiniteRnn};
 use crate::NtkError;
@@ -227,22 +227,23 @@ pub enum Precision {
     F64,
 }
 
-/// Configuration of [`dynamics_experiment`].
+/// Configuration of [`dynamics_experiment`] (`S = MlpSpec`) and [`rnn_dynamics_experiment`]
+/// (`S = RnnSpec`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct DynamicsConfig {
+pub struct DynamicsConfig<S = MlpSpec> {
     /// The architecture (NTK parameterisation): input dimension `n_0` (the columns of the
-    /// training inputs), hidden layers, outputs `C` (the columns of the targets), activation,
-    /// `s_w`, `s_b` and bias initialisation. The network simulated at each of
-    /// [`DynamicsConfig::widths`] is this spec with every hidden width set to that width
-    /// ([`DynamicsConfig::spec_at`]); the spec's own hidden widths are not used.
-    pub spec: MlpSpec,
+    /// training inputs, per time step for the RNN), hidden layers, outputs `C` (the columns of
+    /// the targets), activation, `s_w`, `s_b` and bias initialisation. The network simulated at
+    /// each of [`DynamicsConfig::widths`] is this spec with its hidden width(s) set to that width
+    /// ([`DynamicsConfig::spec_at`]); the spec's own widths are not used.
+    pub spec: S,
     /// Hidden widths to simulate (all hidden layers of one network share the width).
     pub widths: Vec<usize>,
     /// Full-batch gradient-descent steps `k`.
     pub steps: u64,
-    /// Learning rate (of `L = (1/(NC)) Σ ‖f − y‖²`).
+    /// Learning rate (of `L = (1/(NC)) Σ ‖f − y‖²`, summed over time steps for the RNN).
     pub lr: f64,
-    /// Seed of every network's initialisation (`Mlp::new(spec, seed)`).
+    /// Seed of every network's initialisation (`Mlp::new(spec, seed)`, `Rnn::new(spec, seed)`).
     pub seed: u64,
     /// Independent initialisations per width (seeds `seed, seed + 1, …`); the reported errors
     /// are root-mean-squares over them. 1 by default; more make the slopes less noisy (the
@@ -254,9 +255,9 @@ pub struct DynamicsConfig {
     pub quadrature: Quadrature,
 }
 
-impl DynamicsConfig {
+impl<S> DynamicsConfig<S> {
     /// A config for `spec` at `widths`: one repeat, `f32` training and the default quadrature.
-    pub fn new(spec: MlpSpec, widths: Vec<usize>, steps: u64, lr: f64, seed: u64) -> Self {
+    pub fn new(spec: S, widths: Vec<usize>, steps: u64, lr: f64, seed: u64) -> Self {
         DynamicsConfig {
             spec,
             widths,
@@ -269,11 +270,53 @@ impl DynamicsConfig {
         }
     }
 
+    /// Checks the widths, steps and repeats (the fields every model shares).
+    fn check(&self) -> Result<(), NtkError> {
+        if self.widths.is_empty() || self.widths.contains(&0) {
+            return Err(NtkError::InvalidOption {
+                name: "widths".into(),
+                reason: format!("need positive widths, got {:?}", self.widths),
+            });
+        }
+        if self.steps == 0 {
+            return Err(NtkError::InvalidOption {
+                name: "steps".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.repeats == 0 {
+            return Err(NtkError::InvalidOption {
+                name: "repeats".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn kernel_options(&self) -> KernelOptions {
+        KernelOptions {
+            quadrature: self.quadrature,
+            ..KernelOptions::default()
+        }
+    }
+}
+
+impl DynamicsConfig<MlpSpec> {
     /// The simulated network of hidden width `width`: [`DynamicsConfig::spec`] with every
     /// hidden layer `width` wide.
     pub fn spec_at(&self, width: usize) -> MlpSpec {
         MlpSpec {
             hidden: vec![width; self.spec.hidden.len()],
+            ..self.spec.clone()
+        }
+    }
+}
+
+impl DynamicsConfig<RnnSpec> {
+    /// The simulated recurrent network of width `width`.
+    pub fn spec_at(&self, width: usize) -> RnnSpec {
+        RnnSpec {
+            width,
             ..self.spec.clone()
         }
     }
@@ -290,24 +333,39 @@ pub struct RegressionData {
     pub x_test: Mat<f64>,
 }
 
+/// A sequence regression task for [`rnn_dynamics_experiment`]: time-major, `x[t − 1]` holds
+/// step `t` of every sequence (one sequence per row), targets at every step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SequenceData {
+    /// Training inputs `X_1..X_T` (each `N × n_in`).
+    pub x_train: Vec<Mat<f64>>,
+    /// Training targets `Y_1..Y_T` (each `N × C`).
+    pub y_train: Vec<Mat<f64>>,
+    /// Test inputs (`T'` steps of `P × n_in`) where the function prediction is checked, at
+    /// every step.
+    pub x_test: Vec<Mat<f64>>,
+}
+
 /// The three relative errors, per width (root-mean-square over the repeats).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DynamicsErrors {
-    /// `|‖ΔW^l‖_F − pred_l| / pred_l`, `pred_l = √(Σ_c ε_cᵀ (P^l ⊙ A^l)(X, X) ε_c)`:
-    /// `[per layer] per width`.
+    /// `|‖ΔW^l‖_F − pred_l| / pred_l`, `pred_l = √(Σ_c ε_cᵀ (P^l ⊙ A^l)(X, X) ε_c)` (for the RNN,
+    /// `√(Σ_c ε_cᵀ Θ^W ε_c)` with the matrix's share of the stacked NTK): `[per width]` of
+    /// `[per weight matrix]`.
     pub weight_norm: Vec<Vec<f64>>,
     /// `‖ΔW^l/‖ΔW^l‖_F − ΔŴ^l/‖ΔŴ^l‖_F‖_F` with `ΔŴ^l` the change predicted for the same
-    /// initialisation (frozen `G^l`, frozen activities, analytic `ε`): `[per layer] per width`.
+    /// initialisation (frozen backward pathway, frozen activities, analytic `ε`):
+    /// `[per width]` of `[per weight matrix]`.
     pub weight_direction: Vec<Vec<f64>>,
     /// `‖f_k(X_test) − f̂_k(X_test)‖_F / ‖f̂_k(X_test) − f_0(X_test)‖_F` with
-    /// `f̂_k = f_0 − T^L(X_test, X) ε(k)`: per width.
+    /// `f̂_k = f_0 − Θ(X_test, X) ε(k)` (all steps of the test sequences for the RNN): per width.
     pub function: Vec<f64>,
 }
 
 /// Log-log slopes of the errors against the width.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DynamicsSlopes {
-    /// Slope of `log weight_norm` vs `log width`, common to all layers (each layer its own
+    /// Slope of `log weight_norm` vs `log width`, common to all weight matrices (each its own
     /// intercept).
     pub weight_norm: f64,
     /// Same for `weight_direction`.
@@ -316,22 +374,58 @@ pub struct DynamicsSlopes {
     pub function: f64,
 }
 
+/// Log-log slopes of one weight matrix's errors against the width.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MatrixSlopes {
+    /// Slope of `log weight_norm` vs `log width`.
+    pub weight_norm: f64,
+    /// Slope of `log weight_direction` vs `log width`.
+    pub weight_direction: f64,
+}
+
+/// One weight matrix's results across the widths (the `layers` entries of the JSON).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MatrixDynamics {
+    /// Position (1-based) in the model's list of weight matrices: the layer for the MLP; 1, 2, 3
+    /// for `W_in`, `W_rec`, `W_out` of the RNN.
+    pub layer: usize,
+    /// `"w1"`, … for the MLP; `"w_in"`, `"w_rec"`, `"w_out"` for the RNN.
+    pub name: String,
+    /// Relative error of the predicted `‖ΔW‖_F`, per width.
+    pub weight_norm: Vec<f64>,
+    /// Direction error of the predicted `ΔW`, per width.
+    pub weight_direction: Vec<f64>,
+    /// Predicted `‖ΔW‖_F`, per width (mean over repeats).
+    pub predicted_weight_norm: Vec<f64>,
+    /// Measured `‖ΔW‖_F`, per width (mean over repeats).
+    pub measured_weight_norm: Vec<f64>,
+    /// This matrix's log-log slopes.
+    pub slopes: MatrixSlopes,
+}
+
 /// The JSON of `widealign dynamics --json`: `{"widths", "errors": {"weight_norm",
-/// "weight_direction", "function"}, "slopes": {..}, "max_stable_lr", ...}`.
+/// "weight_direction", "function"}, "slopes": {..}, "layers": [{"name", "weight_norm",
+/// "weight_direction", "slopes", ..}], "max_stable_lr", ...}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DynamicsReport {
+    /// `"mlp"` or `"rnn"`.
+    pub model: String,
     /// Simulated widths.
     pub widths: Vec<usize>,
     /// Relative errors of the three predictions.
     pub errors: DynamicsErrors,
     /// Fitted log-log slopes.
     pub slopes: DynamicsSlopes,
-    /// Largest stable learning rate `N·C/λ_max(T^L)` of the analytic kernel.
+    /// Per weight matrix: its errors, norms and slopes across the widths.
+    pub layers: Vec<MatrixDynamics>,
+    /// Largest stable learning rate `N·C/λ_max(Θ)` of the analytic kernel.
     pub max_stable_lr: f64,
     /// Activation name.
     pub activation: String,
-    /// Hidden layers.
+    /// Hidden layers (1 for the RNN).
     pub hidden_layers: usize,
+    /// Time steps of the training sequences (`null` for the MLP).
+    pub seq_len: Option<usize>,
     /// Gradient-descent steps.
     pub steps: u64,
     /// Learning rate.
@@ -340,14 +434,14 @@ pub struct DynamicsReport {
     pub seed: u64,
     /// Initialisations per width.
     pub repeats: usize,
-    /// Training points `N`.
+    /// Training points `N` (sequences for the RNN).
     pub train_size: usize,
     /// Training precision.
     pub precision: Precision,
-    /// Predicted `‖ΔW^l‖_F` (per layer, per width; depends on the width only through `f_0`;
-    /// mean over repeats).
+    /// Predicted `‖ΔW^l‖_F` (per width, per weight matrix; depends on the width only through
+    /// `f_0`; mean over repeats).
     pub predicted_weight_norm: Vec<Vec<f64>>,
-    /// Measured `‖ΔW^l‖_F` (per layer, per width; mean over repeats).
+    /// Measured `‖ΔW^l‖_F` (per width, per weight matrix; mean over repeats).
     pub measured_weight_norm: Vec<Vec<f64>>,
     /// Final training loss of the finite network, per width (mean over repeats).
     pub final_train_loss: Vec<f64>,
@@ -392,11 +486,115 @@ fn to_f64<T: Float>(m: &Mat<T>) -> Mat<f64> {
     m.map(|v| v.as_f64())
 }
 
-/// Everything width-independent: the analytic kernels and their eigendecomposition.
+/// Stacks per-step matrices step-major (`(t − 1)·N + i`) into one `f64` matrix.
+fn stack_steps<T: Float>(ms: &[Mat<T>]) -> Mat<f64> {
+    let (n, c) = ms.first().map_or((0, 0), |m| m.shape());
+    let mut out = Mat::zeros(n * ms.len(), c);
+    for (t, m) in ms.iter().enumerate() {
+        out.rows_mut(t * n, n).copy_from(&to_f64(m));
+    }
+    out
+}
+
+/// What the dynamics experiment needs of a model beyond [`AlignModel`] (its weight matrices) and
+/// [`Network`] (forward pass, backprop, SGD): its outputs on the training set stacked into one
+/// `rows × C` matrix in the row order of the stacked kernel, and the MSE of the training loop.
+/// Implemented for [`Mlp`] (rows = examples) and [`Rnn`] (rows = time steps × sequences,
+/// step-major).
+pub trait DynamicsModel: AlignModel {
+    /// Owned inputs, targets or errors: `Mat` for the MLP, one `Mat` per time step for the RNN.
+    type Data: Clone + Borrow<Self::Input> + Borrow<Self::Error>;
+
+    /// The outputs on `x`, stacked (`rows × C`, `f64`).
+    ///
+    /// # Errors
+    /// [`NtkError::Model`] if `x` does not fit the network.
+    fn stacked_outputs(&self, x: &Self::Input) -> Result<Mat<f64>, NtkError>;
+
+    /// Stacks targets or errors into `rows × C` (`f64`).
+    fn stack(d: &Self::Data) -> Mat<f64>;
+
+    /// The inverse of [`DynamicsModel::stack`] for `examples` examples (cast to the model's
+    /// float type).
+    fn unstack(m: &Mat<f64>, examples: usize) -> Self::Data;
+
+    /// The training loop's MSE (averaged over batch × outputs, summed over time steps) of the
+    /// outputs in `trace` against `y`, and its error `∂L/∂f` into `err`.
+    ///
+    /// # Errors
+    /// [`NtkError::Model`] for mismatched shapes.
+    fn mse_into(trace: &Self::Trace, y: &Self::Data, err: &mut Self::Data)
+        -> Result<f64, NtkError>;
+}
+
+impl<T: Float> DynamicsModel for Mlp<T> {
+    type Data = Mat<T>;
+
+    fn stacked_outputs(&self, x: &Mat<T>) -> Result<Mat<f64>, NtkError> {
+        Ok(to_f64(&self.predict(x)?))
+    }
+
+    fn stack(d: &Mat<T>) -> Mat<f64> {
+        to_f64(d)
+    }
+
+    fn unstack(m: &Mat<f64>, _examples: usize) -> Mat<T> {
+        cast_mat(m)
+    }
+
+    fn mse_into(trace: &Trace<T>, y: &Mat<T>, err: &mut Mat<T>) -> Result<f64, NtkError> {
+        Ok(Loss::Mse.evaluate_into(trace.output(), y, err)?)
+    }
+}
+
+impl<T: Float> DynamicsModel for Rnn<T> {
+    type Data = Vec<Mat<T>>;
+
+    fn stacked_outputs(&self, xs: &[Mat<T>]) -> Result<Mat<f64>, NtkError> {
+        Ok(stack_steps(&self.predict(xs)?))
+    }
+
+    fn stack(d: &Vec<Mat<T>>) -> Mat<f64> {
+        stack_steps(d)
+    }
+
+    fn unstack(m: &Mat<f64>, examples: usize) -> Vec<Mat<T>> {
+        let steps = m.nrows().checked_div(examples).unwrap_or(0);
+        (0..steps)
+            .map(|t| cast_mat(&m.rows(t * examples, examples).into_owned()))
+            .collect()
+    }
+
+    fn mse_into(
+        trace: &RnnTrace<T>,
+        y: &Vec<Mat<T>>,
+        err: &mut Vec<Mat<T>>,
+    ) -> Result<f64, NtkError> {
+        let (loss, e) = Loss::Mse.evaluate_sequence(&trace.outputs, y)?;
+        *err = e;
+        Ok(loss)
+    }
+}
+
+/// Everything width-independent: the analytic kernels (stacked over time steps for the RNN) and
+/// their eigendecomposition.
 struct Theory {
     test_ntk: Mat<f64>,
     dynamics: KernelDynamics,
+    /// One share of the NTK per weight matrix, in the order of
+    /// [`AlignModel::weight_matrices`].
     weight_shares: Vec<Mat<f64>>,
+}
+
+/// The training set and test inputs of one run, in the model's float type.
+struct Problem<M: DynamicsModel> {
+    x: M::Data,
+    y: M::Data,
+    x_test: M::Data,
+    /// `Y` stacked, `f64`.
+    y_stacked: Mat<f64>,
+    /// Training examples (sequences) `N`.
+    examples: usize,
 }
 
 struct WidthResult {
@@ -408,40 +606,39 @@ struct WidthResult {
     loss: f64,
 }
 
-fn run_width<T: Float>(
-    config: &DynamicsConfig,
-    seed: u64,
-    spec: &MlpSpec,
-    data: &RegressionData,
+/// The predictions for `net0` and full-batch gradient descent (backprop, the training loop's
+/// MSE) from it, compared.
+fn run_width<M: DynamicsModel>(
+    width: usize,
+    steps: u64,
+    lr: f64,
+    net0: &M,
+    problem: &Problem<M>,
     theory: &Theory,
 ) -> Result<WidthResult, NtkError> {
-    let width = spec.hidden.first().copied().unwrap_or(0);
-    let x: Mat<T> = cast_mat(&data.x_train);
-    let y: Mat<T> = cast_mat(&data.y_train);
-    let xt: Mat<T> = cast_mat(&data.x_test);
-    let net0 = Mlp::<T>::new(spec, seed)?;
-    let f0 = to_f64(&net0.predict(&x)?);
-    let f0_test = to_f64(&net0.predict(&xt)?);
-    let r0 = &f0 - &data.y_train;
-    let schedule = Schedule::Steps(config.steps);
-    let eps = theory.dynamics.eps(&r0, schedule)?;
+    let x: &M::Input = Borrow::<M::Input>::borrow(&problem.x);
+    let xt: &M::Input = Borrow::<M::Input>::borrow(&problem.x_test);
+    let f0 = net0.stacked_outputs(x)?;
+    let f0_test = net0.stacked_outputs(xt)?;
+    let r0 = &f0 - &problem.y_stacked;
+    let eps = theory.dynamics.eps(&r0, Schedule::Steps(steps))?;
     let f_pred_test = &f0_test + function_change(&theory.test_ntk, &eps)?;
     let predicted: Vec<f64> = theory
         .weight_shares
         .iter()
         .map(|k| quadratic_norm(k, &eps))
         .collect::<Result<_, _>>()?;
-    let dw_pred = predicted_change(&net0, &x, &cast_mat(&eps))?;
+    let eps_data = M::unstack(&eps, problem.examples);
+    let update = predicted_update(net0, x, Borrow::<M::Error>::borrow(&eps_data))?;
     // full-batch gradient descent with backprop
     let mut net = net0.clone();
-    let lr = T::cast(config.lr);
-    let mut trace = Trace::zeros(spec, x.nrows());
-    let mut err = Mat::zeros(x.nrows(), spec.output_dim);
-    let mut signals = Signals::new();
-    let mut grads = Grads::new();
-    for step in 0..config.steps {
-        net.forward_into(&x, &mut trace)?;
-        let l = Loss::Mse.evaluate_into(trace.output(), &y, &mut err)?;
+    let lr_t = <M::Scalar as Float>::cast(lr);
+    let mut trace = M::Trace::default();
+    let mut err = problem.y.clone();
+    let mut buffers = M::Buffers::default();
+    for step in 0..steps {
+        net.forward_into(x, &mut trace)?;
+        let l = M::mse_into(&trace, &problem.y, &mut err)?;
         if !l.is_finite() {
             return Err(NtkError::Diverged {
                 width,
@@ -449,40 +646,50 @@ fn run_width<T: Float>(
                 loss: l,
             });
         }
-        let pathway = Pathway {
-            feedback: Feedback::Weights(&net.weights),
-            derivatives: &trace,
-        };
-        backward_signals_into(spec, &pathway, &err, &mut signals);
-        gradients_into(spec, &signals, &trace, &mut grads);
-        net.apply_update(&grads, lr);
+        net.sgd_update(
+            FeedbackPath::Live,
+            &trace,
+            &trace,
+            Borrow::<M::Error>::borrow(&err),
+            lr_t,
+            &mut buffers,
+        );
     }
-    let f_test = to_f64(&net.predict(&xt)?);
-    let (final_loss, _) = Loss::Mse.evaluate(&net.predict(&x)?, &y)?;
+    net.forward_into(x, &mut trace)?;
+    let final_loss = M::mse_into(&trace, &problem.y, &mut err)?;
     if !final_loss.is_finite() {
         return Err(NtkError::Diverged {
             width,
-            step: config.steps as usize,
+            step: steps as usize,
             loss: final_loss,
         });
     }
+    let f_test = net.stacked_outputs(xt)?;
     let learned = (&f_pred_test - &f0_test).norm();
     let function = (&f_test - &f_pred_test).norm() / learned;
+    let update_slices = M::grad_slices(&update);
     let mut weight_norm = Vec::new();
     let mut weight_direction = Vec::new();
     let mut measured = Vec::new();
-    for l in 0..spec.depth() {
-        let dw = to_f64(&(&net.weights[l] - &net0.weights[l]));
+    for (l, ((_, index, w), (_, _, w0))) in net
+        .weight_matrices()
+        .into_iter()
+        .zip(net0.weight_matrices())
+        .enumerate()
+    {
+        let dw = to_f64(&(w - w0));
         let norm = dw.norm();
         measured.push(norm);
         weight_norm.push((norm - predicted[l]).abs() / predicted[l]);
-        let dp = to_f64(
-            dw_pred.weights[l]
-                .as_ref()
-                .expect("every layer has a change"),
-        );
-        let direction = (&dw / norm - &dp / dp.norm()).norm();
-        weight_direction.push(direction);
+        let g = update_slices[index].ok_or_else(|| {
+            NtkError::Architecture(format!(
+                "the predicted change has no update for weight matrix {}",
+                l + 1
+            ))
+        })?;
+        // ΔŴ = −g, stored column-major like the weight matrix
+        let dp = -to_f64(&Mat::from_column_slice(w.nrows(), w.ncols(), g));
+        weight_direction.push((&dw / norm - &dp / dp.norm()).norm());
     }
     Ok(WidthResult {
         weight_norm,
@@ -492,6 +699,135 @@ fn run_width<T: Float>(
         measured,
         loss: final_loss,
     })
+}
+
+/// The per-width results of every repeat, reduced (RMS errors, mean norms and losses).
+#[derive(Default)]
+struct Sweep {
+    errors: DynamicsErrors,
+    predicted_weight_norm: Vec<Vec<f64>>,
+    measured_weight_norm: Vec<Vec<f64>>,
+    final_train_loss: Vec<f64>,
+    seconds: Vec<f64>,
+}
+
+/// Runs every width and repeat: `net_at(width, seed)` draws the finite network.
+fn sweep<M: DynamicsModel, S>(
+    config: &DynamicsConfig<S>,
+    net_at: impl Fn(usize, u64) -> Result<M, NtkError>,
+    problem: &Problem<M>,
+    theory: &Theory,
+) -> Result<Sweep, NtkError> {
+    let mut out = Sweep::default();
+    for &width in &config.widths {
+        let start = Instant::now();
+        let runs: Vec<WidthResult> = (0..config.repeats as u64)
+            .map(|k| {
+                let net0 = net_at(width, config.seed.wrapping_add(k))?;
+                run_width(width, config.steps, config.lr, &net0, problem, theory)
+            })
+            .collect::<Result<_, _>>()?;
+        let rms = |f: &dyn Fn(&WidthResult) -> f64| {
+            (runs.iter().map(|r| f(r).powi(2)).sum::<f64>() / runs.len() as f64).sqrt()
+        };
+        let mean =
+            |f: &dyn Fn(&WidthResult) -> f64| runs.iter().map(f).sum::<f64>() / runs.len() as f64;
+        let layers = theory.weight_shares.len();
+        let e = &mut out.errors;
+        e.weight_norm
+            .push((0..layers).map(|l| rms(&|r| r.weight_norm[l])).collect());
+        e.weight_direction.push(
+            (0..layers)
+                .map(|l| rms(&|r| r.weight_direction[l]))
+                .collect(),
+        );
+        e.function.push(rms(&|r| r.function));
+        out.predicted_weight_norm
+            .push((0..layers).map(|l| mean(&|r| r.predicted[l])).collect());
+        out.measured_weight_norm
+            .push((0..layers).map(|l| mean(&|r| r.measured[l])).collect());
+        out.final_train_loss.push(mean(&|r| r.loss));
+        out.seconds.push(start.elapsed().as_secs_f64());
+    }
+    Ok(out)
+}
+
+/// `[per width][per matrix]` → `[per matrix][per width]`.
+fn per_matrix(m: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let layers = m.first().map_or(0, |v| v.len());
+    (0..layers)
+        .map(|l| m.iter().map(|w| w[l]).collect())
+        .collect()
+}
+
+/// The parts of a [`DynamicsReport`] that describe the model rather than the results.
+struct ModelInfo {
+    model: &'static str,
+    names: Vec<String>,
+    activation: String,
+    hidden_layers: usize,
+    seq_len: Option<usize>,
+    train_size: usize,
+}
+
+fn report<S>(
+    config: &DynamicsConfig<S>,
+    info: ModelInfo,
+    theory: &Theory,
+    s: Sweep,
+) -> DynamicsReport {
+    let widths = &config.widths;
+    let (norm, dir) = (
+        per_matrix(&s.errors.weight_norm),
+        per_matrix(&s.errors.weight_direction),
+    );
+    let (pred, meas) = (
+        per_matrix(&s.predicted_weight_norm),
+        per_matrix(&s.measured_weight_norm),
+    );
+    let layers = info
+        .names
+        .into_iter()
+        .enumerate()
+        .map(|(l, name)| MatrixDynamics {
+            layer: l + 1,
+            name,
+            slopes: MatrixSlopes {
+                weight_norm: pooled_log_slope(widths, std::slice::from_ref(&norm[l])),
+                weight_direction: pooled_log_slope(widths, std::slice::from_ref(&dir[l])),
+            },
+            weight_norm: norm[l].clone(),
+            weight_direction: dir[l].clone(),
+            predicted_weight_norm: pred[l].clone(),
+            measured_weight_norm: meas[l].clone(),
+        })
+        .collect();
+    let slopes = DynamicsSlopes {
+        weight_norm: pooled_log_slope(widths, &norm),
+        weight_direction: pooled_log_slope(widths, &dir),
+        function: pooled_log_slope(widths, std::slice::from_ref(&s.errors.function)),
+    };
+    DynamicsReport {
+        model: info.model.to_string(),
+        widths: widths.clone(),
+        errors: s.errors,
+        slopes,
+        layers,
+        max_stable_lr: theory.dynamics.max_stable_lr(),
+        activation: info.activation,
+        hidden_layers: info.hidden_layers,
+        seq_len: info.seq_len,
+        steps: config.steps,
+        lr: config.lr,
+        seed: config.seed,
+        repeats: config.repeats,
+        train_size: info.train_size,
+        precision: config.precision,
+        predicted_weight_norm: s.predicted_weight_norm,
+        measured_weight_norm: s.measured_weight_norm,
+        final_train_loss: s.final_train_loss,
+        seconds: s.seconds,
+    }
 }
 
 /// Trains the finite network at every width of `config` on `data` with full-batch gradient
@@ -546,29 +882,9 @@ pub fn dynamics_experiment(
     check_finite("training inputs", &data.x_train)?;
     check_finite("training targets", &data.y_train)?;
     check_finite("test inputs", &data.x_test)?;
-    if config.widths.is_empty() || config.widths.contains(&0) {
-        return Err(NtkError::InvalidOption {
-            name: "widths".into(),
-            reason: format!("need positive widths, got {:?}", config.widths),
-        });
-    }
-    if config.steps == 0 {
-        return Err(NtkError::InvalidOption {
-            name: "steps".into(),
-            reason: "must be at least 1".into(),
-        });
-    }
-    if config.repeats == 0 {
-        return Err(NtkError::InvalidOption {
-            name: "repeats".into(),
-            reason: "must be at least 1".into(),
-        });
-    }
+    config.check()?;
     let infinite = InfiniteMlp::from_spec(&config.spec)?;
-    let options = KernelOptions {
-        quadrature: config.quadrature,
-        ..KernelOptions::default()
-    };
+    let options = config.kernel_options();
     let train = infinite.kernels(&data.x_train, None, &KernelRequest::all(), &options)?;
     let test = infinite.kernels(
         &data.x_test,
@@ -590,80 +906,153 @@ pub fn dynamics_experiment(
         dynamics,
         weight_shares,
     };
-    let mut errors = DynamicsErrors::default();
-    let mut predicted_weight_norm = Vec::new();
-    let mut measured_weight_norm = Vec::new();
-    let mut final_train_loss = Vec::new();
-    let mut seconds = Vec::new();
-    for &width in &config.widths {
-        let start = Instant::now();
-        let spec = config.spec_at(width);
-        let runs: Vec<WidthResult> = (0..config.repeats as u64)
-            .map(|k| {
-                let seed = config.seed.wrapping_add(k);
-                match config.precision {
-                    Precision::F32 => run_width::<f32>(config, seed, &spec, data, &theory),
-                    Precision::F64 => run_width::<f64>(config, seed, &spec, data, &theory),
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        let rms = |f: &dyn Fn(&WidthResult) -> f64| {
-            (runs.iter().map(|r| f(r).powi(2)).sum::<f64>() / runs.len() as f64).sqrt()
+    fn run<T: Float>(
+        config: &DynamicsConfig,
+        data: &RegressionData,
+        theory: &Theory,
+    ) -> Result<Sweep, NtkError> {
+        let problem = Problem::<Mlp<T>> {
+            x: cast_mat(&data.x_train),
+            y: cast_mat(&data.y_train),
+            x_test: cast_mat(&data.x_test),
+            y_stacked: data.y_train.clone(),
+            examples: data.x_train.nrows(),
         };
-        let mean =
-            |f: &dyn Fn(&WidthResult) -> f64| runs.iter().map(f).sum::<f64>() / runs.len() as f64;
-        let layers = spec.depth();
-        errors
-            .weight_norm
-            .push((0..layers).map(|l| rms(&|r| r.weight_norm[l])).collect());
-        errors.weight_direction.push(
-            (0..layers)
-                .map(|l| rms(&|r| r.weight_direction[l]))
-                .collect(),
-        );
-        errors.function.push(rms(&|r| r.function));
-        predicted_weight_norm.push((0..layers).map(|l| mean(&|r| r.predicted[l])).collect());
-        measured_weight_norm.push((0..layers).map(|l| mean(&|r| r.measured[l])).collect());
-        final_train_loss.push(mean(&|r| r.loss));
-        seconds.push(start.elapsed().as_secs_f64());
+        sweep(
+            config,
+            |w, seed| Ok(Mlp::<T>::new(&config.spec_at(w), seed)?),
+            &problem,
+            theory,
+        )
     }
-    let per_layer = |m: &Vec<Vec<f64>>| -> Vec<Vec<f64>> {
-        let layers = m.first().map_or(0, |v| v.len());
-        (0..layers)
-            .map(|l| m.iter().map(|w| w[l]).collect())
-            .collect()
+    let s = match config.precision {
+        Precision::F32 => run::<f32>(config, data, &theory)?,
+        Precision::F64 => run::<f64>(config, data, &theory)?,
     };
-    let slopes = DynamicsSlopes {
-        weight_norm: pooled_log_slope(&config.widths, &per_layer(&errors.weight_norm)),
-        weight_direction: pooled_log_slope(&config.widths, &per_layer(&errors.weight_direction)),
-        function: pooled_log_slope(&config.widths, std::slice::from_ref(&errors.function)),
-    };
-    Ok(DynamicsReport {
-        widths: config.widths.clone(),
-        errors,
-        slopes,
-        max_stable_lr: theory.dynamics.max_stable_lr(),
+    let info = ModelInfo {
+        model: "mlp",
+        names: (1..=infinite.layers()).map(|l| format!("w{l}")).collect(),
         activation: config.spec.activation.name().to_string(),
         hidden_layers: config.spec.hidden.len(),
-        steps: config.steps,
-        lr: config.lr,
-        seed: config.seed,
-        repeats: config.repeats,
+        seq_len: None,
         train_size: n,
-        precision: config.precision,
-        predicted_weight_norm,
-        measured_weight_norm,
-        final_train_loss,
-        seconds,
-    })
+    };
+    Ok(report(config, info, &theory, s))
+}
+
+/// Checks a time-major sequence set: `T ≥ 1` steps of `rows × cols` (`rows ≥ 1`, `cols` as
+/// given), finite.
+fn check_steps(what: &str, xs: &[Mat<f64>], cols: usize) -> Result<(usize, usize), NtkError> {
+    let Some(first) = xs.first() else {
+        return Err(NtkError::InvalidOption {
+            name: "seq_len".into(),
+            reason: format!("{what}: sequences of zero time steps"),
+        });
+    };
+    let rows = first.nrows();
+    for (t, x) in xs.iter().enumerate() {
+        if x.shape() != (rows, cols) || rows == 0 {
+            return Err(shape_err(
+                &format!("{what} at time step {}", t + 1),
+                format!("{rows} × {cols} (one sequence per row, at least one)"),
+                x.shape(),
+            ));
+        }
+        check_finite(what, x)?;
+    }
+    Ok((rows, xs.len()))
+}
+
+/// The recurrent counterpart of [`dynamics_experiment`] (docs/theory.md §4.5): full-batch
+/// gradient descent of the [`Rnn`] of `config.spec` at every width on `data` (backprop through
+/// time, the training loop's loss: per-step MSE averaged over sequences × outputs, summed over
+/// the `T` steps), against the closed-form kernel dynamics with the analytic NTK stacked over all
+/// pairs of time steps ([`InfiniteRnn::stacked_kernels`], `c = 2·lr/(N·C)`), the predicted change
+/// of `W_in`, `W_rec`, `W_out` for the same initialisation ([`predicted_update`]) and their
+/// predicted norms `√(Σ_c ε_cᵀ Θ^W ε_c)` from each matrix's share of the stacked NTK. The
+/// function error is measured at every step of the test sequences.
+///
+/// # Errors
+/// As [`dynamics_experiment`] (`train_size` for no training sequences, `seq_len` for sequences
+/// of zero steps, [`NtkError::Shape`] naming the time step of a mismatched matrix); the errors
+/// of [`InfiniteRnn::from_spec`] for an invalid spec.
+pub fn rnn_dynamics_experiment(
+    config: &DynamicsConfig<RnnSpec>,
+    data: &SequenceData,
+) -> Result<DynamicsReport, NtkError> {
+    let spec = &config.spec;
+    if data.x_train.first().is_some_and(|x| x.nrows() == 0) {
+        return Err(NtkError::InvalidOption {
+            name: "train_size".into(),
+            reason: "need at least one training sequence".into(),
+        });
+    }
+    let (n, t_len) = check_steps("training inputs", &data.x_train, spec.input_dim)?;
+    let (ny, ty) = check_steps("training targets", &data.y_train, spec.output_dim)?;
+    if (ny, ty) != (n, t_len) {
+        return Err(shape_err(
+            "training targets",
+            format!("{t_len} steps of {n} × {}", spec.output_dim),
+            (ny, ty),
+        ));
+    }
+    check_steps("test inputs", &data.x_test, spec.input_dim)?;
+    config.check()?;
+    let infinite = InfiniteRnn::from_spec(spec)?;
+    let options = config.kernel_options();
+    let train = infinite.stacked_kernels(&data.x_train, None, &options)?;
+    let test = infinite.stacked_kernels(&data.x_test, Some(&data.x_train), &options)?;
+    let outputs = spec.output_dim;
+    let dynamics = KernelDynamics::with_normalisation(&train.ntk, outputs, config.lr, n * outputs)?;
+    dynamics.check_stable()?;
+    let sh = train.shares;
+    let theory = Theory {
+        test_ntk: test.ntk,
+        dynamics,
+        weight_shares: vec![sh.w_in, sh.w_rec, sh.w_out],
+    };
+    fn run<T: Float>(
+        config: &DynamicsConfig<RnnSpec>,
+        data: &SequenceData,
+        theory: &Theory,
+    ) -> Result<Sweep, NtkError> {
+        let cast = |xs: &[Mat<f64>]| xs.iter().map(cast_mat).collect::<Vec<Mat<T>>>();
+        let problem = Problem::<Rnn<T>> {
+            x: cast(&data.x_train),
+            y: cast(&data.y_train),
+            x_test: cast(&data.x_test),
+            y_stacked: stack_steps(&data.y_train),
+            examples: data.x_train[0].nrows(),
+        };
+        sweep(
+            config,
+            |w, seed| Ok(Rnn::<T>::new(&config.spec_at(w), seed)?),
+            &problem,
+            theory,
+        )
+    }
+    let s = match config.precision {
+        Precision::F32 => run::<f32>(config, data, &theory)?,
+        Precision::F64 => run::<f64>(config, data, &theory)?,
+    };
+    let info = ModelInfo {
+        model: "rnn",
+        names: ["w_in", "w_rec", "w_out"].map(String::from).to_vec(),
+        activation: spec.activation.name().to_string(),
+        hidden_layers: 1,
+        seq_len: Some(t_len),
+        train_size: n,
+    };
+    Ok(report(config, info, &theory, s))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dynamics::KernelDynamics;
-    use widealign_models::{BiasInit, Parameterization};
-    use widealign_tensor::Activation;
+    use crate::rnn::empirical_rnn_ntk;
+    use widealign_models::{BiasInit, Network, Parameterization};
+    use widealign_tensor::{rng::SeedStream, Activation};
 
     fn spec(input_dim: usize) -> MlpSpec {
         MlpSpec::uniform(input_dim, 1, 2, 1, Activation::Erf)
@@ -851,5 +1240,180 @@ mod tests {
         assert!(e
             .message_with(|f| format!("--{f}"))
             .contains("choose --lr below"));
+    }
+
+    // --- the recurrent network (docs/theory.md §4.5) ---
+
+    fn rnn_spec(act: Activation) -> RnnSpec {
+        RnnSpec::new(2, 1, 1, act).with_param(Parameterization::Ntk {
+            w_std: 1.0,
+            b_std: 0.3,
+        })
+    }
+
+    /// `n` sequences of `steps` steps of 2 inputs, targets `y_t = sin(x_t·1 + x_{t−1}·1)`-like
+    /// (a smooth function of the last two steps).
+    fn seq_data(n: usize, steps: usize, test: usize) -> SequenceData {
+        let s = SeedStream::new(5);
+        let draw = |name: &str, rows: usize| -> Vec<Mat<f64>> {
+            (0..steps)
+                .map(|t| s.gaussian_matrix(&format!("{name}{t}"), rows, 2, 1.0))
+                .collect()
+        };
+        let x_train = draw("x", n);
+        let y_train = (0..steps)
+            .map(|t| {
+                Mat::from_fn(n, 1, |i, _| {
+                    let prev = if t > 0 { x_train[t - 1][(i, 0)] } else { 0.0 };
+                    (x_train[t][(i, 0)] - 0.5 * x_train[t][(i, 1)] + prev).sin()
+                })
+            })
+            .collect();
+        SequenceData {
+            x_train,
+            y_train,
+            x_test: draw("t", test),
+        }
+    }
+
+    /// Exact identity: after one step the accumulated error is `ε(1) = c·r_0` whatever the
+    /// kernel, so the predicted change `−Σ J_0ᵀ ε(1)` is the first gradient step itself: the
+    /// directions agree to rounding for every weight matrix at every width when `ε` is unstacked
+    /// in the kernel's step-major order and carried back through time by the initial network.
+    /// The size checks the normalisation `c = 2·lr/(N·C)` of the training loop (per-step MSE
+    /// averaged over sequences × outputs, summed over steps): averaging over `N·T·C` instead
+    /// makes the measured/predicted ratio 3.06 here.
+    #[test]
+    fn rnn_first_step_prediction_is_the_first_gradient_step() {
+        let data = seq_data(5, 3, 4);
+        let mut cfg = DynamicsConfig::new(rnn_spec(Activation::Tanh), vec![8, 64], 1, 0.05, 3);
+        cfg.precision = Precision::F64;
+        let r = rnn_dynamics_experiment(&cfg, &data).unwrap();
+        assert_eq!(r.model, "rnn");
+        assert_eq!(r.seq_len, Some(3));
+        let names: Vec<&str> = r.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["w_in", "w_rec", "w_out"]);
+        for (w, dirs) in r.widths.iter().zip(&r.errors.weight_direction) {
+            for (name, d) in names.iter().zip(dirs) {
+                assert!(*d < 1e-12, "width {w} {name}: direction error {d:e}");
+            }
+        }
+        // with a wrong normalisation (c over N·T·C) the norms would be off by the factor T = 3;
+        // the measured norms equal the predicted ones within the kernel's finite-width error
+        let ratio = r.measured_weight_norm[1][2] / r.predicted_weight_norm[1][2];
+        assert!((ratio - 1.0).abs() < 0.3, "W_out norm ratio {ratio}");
+    }
+
+    /// Exact identity: the squared norm of the predicted change of each weight matrix equals the
+    /// quadratic form of the accumulated errors with that matrix's share of the finite network's
+    /// NTK stacked over all pairs of time steps, `‖ΔŴ‖² = Σ_c ε_cᵀ Θ^W ε_c` (docs/theory.md §4.5)
+    /// — the identity behind the predicted norms, with the analytic share in place of `Θ^W`.
+    #[test]
+    fn rnn_predicted_change_norm_is_the_stacked_share_quadratic_form() {
+        let data = seq_data(4, 3, 2);
+        let spec = RnnSpec {
+            width: 16,
+            ..rnn_spec(Activation::Erf)
+        };
+        let net = Rnn::<f64>::new(&spec, 2).unwrap();
+        let (n, steps) = (4, 3);
+        let eps: Vec<Mat<f64>> = (0..steps)
+            .map(|t| SeedStream::new(9).gaussian_matrix(&format!("e{t}"), n, 1, 1.0))
+            .collect();
+        let update = predicted_update(&net, &data.x_train, &eps).unwrap();
+        let slices = Rnn::<f64>::grad_slices(&update);
+        let eps_stacked = <Rnn<f64> as DynamicsModel>::stack(&eps);
+        assert_eq!(<Rnn<f64> as DynamicsModel>::unstack(&eps_stacked, n), eps);
+        let mut shares = vec![Mat::zeros(n * steps, n * steps); 3];
+        for t in 1..=steps {
+            for s in 1..=steps {
+                let k = empirical_rnn_ntk(&net, &data.x_train, None, (t, s), 0).unwrap();
+                for (dst, src) in shares.iter_mut().zip([&k.w_in, &k.w_rec, &k.w_out]) {
+                    dst.view_mut(((t - 1) * n, (s - 1) * n), (n, n))
+                        .copy_from(src);
+                }
+            }
+        }
+        for ((name, index, _), share) in net.weight_matrices().into_iter().zip(&shares) {
+            let g = slices[index].unwrap();
+            let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let q = quadratic_norm(share, &eps_stacked).unwrap();
+            assert!((norm - q).abs() < 1e-12 * q, "{name}: {norm} vs {q}");
+        }
+    }
+
+    /// Mean of `f` over the repeats' root-mean-square is what the report holds; here the errors
+    /// of the three predictions at widths 32, 128, 512 (two seeds each) must fall with the width.
+    #[test]
+    fn rnn_dynamics_predictions_approach_finite_networks_as_width_grows() {
+        let data = seq_data(6, 3, 5);
+        let mut cfg =
+            DynamicsConfig::new(rnn_spec(Activation::Erf), vec![32, 128, 512], 30, 0.1, 0);
+        cfg.repeats = 2;
+        let r = rnn_dynamics_experiment(&cfg, &data).unwrap();
+        assert!(r.max_stable_lr > 0.1);
+        let f = &r.errors.function;
+        assert!(f[0] > f[1] && f[1] > f[2], "function errors {f:?}");
+        assert!(f[2] < 0.1, "function error at width 512: {}", f[2]);
+        for m in &r.layers {
+            let d = &m.weight_direction;
+            assert!(
+                d[0] > d[1] && d[1] > d[2],
+                "{}: direction errors {d:?}",
+                m.name
+            );
+            assert!(d[2] < 0.2, "{}: direction error at 512: {}", m.name, d[2]);
+            assert!(
+                m.weight_norm[2] < 0.1,
+                "{}: norm error {:?}",
+                m.name,
+                m.weight_norm
+            );
+            assert!(
+                m.slopes.weight_direction < -0.25,
+                "{}: {:?}",
+                m.name,
+                m.slopes
+            );
+        }
+        assert!(r.slopes.function < -0.25 && r.slopes.weight_direction < -0.25);
+        // the same settings with the MLP-style normalisation over all N·T rows would allow a
+        // learning rate T times larger: the limit is N·C/λ_max of the stacked kernel
+        let k = InfiniteRnn::from_spec(&rnn_spec(Activation::Erf))
+            .unwrap()
+            .stacked_kernels(&data.x_train, None, &KernelOptions::default())
+            .unwrap();
+        let lmax = KernelDynamics::new(&k.ntk, 1, 0.1).unwrap().lambda_max();
+        assert!((r.max_stable_lr - 6.0 / lmax).abs() < 1e-12 * r.max_stable_lr);
+    }
+
+    #[test]
+    fn rnn_dynamics_refuses_inconsistent_sequences() {
+        let data = seq_data(4, 3, 2);
+        let cfg = DynamicsConfig::new(rnn_spec(Activation::Erf), vec![8], 2, 0.1, 0);
+        let mut short = data.clone();
+        short.y_train.pop();
+        let e = rnn_dynamics_experiment(&cfg, &short).unwrap_err();
+        assert!(
+            matches!(&e, NtkError::Shape { what, .. } if what == "training targets"),
+            "{e}"
+        );
+        let mut wide = data.clone();
+        wide.x_train[1] = Mat::zeros(4, 3);
+        let e = rnn_dynamics_experiment(&cfg, &wide).unwrap_err();
+        assert!(e.to_string().contains("time step 2"), "{e}");
+        let none = SequenceData {
+            x_train: vec![],
+            ..data.clone()
+        };
+        assert!(matches!(
+            rnn_dynamics_experiment(&cfg, &none).unwrap_err(),
+            NtkError::InvalidOption { name, .. } if name == "seq_len"
+        ));
+        let unstable = DynamicsConfig { lr: 1e3, ..cfg };
+        assert!(matches!(
+            rnn_dynamics_experiment(&unstable, &data).unwrap_err(),
+            NtkError::UnstableLearningRate { .. }
+        ));
     }
 }

@@ -27,7 +27,9 @@
 //! // its rows lie in the span of the initial inputs: here W^1's change is a combination of x_1, x_2
 //! ```
 
-use widealign_models::{backward_signals, gradients, Feedback, Grads, Mlp, Pathway};
+use widealign_models::{
+    backward_signals, gradients, Feedback, FeedbackPath, Grads, Mlp, Network, Pathway,
+};
 use widealign_tensor::{Float, Mat};
 
 use crate::error::shape_err;
@@ -75,6 +77,44 @@ pub fn predicted_change<T: Float>(
         b.iter_mut().for_each(|v| *v = -*v);
     }
     Ok(g)
+}
+
+/// The update `Σ_i J_0(x_i)ᵀ ε_i` of any model (the gradient shape: the predicted change is its
+/// negative, `Δθ̂ = −Σ_i J_0(x_i)ᵀ ε_i`) for `net0` on the inputs `x` with the accumulated errors
+/// `eps` in the model's error layout (`N × C` for the MLP, one `N × C` matrix per time step for
+/// the RNN). Because the backward pass is linear in the error, this is the rules' Align-zero
+/// update with the error `ε`: the frozen network's pathway, `φ′` and activities — for the RNN,
+/// `ΔŴ_in = −m_in Σ_t D_tᵀ X_t`, `ΔŴ_rec = −m_rec Σ_t D_tᵀ R_{0,t−1}`,
+/// `ΔŴ_out = −m_out Σ_t ε_tᵀ R_{0,t}` with `D_t` the error `ε` carried back through time by the
+/// initial network (docs/theory.md §4.5).
+///
+/// ```
+/// use widealign_models::{Network, Rnn, RnnSpec};
+/// use widealign_ntk::predict::predicted_update;
+/// use widealign_tensor::{Activation, Mat};
+/// let net = Rnn::<f64>::new(&RnnSpec::new(2, 8, 1, Activation::Erf), 0).unwrap();
+/// let xs = vec![Mat::from_row_slice(2, 2, &[1.0, 0.0, 0.5, -0.3]); 3];
+/// let eps = vec![Mat::from_row_slice(2, 1, &[0.1, -0.2]); 3];
+/// let g = predicted_update(&net, &xs, &eps).unwrap();
+/// assert_eq!(Rnn::<f64>::grad_slices(&g).len(), 6);
+/// assert!(predicted_update(&net, &xs[..2], &eps).is_err());
+/// ```
+///
+/// # Errors
+/// [`NtkError::Model`] if `x` or `eps` does not fit the network.
+pub fn predicted_update<M: Network>(
+    net0: &M,
+    x: &M::Input,
+    eps: &M::Error,
+) -> Result<M::Grads, NtkError> {
+    let mut trace = M::Trace::default();
+    net0.forward_into(x, &mut trace)?;
+    net0.check_step("predicted change", x, Some(&trace), eps)?;
+    let mut signals = M::Signals::default();
+    net0.backward_signals_into(FeedbackPath::Live, &trace, eps, &mut signals);
+    let mut grads = M::Grads::default();
+    M::gradients_into(net0.spec(), &signals, eps, &trace, &mut grads);
+    Ok(grads)
 }
 
 /// Reshapes a stacked `(N·C) × 1` vector (index `i·C + c`, the layout of

@@ -108,6 +108,18 @@ impl RnnShares {
         ]
     }
 
+    /// The shares, mutable, in the order of [`RnnShares::named`].
+    fn named_mut(&mut self) -> [&mut Mat<f64>; 6] {
+        [
+            &mut self.w_in,
+            &mut self.w_rec,
+            &mut self.b,
+            &mut self.w_out,
+            &mut self.b_out,
+            &mut self.r0,
+        ]
+    }
+
     /// The whole NTK: the sum of the six shares.
     pub fn total(&self) -> Mat<f64> {
         &self.w_in + &self.w_rec + &self.b + &self.w_out + &self.b_out + &self.r0
@@ -399,17 +411,7 @@ impl InfiniteRnn {
                 for p in pos {
                     nngp[p] = e.nngp;
                     ntk[p] = e.ntk;
-                    for (k, share) in [
-                        &mut sh.w_in,
-                        &mut sh.w_rec,
-                        &mut sh.b,
-                        &mut sh.w_out,
-                        &mut sh.b_out,
-                        &mut sh.r0,
-                    ]
-                    .into_iter()
-                    .enumerate()
-                    {
+                    for (k, share) in sh.named_mut().into_iter().enumerate() {
                         share[p] = e.shares[k];
                     }
                 }
@@ -420,6 +422,78 @@ impl InfiniteRnn {
             ntk,
             shares: sh,
         })
+    }
+}
+
+impl InfiniteRnn {
+    /// The kernels of one output unit over **every pair of time steps**, stacked step-major:
+    /// entry `((t − 1)·N + i, (s − 1)·M + j)` is the kernel of `y_t(x1_i)` against `y_s(x2_j)`
+    /// (`N`, `M` sequences of `T1`, `T2` steps; `x2 = None`: `x1`), so the result is
+    /// `(T1·N) × (T2·M)` — the kernel that gradient descent on the loss summed over time steps
+    /// sees (docs/theory.md §4.5). With `x2 = None` the pairs `t ≤ s` are computed and mirrored,
+    /// so the result is exactly symmetric. Cost: `T1·T2` calls of [`InfiniteRnn::kernels`].
+    ///
+    /// ```
+    /// use widealign_models::RnnSpec;
+    /// use widealign_ntk::analytic::KernelOptions;
+    /// use widealign_ntk::rnn::InfiniteRnn;
+    /// use widealign_tensor::{Activation, Mat};
+    /// let xs = vec![Mat::from_row_slice(2, 1, &[1.0, -0.5]), Mat::from_row_slice(2, 1, &[0.3, 0.8])];
+    /// let inf = InfiniteRnn::from_spec(&RnnSpec::new(1, 1, 1, Activation::Erf)).unwrap();
+    /// let o = KernelOptions::default();
+    /// let k = inf.stacked_kernels(&xs, None, &o).unwrap();
+    /// assert_eq!(k.ntk.shape(), (4, 4));
+    /// // rows 2..4 (step 2) against columns 0..2 (step 1) are Θ_{21}
+    /// let k21 = inf.kernels(&xs, None, (2, 1), &o).unwrap();
+    /// assert_eq!(k.ntk.view((2, 0), (2, 2)), k21.ntk);
+    /// assert_eq!(k.ntk, k.ntk.transpose());
+    /// ```
+    ///
+    /// # Errors
+    /// As [`InfiniteRnn::kernels`].
+    pub fn stacked_kernels(
+        &self,
+        x1: &[Mat<f64>],
+        x2: Option<&[Mat<f64>]>,
+        options: &KernelOptions,
+    ) -> Result<RnnKernels, NtkError> {
+        let t1 = x1.len();
+        let t2 = x2.map_or(t1, <[Mat<f64>]>::len);
+        if t1 == 0 || t2 == 0 {
+            return Err(NtkError::InvalidOption {
+                name: "inputs".into(),
+                reason: "a sequence of zero time steps".into(),
+            });
+        }
+        let n = x1[0].nrows();
+        let m = x2.map_or(n, |x| x[0].nrows());
+        let mut out = RnnKernels {
+            nngp: Mat::zeros(t1 * n, t2 * m),
+            ntk: Mat::zeros(t1 * n, t2 * m),
+            shares: RnnShares::zeros(t1 * n, t2 * m),
+        };
+        for t in 1..=t1 {
+            for s in 1..=t2 {
+                if x2.is_none() && s < t {
+                    continue;
+                }
+                let k = self.kernels(x1, x2, (t, s), options)?;
+                let place = |dst: &mut Mat<f64>, src: &Mat<f64>| {
+                    dst.view_mut(((t - 1) * n, (s - 1) * m), (n, m))
+                        .copy_from(src);
+                    if x2.is_none() && s != t {
+                        dst.view_mut(((s - 1) * n, (t - 1) * m), (m, n))
+                            .copy_from(&src.transpose());
+                    }
+                };
+                place(&mut out.nngp, &k.nngp);
+                place(&mut out.ntk, &k.ntk);
+                for (dst, src) in out.shares.named_mut().into_iter().zip(k.shares.named()) {
+                    place(dst, src.1);
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
