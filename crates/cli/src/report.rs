@@ -795,6 +795,10 @@ mod tests {
         serde_json::from_str(&RunRecord::new(cfg, result, None).to_line()).unwrap()
     }
 
+    fn series_labels(chart: &Chart) -> Vec<&str> {
+        chart.series.iter().map(|s| s.label.as_str()).collect()
+    }
+
     fn results(lines: Vec<serde_json::Value>) -> ReproResults {
         let mut r = ReproResults::default();
         for l in lines {
@@ -824,12 +828,7 @@ mod tests {
         ]);
         let s = accuracy_vs_width(&p, &r);
         let w = p.accuracy[0].width;
-        let labels: Vec<&str> = s.charts[0]
-            .1
-            .series
-            .iter()
-            .map(|s| s.label.as_str())
-            .collect();
+        let labels = series_labels(&s.charts[0].1);
         assert!(
             labels.contains(&format!("bp (diverged: {w})").as_str()),
             "{labels:?}"
@@ -905,12 +904,7 @@ mod tests {
             "{md}"
         );
         assert_eq!(s.charts[0].0, "rnn_dynamics_erf.svg");
-        let labels: Vec<&str> = s.charts[0]
-            .1
-            .series
-            .iter()
-            .map(|s| s.label.as_str())
-            .collect();
+        let labels = series_labels(&s.charts[0].1);
         assert_eq!(
             labels,
             [
@@ -973,12 +967,7 @@ mod tests {
             s.markdown
         );
         assert!(s.markdown.contains(&format!("| {w} | w_in | 1.0000 |")));
-        let labels: Vec<&str> = s.charts[0]
-            .1
-            .series
-            .iter()
-            .map(|s| s.label.as_str())
-            .collect();
+        let labels = series_labels(&s.charts[0].1);
         assert_eq!(
             labels,
             [

@@ -563,6 +563,26 @@ pub fn reproduce(
     })
 }
 
+/// The key of the line of `settings` in group `experiment`, or `None` if `done` holds it.
+///
+/// # Errors
+/// [`ExperimentError::Interrupted`] if the line is still to run and `stop` is raised.
+fn next_key(
+    experiment: Experiment,
+    settings: &impl Serialize,
+    done: &HashSet<String>,
+    stop: &AtomicBool,
+) -> Result<Option<String>, ExperimentError> {
+    let key = sorted_key(experiment.name(), settings);
+    if done.contains(&key) {
+        Ok(None)
+    } else if stop.load(Ordering::SeqCst) {
+        Err(ExperimentError::Interrupted)
+    } else {
+        Ok(Some(key))
+    }
+}
+
 /// Runs the alignment runs `runs` of group `experiment` whose key is not in `done`, appending
 /// one [`AlignmentLine`] each to `path`.
 fn alignment_group(
@@ -576,13 +596,9 @@ fn alignment_group(
 ) -> Result<(), ExperimentError> {
     let stopped = || stop.load(Ordering::SeqCst);
     for (index, cfg) in runs.iter().enumerate() {
-        let key = sorted_key(experiment.name(), cfg);
-        if done.contains(&key) {
+        let Some(key) = next_key(experiment, cfg, done, stop)? else {
             continue;
-        }
-        if stopped() {
-            return Err(ExperimentError::Interrupted);
-        }
+        };
         observer.event(&ReproduceEvent::AlignmentStarting {
             experiment,
             index,
@@ -629,13 +645,9 @@ fn dynamics_group(
 ) -> Result<(), ExperimentError> {
     for p in params {
         let settings = DynamicsSettings::from(p);
-        let key = sorted_key(experiment.name(), &settings);
-        if done.contains(&key) {
+        let Some(key) = next_key(experiment, &settings, done, stop)? else {
             continue;
-        }
-        if stop.load(Ordering::SeqCst) {
-            return Err(ExperimentError::Interrupted);
-        }
+        };
         observer.event(&ReproduceEvent::DynamicsStarting { params: p });
         let report = run_dynamics(p, trainer)?;
         let out = DynamicsLineOut {

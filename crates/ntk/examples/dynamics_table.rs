@@ -54,28 +54,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let r = dynamics_experiment(&config, &data)?;
         eprintln!("{act}: {:.1} s", start.elapsed().as_secs_f64());
         println!("{}", serde_json::to_string(&r)?);
-        println!(
-            "| {act} width | ‖ΔW‖ err (per layer) | direction err (per layer) | function err |"
-        );
-        println!("|---|---|---|---|");
-        for (i, w) in r.widths.iter().enumerate() {
-            let fmt = |v: &[f64]| {
-                v.iter()
-                    .map(|x| format!("{x:.4}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            println!(
-                "| {w} | {} | {} | {:.4} |",
-                fmt(&r.errors.weight_norm[i]),
-                fmt(&r.errors.weight_direction[i]),
-                r.errors.function[i]
-            );
-        }
-        println!(
-            "| slope | {:.3} | {:.3} | {:.3} |  (max stable lr {:.4})",
-            r.slopes.weight_norm, r.slopes.weight_direction, r.slopes.function, r.max_stable_lr
-        );
+        print!("{}", r.markdown_table());
+        println!("(max stable lr {:.4})", r.max_stable_lr);
     }
     Ok(())
 }

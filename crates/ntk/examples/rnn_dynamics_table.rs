@@ -51,38 +51,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let r = rnn_dynamics_experiment(&config, &data)?;
         eprintln!("{act}: {:.1} s", start.elapsed().as_secs_f64());
         println!("{}", serde_json::to_string(&r)?);
-        println!("| {act} width | ‖ΔW‖ err (W_in, W_rec, W_out) | direction err (W_in, W_rec, W_out) | function err |");
-        println!("|---|---|---|---|");
-        for (i, w) in r.widths.iter().enumerate() {
-            let fmt = |v: &[f64]| {
-                v.iter()
-                    .map(|x| format!("{x:.4}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            println!(
-                "| {w} | {} | {} | {:.4} |",
-                fmt(&r.errors.weight_norm[i]),
-                fmt(&r.errors.weight_direction[i]),
-                r.errors.function[i]
-            );
-        }
-        let per = |f: &dyn Fn(&widealign_ntk::experiment::MatrixDynamics) -> f64| {
-            r.layers
-                .iter()
-                .map(|m| format!("{:.2}", f(m)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        println!(
-            "| slope | {:.3} ({}) | {:.3} ({}) | {:.3} |  (max stable lr {:.4})",
-            r.slopes.weight_norm,
-            per(&|m| m.slopes.weight_norm),
-            r.slopes.weight_direction,
-            per(&|m| m.slopes.weight_direction),
-            r.slopes.function,
-            r.max_stable_lr
-        );
+        print!("{}", r.markdown_table());
+        println!("(max stable lr {:.4})", r.max_stable_lr);
     }
     Ok(())
 }

@@ -305,20 +305,14 @@ impl DynamicsConfig<MlpSpec> {
     /// The simulated network of hidden width `width`: [`DynamicsConfig::spec`] with every
     /// hidden layer `width` wide.
     pub fn spec_at(&self, width: usize) -> MlpSpec {
-        MlpSpec {
-            hidden: vec![width; self.spec.hidden.len()],
-            ..self.spec.clone()
-        }
+        MlpFamily::at_width(&self.spec, width)
     }
 }
 
 impl DynamicsConfig<RnnSpec> {
     /// The simulated recurrent network of width `width`.
     pub fn spec_at(&self, width: usize) -> RnnSpec {
-        RnnSpec {
-            width,
-            ..self.spec.clone()
-        }
+        RnnFamily::at_width(&self.spec, width)
     }
 }
 
@@ -447,6 +441,63 @@ pub struct DynamicsReport {
     pub final_train_loss: Vec<f64>,
     /// Seconds spent per width (all repeats, training and predictions).
     pub seconds: Vec<f64>,
+}
+
+impl DynamicsReport {
+    /// The width table as markdown: per width the weight-norm and direction errors of every
+    /// weight matrix and the function error, then the pooled slopes with the per-matrix ones in
+    /// parentheses.
+    ///
+    /// ```
+    /// # use widealign_ntk::experiment::{dynamics_experiment, DynamicsConfig, RegressionData};
+    /// # use widealign_models::MlpSpec;
+    /// # use widealign_tensor::{Activation, Mat};
+    /// # let data = RegressionData { x_train: Mat::from_row_slice(2, 1, &[1.0, -1.0]),
+    /// #     y_train: Mat::from_row_slice(2, 1, &[0.5, 0.2]), x_test: Mat::from_row_slice(1, 1, &[0.3]) };
+    /// # let cfg = DynamicsConfig::new(MlpSpec::uniform(1, 1, 1, 1, Activation::Erf), vec![8, 32], 5, 0.1, 0);
+    /// let r = dynamics_experiment(&cfg, &data).unwrap();
+    /// let md = r.markdown_table();
+    /// assert!(md.starts_with("| erf width | ‖ΔW‖ err (w1, w2) |"));
+    /// assert_eq!(md.lines().count(), 2 + 2 + 1);
+    /// ```
+    pub fn markdown_table(&self) -> String {
+        let names: Vec<&str> = self.layers.iter().map(|m| m.name.as_str()).collect();
+        let names = names.join(", ");
+        let mut s = format!(
+            "| {} width | ‖ΔW‖ err ({names}) | direction err ({names}) | function err |\n|---|---|---|---|\n",
+            self.activation
+        );
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (i, w) in self.widths.iter().enumerate() {
+            s.push_str(&format!(
+                "| {w} | {} | {} | {:.4} |\n",
+                fmt(&self.errors.weight_norm[i]),
+                fmt(&self.errors.weight_direction[i]),
+                self.errors.function[i]
+            ));
+        }
+        let per = |f: fn(&MatrixSlopes) -> f64| {
+            self.layers
+                .iter()
+                .map(|m| format!("{:.2}", f(&m.slopes)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        s.push_str(&format!(
+            "| slope | {:.3} ({}) | {:.3} ({}) | {:.3} |\n",
+            self.slopes.weight_norm,
+            per(|m| m.weight_norm),
+            self.slopes.weight_direction,
+            per(|m| m.weight_direction),
+            self.slopes.function
+        ));
+        s
+    }
 }
 
 /// Least-squares slope of `y` against `x` shared by several series (each with its own
@@ -752,6 +803,105 @@ fn sweep<M: DynamicsModel, S>(
     Ok(out)
 }
 
+/// A model at either training precision: how the dynamics experiment draws the network of a
+/// width and casts the `f64` data to its float type.
+trait Family {
+    /// The architecture.
+    type Spec;
+    /// The task, in `f64`.
+    type Data;
+    /// The network in float type `T`.
+    type Net<T: Float>: DynamicsModel<Scalar = T>;
+    /// The spec with its hidden width(s) set to `width`.
+    fn at_width(spec: &Self::Spec, width: usize) -> Self::Spec;
+    /// The network of `spec` drawn from `seed`.
+    fn net<T: Float>(spec: &Self::Spec, seed: u64) -> Result<Self::Net<T>, NtkError>;
+    /// The task in float type `T`.
+    fn problem<T: Float>(data: &Self::Data) -> Problem<Self::Net<T>>;
+}
+
+struct MlpFamily;
+
+impl Family for MlpFamily {
+    type Spec = MlpSpec;
+    type Data = RegressionData;
+    type Net<T: Float> = Mlp<T>;
+
+    fn at_width(spec: &MlpSpec, width: usize) -> MlpSpec {
+        MlpSpec {
+            hidden: vec![width; spec.hidden.len()],
+            ..spec.clone()
+        }
+    }
+
+    fn net<T: Float>(spec: &MlpSpec, seed: u64) -> Result<Mlp<T>, NtkError> {
+        Ok(Mlp::new(spec, seed)?)
+    }
+
+    fn problem<T: Float>(data: &RegressionData) -> Problem<Mlp<T>> {
+        Problem {
+            x: cast_mat(&data.x_train),
+            y: cast_mat(&data.y_train),
+            x_test: cast_mat(&data.x_test),
+            y_stacked: data.y_train.clone(),
+            examples: data.x_train.nrows(),
+        }
+    }
+}
+
+struct RnnFamily;
+
+impl Family for RnnFamily {
+    type Spec = RnnSpec;
+    type Data = SequenceData;
+    type Net<T: Float> = Rnn<T>;
+
+    fn at_width(spec: &RnnSpec, width: usize) -> RnnSpec {
+        RnnSpec {
+            width,
+            ..spec.clone()
+        }
+    }
+
+    fn net<T: Float>(spec: &RnnSpec, seed: u64) -> Result<Rnn<T>, NtkError> {
+        Ok(Rnn::new(spec, seed)?)
+    }
+
+    fn problem<T: Float>(data: &SequenceData) -> Problem<Rnn<T>> {
+        let cast = |xs: &[Mat<f64>]| xs.iter().map(cast_mat).collect::<Vec<Mat<T>>>();
+        Problem {
+            x: cast(&data.x_train),
+            y: cast(&data.y_train),
+            x_test: cast(&data.x_test),
+            y_stacked: stack_steps(&data.y_train),
+            examples: data.x_train.first().map_or(0, |x| x.nrows()),
+        }
+    }
+}
+
+/// [`sweep`] in the configured training precision.
+fn sweep_at_precision<F: Family>(
+    config: &DynamicsConfig<F::Spec>,
+    data: &F::Data,
+    theory: &Theory,
+) -> Result<Sweep, NtkError> {
+    let spec = &config.spec;
+    match config.precision {
+        Precision::F32 => sweep(
+            config,
+            |w, seed| F::net::<f32>(&F::at_width(spec, w), seed),
+            &F::problem::<f32>(data),
+            theory,
+        ),
+        Precision::F64 => sweep(
+            config,
+            |w, seed| F::net::<f64>(&F::at_width(spec, w), seed),
+            &F::problem::<f64>(data),
+            theory,
+        ),
+    }
+}
+
 /// `[per width][per matrix]` → `[per matrix][per width]`.
 fn per_matrix(m: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let layers = m.first().map_or(0, |v| v.len());
@@ -906,29 +1056,7 @@ pub fn dynamics_experiment(
         dynamics,
         weight_shares,
     };
-    fn run<T: Float>(
-        config: &DynamicsConfig,
-        data: &RegressionData,
-        theory: &Theory,
-    ) -> Result<Sweep, NtkError> {
-        let problem = Problem::<Mlp<T>> {
-            x: cast_mat(&data.x_train),
-            y: cast_mat(&data.y_train),
-            x_test: cast_mat(&data.x_test),
-            y_stacked: data.y_train.clone(),
-            examples: data.x_train.nrows(),
-        };
-        sweep(
-            config,
-            |w, seed| Ok(Mlp::<T>::new(&config.spec_at(w), seed)?),
-            &problem,
-            theory,
-        )
-    }
-    let s = match config.precision {
-        Precision::F32 => run::<f32>(config, data, &theory)?,
-        Precision::F64 => run::<f64>(config, data, &theory)?,
-    };
+    let s = sweep_at_precision::<MlpFamily>(config, data, &theory)?;
     let info = ModelInfo {
         model: "mlp",
         names: (1..=infinite.layers()).map(|l| format!("w{l}")).collect(),
@@ -1011,30 +1139,7 @@ pub fn rnn_dynamics_experiment(
         dynamics,
         weight_shares: vec![sh.w_in, sh.w_rec, sh.w_out],
     };
-    fn run<T: Float>(
-        config: &DynamicsConfig<RnnSpec>,
-        data: &SequenceData,
-        theory: &Theory,
-    ) -> Result<Sweep, NtkError> {
-        let cast = |xs: &[Mat<f64>]| xs.iter().map(cast_mat).collect::<Vec<Mat<T>>>();
-        let problem = Problem::<Rnn<T>> {
-            x: cast(&data.x_train),
-            y: cast(&data.y_train),
-            x_test: cast(&data.x_test),
-            y_stacked: stack_steps(&data.y_train),
-            examples: data.x_train[0].nrows(),
-        };
-        sweep(
-            config,
-            |w, seed| Ok(Rnn::<T>::new(&config.spec_at(w), seed)?),
-            &problem,
-            theory,
-        )
-    }
-    let s = match config.precision {
-        Precision::F32 => run::<f32>(config, data, &theory)?,
-        Precision::F64 => run::<f64>(config, data, &theory)?,
-    };
+    let s = sweep_at_precision::<RnnFamily>(config, data, &theory)?;
     let info = ModelInfo {
         model: "rnn",
         names: ["w_in", "w_rec", "w_out"].map(String::from).to_vec(),
