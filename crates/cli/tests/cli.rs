@@ -1341,8 +1341,8 @@ fn resume_published(sub: &str, dataset: &str) {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
     let v = last_json(&o);
-    assert_eq!(v["lines"], 61);
-    assert_eq!(v["plots"], 8);
+    assert_eq!(v["lines"], 62);
+    assert_eq!(v["plots"], 9);
     assert_eq!(std::fs::read(d.join("rep/results.jsonl")).unwrap(), before);
     let md = std::fs::read_to_string(d.join("rep/report.md")).unwrap();
     assert!(

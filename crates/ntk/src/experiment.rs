@@ -235,7 +235,7 @@ pub struct DynamicsConfig<S = MlpSpec> {
     /// training inputs, per time step for the RNN), hidden layers, outputs `C` (the columns of
     /// the targets), activation, `s_w`, `s_b` and bias initialisation. The network simulated at
     /// each of [`DynamicsConfig::widths`] is this spec with its hidden width(s) set to that width
-    /// ([`DynamicsConfig::spec_at`]); the spec's own widths are not used.
+    /// (`spec_at`); the spec's own widths are not used.
     pub spec: S,
     /// Hidden widths to simulate (all hidden layers of one network share the width).
     pub widths: Vec<usize>,
@@ -548,7 +548,7 @@ fn stack_steps<T: Float>(ms: &[Mat<T>]) -> Mat<f64> {
 }
 
 /// What the dynamics experiment needs of a model beyond [`AlignModel`] (its weight matrices) and
-/// [`Network`] (forward pass, backprop, SGD): its outputs on the training set stacked into one
+/// [`Network`](widealign_models::Network) (forward pass, backprop, SGD): its outputs on the training set stacked into one
 /// `rows × C` matrix in the row order of the stacked kernel, and the MSE of the training loop.
 /// Implemented for [`Mlp`] (rows = examples) and [`Rnn`] (rows = time steps × sequences,
 /// step-major).
