@@ -62,9 +62,10 @@ impl ReproduceObserver for Display<'_> {
             ReproduceEvent::Started { dir, .. } => {
                 let p = self.plan;
                 self.progress.log(&format!(
-                    "reproduce ({}, {}): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} dynamics experiments into {}",
+                    "reproduce ({}, {}, {} seed(s) per cell): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} dynamics experiments into {}",
                     p.scale.name(),
                     p.dataset,
+                    p.seeds,
                     p.accuracy.len(),
                     p.add.len(),
                     p.low_data.len(),
@@ -124,7 +125,7 @@ impl ReproduceObserver for Display<'_> {
 /// `widealign reproduce`.
 pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
     let started = Instant::now();
-    let plan = plan(a.scale, &a.dataset, a.seed)?;
+    let plan = plan(a.scale, &a.dataset, a.seed)?.with_seeds(a.seeds)?;
     let done = {
         let mut display = Display {
             progress,
