@@ -392,6 +392,10 @@ pub struct ReproduceArgs {
     /// Keep the runs already in DIR/results.jsonl and run only the missing ones.
     #[arg(long)]
     pub resume: bool,
+    /// Run nothing: render DIR/report.md and the plots from DIR/results.jsonl as it is (cells
+    /// without results show `–`), e.g. after the runs were made by `widealign sweep` shards.
+    #[arg(long, conflicts_with = "resume")]
+    pub report_only: bool,
     /// Print a JSON summary as the last stdout line.
     #[arg(long)]
     pub json: bool,

@@ -339,7 +339,7 @@ pub fn header(plan: &Plan, seconds: f64, command: &str) -> Section {
              the start (reference: wrap-around targets with an irreducible test loss of 0.203, `--dataset add-reference`); the RNN has one shared \
              initial state (reference: one per batch slot); Align-ada uses the frozen φ′ in every layer and, in the RNN, keeps the same-step output error \
              (reference: live φ′ at the top hidden layer, no same-step error); the image experiments use an MLP (reference: a CNN with batch norm and \
-             global average pooling); the alignment runs use lr 1 for a few epochs (reference: lr 5, epoch-100 snapshot).\n\n",
+             global average pooling). The alignment runs follow the reference (lr 5, the epoch-100 snapshot).\n\n",
             plan.scale.name(),
             plan.dataset,
             plan.seeds,
@@ -669,14 +669,19 @@ fn layer_iv(layers: &[&LayerScores], f: fn(&LayerScores) -> f64) -> Interval {
     Interval::of(&layers.iter().map(|l| f(l)).collect::<Vec<_>>())
 }
 
-/// The input-span cell: `1 (trivial …)` where the initial activities span the whole input
-/// space (the fraction cannot be below 1 there), the interval with the span's rank where they
-/// do not, the interval alone for lines that do not record the rank.
-fn span_text(layers: &[&LayerScores]) -> String {
+/// The input-span cell: `1 (trivially …)` where the initial activities span the whole input
+/// space or where they are the network's inputs (`fixed_inputs`: a gradient-built change of
+/// the first layer lies in their span whatever the rule), so the fraction cannot be below 1;
+/// the interval with the span's rank where it can; the interval alone for lines that do not
+/// record the rank.
+fn span_text(layers: &[&LayerScores], fixed_inputs: bool) -> String {
     let iv = layer_iv(layers, |l| l.input_span);
     let Some(l0) = layers.first() else {
         return "–".into();
     };
+    if fixed_inputs && l0.span_rank.is_some() {
+        return "1 (trivially: the inputs never change)".into();
+    }
     match (l0.span_informative(), l0.span_rank, l0.span_dim) {
         (Some(false), _, Some(d)) => format!("1 (trivially: the activities span all {d} inputs)"),
         (Some(true), Some(r), Some(d)) => format!("{} (span {r} of {d})", iv.format(4)),
@@ -693,8 +698,9 @@ pub fn alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
         "## 4. Alignment against width\n\nBackprop on `{}`{} ({} epochs, lr {}), and the same with {} training examples and as many steps; per layer, the alignment score \
          cos(ΔWᵀΔW, ΔW_refᵀΔW_ref) of the trained weight change with the predicted (Align-zero) update accumulated during the same run, its probe estimate \
          (100 Gaussian probes), three controls — ΔW's entries shuffled, a random matrix, and the reference code's `shuffle(W_trained) − W_0` — and the \
-         fraction of ‖ΔW‖² in the span of the layer's initial training activities. That fraction can only fall below 1 where the activities do not span \
-         the layer's input space (fewer independent training examples than inputs); elsewhere it is 1 by construction and marked so.\n\n",
+         fraction of ‖ΔW‖² in the span of the layer's initial training activities. That fraction can only fall below 1 in a hidden layer whose \
+         activities do not span its input space (fewer independent training examples than inputs; the span's dimension is given); in the first \
+         layer (fixed inputs) and where the activities span every input it is 1 by construction and marked so.\n\n",
         plan.dataset,
         g0.train_size.map(|k| format!(", {k} training examples")).unwrap_or_default(),
         g0.epochs,
@@ -733,7 +739,7 @@ pub fn alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
                 shuffled.format(4),
                 random.format(4),
                 layer_iv(&layer, |l| l.shuffled_trained).format(4),
-                span_text(&layer),
+                span_text(&layer, no == 1),
             ]);
             if main {
                 per_layer
@@ -1261,16 +1267,21 @@ mod tests {
         };
         let full = l(1.0, Some(256), Some(256));
         assert_eq!(
-            span_text(&[&full]),
+            span_text(&[&full], false),
             "1 (trivially: the activities span all 256 inputs)"
         );
         let (a, b) = (l(0.90, Some(100), Some(256)), l(0.92, Some(100), Some(256)));
-        let t = span_text(&[&a, &b]);
+        let t = span_text(&[&a, &b], false);
         assert!(
             t.starts_with("0.9100 ± ") && t.ends_with(" (span 100 of 256)"),
             "{t}"
         );
-        assert_eq!(span_text(&[&l(1.0, None, None)]), "1.0000");
+        let first = l(1.0, Some(61), Some(64));
+        assert_eq!(
+            span_text(&[&first], true),
+            "1 (trivially: the inputs never change)"
+        );
+        assert_eq!(span_text(&[&l(1.0, None, None)], false), "1.0000");
     }
 
     #[test]
