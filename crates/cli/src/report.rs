@@ -156,6 +156,23 @@ impl CellStats<'_> {
     }
 }
 
+/// The table cell and interval of `metric` over the cell of `cell` (`–` and an empty interval
+/// when the plan has no such cell).
+fn cell_entry(
+    results: &ReproResults,
+    runs: &[TrainConfig],
+    cell: Option<&TrainConfig>,
+    metric: fn(&TrainResult) -> Option<f64>,
+) -> (String, Interval) {
+    match cell {
+        Some(c) => {
+            let st = cell_stats(results, runs, c, metric);
+            (st.text(metric, 4), st.iv)
+        }
+        None => ("–".into(), Interval::of(&[])),
+    }
+}
+
 /// The band `(x, low, high)` of intervals at `xs` (empty when no interval exists).
 fn band(xs: &[f64], ivs: &[Interval]) -> Vec<(f64, f64, f64)> {
     if ivs.iter().all(|i| !i.half_width.is_finite()) {
@@ -496,17 +513,10 @@ pub fn add_task(plan: &Plan, results: &ReproResults, add_baseline: f64) -> Secti
         let mut row = vec![rule.name().to_string()];
         let mut row_ivs = Vec::new();
         for &w in &plan.add_widths {
-            match plan.add.iter().find(|c| c.rule == *rule && c.width == w) {
-                Some(c) => {
-                    let st = cell_stats(results, &plan.add, c, best_test_loss);
-                    row.push(st.text(best_test_loss, 4));
-                    row_ivs.push(st.iv);
-                }
-                None => {
-                    row.push("–".into());
-                    row_ivs.push(Interval::of(&[]));
-                }
-            }
+            let c = plan.add.iter().find(|c| c.rule == *rule && c.width == w);
+            let (text, iv) = cell_entry(results, &plan.add, c, best_test_loss);
+            row.push(text);
+            row_ivs.push(iv);
         }
         rows.push(row);
         let pts = xs.iter().zip(&row_ivs).map(|(&x, i)| (x, i.mean)).collect();
@@ -585,21 +595,13 @@ pub fn low_data(plan: &Plan, results: &ReproResults) -> Section {
         let mut row = vec![rule.name().to_string()];
         let mut row_ivs = Vec::new();
         for &k in &plan.sizes {
-            match plan
+            let c = plan
                 .low_data
                 .iter()
-                .find(|c| c.rule == *rule && c.train_size == Some(k))
-            {
-                Some(c) => {
-                    let st = cell_stats(results, &plan.low_data, c, test_accuracy);
-                    row.push(st.text(test_accuracy, 4));
-                    row_ivs.push(st.iv);
-                }
-                None => {
-                    row.push("–".into());
-                    row_ivs.push(Interval::of(&[]));
-                }
-            }
+                .find(|c| c.rule == *rule && c.train_size == Some(k));
+            let (text, iv) = cell_entry(results, &plan.low_data, c, test_accuracy);
+            row.push(text);
+            row_ivs.push(iv);
         }
         rows.push(row);
         let pts = xs.iter().zip(&row_ivs).map(|(&x, i)| (x, i.mean)).collect();
@@ -1166,14 +1168,18 @@ mod tests {
         assert!(d.path().join("rnn_alignment_vs_width.svg").exists());
     }
 
+    fn quick_with_three_seeds() -> Plan {
+        plan(Scale::Quick, "digits", 0)
+            .unwrap()
+            .with_seeds(3)
+            .unwrap()
+    }
+
     /// With three seeds a cell shows mean ± t-interval half-width, the plot a band, and the
     /// reading names only the rules whose intervals are disjoint from bp's.
     #[test]
     fn seeds_give_intervals_bands_and_readings() {
-        let p = plan(Scale::Quick, "digits", 0)
-            .unwrap()
-            .with_seeds(3)
-            .unwrap();
+        let p = quick_with_three_seeds();
         let acc = |c: &TrainConfig| -> Option<f64> {
             let base = match c.rule {
                 RuleKind::Bp => 0.90,
@@ -1218,10 +1224,7 @@ mod tests {
     /// The Add-task section reads changes over widths only where intervals separate.
     #[test]
     fn add_task_trends_need_separated_intervals() {
-        let p = plan(Scale::Quick, "digits", 0)
-            .unwrap()
-            .with_seeds(3)
-            .unwrap();
+        let p = quick_with_three_seeds();
         // bp: 1.0 → 0.99 (overlapping) → 0.5 (separated); readout only at width 32
         let loss = |c: &TrainConfig| -> Option<f64> {
             let base = match (c.rule, c.width) {

@@ -461,6 +461,19 @@ mod tests {
     use super::*;
     use crate::config;
 
+    /// No two training runs of a plan share an identity (nor belong to two groups).
+    fn assert_runs_distinct(p: &Plan) {
+        let mut ids: Vec<String> = p
+            .training_groups()
+            .iter()
+            .flat_map(|(_, runs)| runs.iter().map(config::key))
+            .collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "no run belongs to two groups");
+    }
+
     #[test]
     fn plans_cover_every_rule_and_validate() {
         for scale in Scale::ALL {
@@ -488,15 +501,7 @@ mod tests {
                 .rnn_align
                 .iter()
                 .all(|c| c.rule == RuleKind::Bp && c.lr == 0.001 && c.batch_size == 50));
-            let mut ids: Vec<String> = p
-                .training_groups()
-                .iter()
-                .flat_map(|(_, runs)| runs.iter().map(config::key))
-                .collect();
-            let n = ids.len();
-            ids.sort();
-            ids.dedup();
-            assert_eq!(ids.len(), n, "no run belongs to two groups");
+            assert_runs_distinct(&p);
         }
         assert!(plan(Scale::Quick, "mnist", 0).is_err());
         let f = plan(Scale::Quick, "fashion-mnist", 3).unwrap();
@@ -582,15 +587,7 @@ mod tests {
             }
         }
         assert_eq!(three.dynamics.len(), 3 * one.dynamics.len());
-        let mut ids: Vec<String> = three
-            .training_groups()
-            .iter()
-            .flat_map(|(_, runs)| runs.iter().map(config::key))
-            .collect();
-        let n = ids.len();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), n);
+        assert_runs_distinct(&three);
         for bad in [0, MAX_SEEDS + 1] {
             let e = one.clone().with_seeds(bad).unwrap_err();
             assert!(e.to_string().contains("seeds"), "{e}");
