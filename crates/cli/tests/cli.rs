@@ -1371,7 +1371,7 @@ fn report_published(sub: &str, dataset: &str) {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = last_json(&o);
     assert_eq!(v["lines"], 62);
-    assert_eq!(v["plots"], 9);
+    assert_eq!(v["plots"], 8);
     assert_eq!(std::fs::read(d.join("rep/results.jsonl")).unwrap(), before);
     let md = std::fs::read_to_string(d.join("rep/report.md")).unwrap();
     // every training run of the plan is in the published file (run identities are stable);
