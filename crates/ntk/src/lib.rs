@@ -45,10 +45,12 @@ pub mod analytic;
 pub mod dual;
 pub mod dynamics;
 pub mod empirical;
+pub mod ensemble;
 mod error;
 pub mod experiment;
 pub mod predict;
 pub mod quadrature;
+pub mod solve;
 pub mod rnn;
 
 pub use error::NtkError;
