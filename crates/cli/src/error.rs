@@ -176,8 +176,7 @@ impl From<NtkError> for CliError {
             | NtkError::NotPositiveDefinite { .. } => {
                 CliError::Input(e.message_with(field_to_flag))
             }
-            NtkError::TooLarge { .. } => CliError::Usage(e.message_with(field_to_flag))
-            }
+            NtkError::TooLarge { .. } => CliError::Usage(e.message_with(field_to_flag)),
             _ => CliError::Failure(e.message_with(field_to_flag)),
         }
     }

@@ -82,6 +82,40 @@ impl KernelKind {
     }
 }
 
+impl std::fmt::Display for KernelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for KernelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ntk" => Ok(KernelKind::Ntk),
+            "nngp" => Ok(KernelKind::Nngp),
+            _ => Err(format!("unknown kernel `{s}` (ntk or nngp)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f64" => Ok(Precision::F64),
+            _ => Err(format!("unknown precision `{s}` (f32 or f64)")),
+        }
+    }
+}
+
 /// The storage precision of the training kernel on the Cholesky path (entries are computed in
 /// `f64` either way; the substitutions accumulate in `f64`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -183,6 +183,68 @@ impl<T: Float> SymTiles<T> {
             .collect()
     }
 
+    /// Stores row `r` of the symmetric matrix (`n` values; only the columns `≤ r` are kept) —
+    /// to fill the matrix from a file read row by row. Call [`SymTiles::finish_rows`] after the
+    /// last row.
+    ///
+    /// # Errors
+    /// [`NtkError::Shape`] if `r ≥ n` or the row has not `n` values.
+    pub fn set_row(&mut self, r: usize, row: &[f64]) -> Result<(), NtkError> {
+        if r >= self.n || row.len() != self.n {
+            return Err(shape_err(
+                "matrix row",
+                format!("row < {} of {} values", self.n, self.n),
+                (r, row.len()),
+            ));
+        }
+        let (i, p) = (r / self.b, r % self.b);
+        for j in 0..=i {
+            let c0 = j * self.b;
+            let tile = self.tile_mut(i, j);
+            let cols = if j == i { p + 1 } else { tile.ncols() };
+            for q in 0..cols {
+                tile[(p, q)] = T::cast(row[c0 + q]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Mirrors the lower halves of the diagonal tiles onto their upper halves (after
+    /// [`SymTiles::set_row`] filled the lower triangle).
+    pub fn finish_rows(&mut self) {
+        for k in 0..self.nb {
+            let t = self.tile_mut(k, k);
+            for q in 0..t.ncols() {
+                for p in 0..q {
+                    t[(p, q)] = t[(q, p)];
+                }
+            }
+        }
+    }
+
+    /// Row `r` of the symmetric matrix (before factorisation) into `out` (`n` values).
+    ///
+    /// # Panics
+    /// If `r ≥ n` or `out` has not `n` values.
+    pub fn row_into(&self, r: usize, out: &mut [f64]) {
+        assert!(r < self.n && out.len() == self.n, "row {r} of {}", self.n);
+        let (i, p) = (r / self.b, r % self.b);
+        for j in 0..self.nb {
+            let c0 = j * self.b;
+            if j <= i {
+                let t = self.tile_ref(i, j);
+                for q in 0..t.ncols() {
+                    out[c0 + q] = t[(p, q)].as_f64();
+                }
+            } else {
+                let t = self.tile_ref(j, i);
+                for q in 0..t.nrows() {
+                    out[c0 + q] = t[(q, p)].as_f64();
+                }
+            }
+        }
+    }
+
     /// `Σ_i A_ii` (before factorisation).
     pub fn trace(&self) -> f64 {
         (0..self.nb)
@@ -560,6 +622,22 @@ mod tests {
             let want = dense.solve_lower_triangular(&ax).unwrap();
             assert!((fwd - want).abs().max() < 1e-10);
         }
+    }
+
+    #[test]
+    fn rows_in_and_out() {
+        let a = spd(11, 2);
+        let t = SymTiles::<f64>::from_dense(&a, 4).unwrap();
+        let mut u = SymTiles::<f64>::zeros(11, 4).unwrap();
+        let mut row = vec![0.0; 11];
+        for r in 0..11 {
+            t.row_into(r, &mut row);
+            assert_eq!(row, a.row(r).iter().copied().collect::<Vec<_>>());
+            u.set_row(r, &row).unwrap();
+        }
+        u.finish_rows();
+        assert_eq!(u.to_dense(), a);
+        assert!(u.set_row(11, &row).is_err() && u.set_row(0, &row[..3]).is_err());
     }
 
     #[test]
