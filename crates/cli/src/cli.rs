@@ -506,10 +506,20 @@ pub struct PredictArgs {
     #[arg(long, value_parser = choice(ACTIVATIONS, Activation::name), default_value_t = Activation::Relu)]
     pub activation: Activation,
     /// Weight standard deviation s_w.
-    #[arg(long, default_value_t = 1.0, value_name = "S", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        value_name = "S",
+        allow_negative_numbers = true
+    )]
     pub w_std: f64,
     /// Bias standard deviation s_b.
-    #[arg(long, default_value_t = 0.1, value_name = "S", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 0.1,
+        value_name = "S",
+        allow_negative_numbers = true
+    )]
     pub b_std: f64,
     /// Start the biases at zero (as `train` does) instead of Gaussian (neural-tangents' Dense).
     #[arg(long)]
@@ -521,10 +531,20 @@ pub struct PredictArgs {
     #[arg(long, default_value = "inf", value_name = "inf|T")]
     pub time: TimeArg,
     /// Learning rate of the steps counted by --time (not used at --time inf).
-    #[arg(long, default_value_t = 1.0, value_name = "F", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        value_name = "F",
+        allow_negative_numbers = true
+    )]
     pub lr: f64,
     /// Ridge R·tr(K)/N added to the training kernel's diagonal.
-    #[arg(long, default_value_t = 1e-4, value_name = "R", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 1e-4,
+        value_name = "R",
+        allow_negative_numbers = true
+    )]
     pub diag_reg: f64,
     /// Storage of the training kernel at --time inf.
     #[arg(long, value_parser = choice(PRECISIONS, Precision::name), default_value_t = Precision::F32)]

@@ -46,7 +46,11 @@ impl<'p> Phases<'p> {
         }
         let pos = (fraction.clamp(0.0, 1.0) * 1000.0) as u64;
         // log mode prints a line per update: every 5 % there, every per-mille on a bar
-        let step = if s.1.as_ref().is_some_and(Bar::is_bar) { 1 } else { 50 };
+        let step = if s.1.as_ref().is_some_and(Bar::is_bar) {
+            1
+        } else {
+            50
+        };
         if s.2 == u64::MAX || pos >= s.2 + step || pos == 1000 && s.2 != 1000 {
             s.2 = pos;
             if let Some(b) = &s.1 {
@@ -164,6 +168,16 @@ pub fn predict(a: &PredictArgs, progress: &Progress) -> Result<(), CliError> {
         t.x_train.ncols(),
         t.y_train.ncols(),
     );
+    if let Some(path) = &a.kernel_file {
+        if cfg.uses_eigen() {
+            return Err(CliError::flag(
+                "--kernel-file",
+                "supports --time inf without --variance (the blocked Cholesky path)",
+            ));
+        }
+        // every header is checked before any work
+        open_kernel_files(path, n, m)?;
+    }
     let plan = check_budget(n, m, d, c, &cfg, budget(a.memory_limit)?)?;
     progress.log(&format!(
         "predict: {n} training and {m} test points, {} kernel, predicted peak {:.2} GB ({})",
@@ -180,12 +194,6 @@ pub fn predict(a: &PredictArgs, progress: &Progress) -> Result<(), CliError> {
             (p.mean, p.variance, p.ridge)
         }
         Some(path) => {
-            if cfg.uses_eigen() {
-                return Err(CliError::flag(
-                    "--kernel-file",
-                    "supports --time inf without --variance (the blocked Cholesky path)",
-                ));
-            }
             let (mean, ridge) = match a.precision {
                 Precision::F32 => from_kernel_file::<f32>(path, &t, &cfg, &report)?,
                 Precision::F64 => from_kernel_file::<f64>(path, &t, &cfg, &report)?,
@@ -243,7 +251,9 @@ pub fn predict(a: &PredictArgs, progress: &Progress) -> Result<(), CliError> {
             a.kernel.name().to_uppercase(),
             cfg.effective_precision().name(),
             record["time"],
-            mean_var.map_or(String::new(), |v| format!(", mean predictive variance {v:.4}")),
+            mean_var.map_or(String::new(), |v| format!(
+                ", mean predictive variance {v:.4}"
+            )),
         ))
     }
 }
@@ -266,15 +276,9 @@ fn write_outputs(out: &Path, mean: &Mat<f64>, variance: Option<&[f64]>) -> Resul
     Ok(())
 }
 
-/// The `t = ∞` mean from a kernel file and its `.test.npy` block.
-fn from_kernel_file<T: Float>(
-    path: &Path,
-    t: &Tables,
-    cfg: &EnsembleConfig,
-    report: &(dyn Fn(&str, f64) + Sync),
-) -> Result<(Mat<f64>, f64), CliError> {
-    let (n, m) = (t.x_train.nrows(), t.x_test.nrows());
-    let mut rd = NpyReader::open(path)?;
+/// Opens a kernel file and its `.test.npy` block, checking their shapes against the splits.
+fn open_kernel_files(path: &Path, n: usize, m: usize) -> Result<(NpyReader, NpyReader), CliError> {
+    let rd = NpyReader::open(path)?;
     if (rd.rows(), rd.cols()) != (n, n) {
         return Err(CliError::input(
             path,
@@ -287,7 +291,7 @@ fn from_kernel_file<T: Float>(
         ));
     }
     let test_path = test_kernel_path(path);
-    let mut rt = NpyReader::open(&test_path)?;
+    let rt = NpyReader::open(&test_path)?;
     if (rt.rows(), rt.cols()) != (m, n) {
         return Err(CliError::input(
             &test_path,
@@ -298,6 +302,18 @@ fn from_kernel_file<T: Float>(
             ),
         ));
     }
+    Ok((rd, rt))
+}
+
+/// The `t = ∞` mean from a kernel file and its `.test.npy` block.
+fn from_kernel_file<T: Float>(
+    path: &Path,
+    t: &Tables,
+    cfg: &EnsembleConfig,
+    report: &(dyn Fn(&str, f64) + Sync),
+) -> Result<(Mat<f64>, f64), CliError> {
+    let (n, m) = (t.x_train.nrows(), t.x_test.nrows());
+    let (mut rd, mut rt) = open_kernel_files(path, n, m)?;
     let mut tiles = SymTiles::<T>::zeros(n, cfg.tile)?;
     let mut row = vec![0.0; n];
     for r in 0..n {
@@ -354,8 +370,12 @@ pub fn ntk_dataset(a: &NtkArgs, name: &str, progress: &Progress) -> Result<(), C
         Precision::F64 => Dtype::F64,
     };
     match a.precision {
-        Precision::F32 => write_train_kernel::<f32>(&net, &t.x_train, a.kernel, dtype, out, &phases)?,
-        Precision::F64 => write_train_kernel::<f64>(&net, &t.x_train, a.kernel, dtype, out, &phases)?,
+        Precision::F32 => {
+            write_train_kernel::<f32>(&net, &t.x_train, a.kernel, dtype, out, &phases)?
+        }
+        Precision::F64 => {
+            write_train_kernel::<f64>(&net, &t.x_train, a.kernel, dtype, out, &phases)?
+        }
     }
     // the test block, computed in blocks of rows and streamed
     let test_path = test_kernel_path(out);
@@ -375,7 +395,11 @@ pub fn ntk_dataset(a: &NtkArgs, name: &str, progress: &Progress) -> Result<(), C
             };
             match net.kernels(&xt, Some(&t.x_train), &req, &opts) {
                 Ok(k) => {
-                    let k = if a.kernel == KernelKind::Ntk { k.ntk } else { k.nngp };
+                    let k = if a.kernel == KernelKind::Ntk {
+                        k.ntk
+                    } else {
+                        k.nngp
+                    };
                     cur = Some((b0, k.expect("requested kernel")));
                 }
                 Err(e) => {

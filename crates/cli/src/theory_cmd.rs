@@ -12,9 +12,9 @@ use widealign_rules::ModelKind;
 use widealign_tensor::{rng::SeedStream, Activation, Mat};
 
 use crate::cli::{BenchNtkArgs, NtkArgs};
-use crate::progress::Progress;
 use crate::emit;
 use crate::error::CliError;
+use crate::progress::Progress;
 
 /// Reads a numeric CSV file: one row per input, comma-separated numbers, an optional header
 /// line (a first line that is not all numbers). Errors name the file, line and field.

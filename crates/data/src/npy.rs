@@ -174,7 +174,11 @@ impl NpyReader {
         let mut pre = [0u8; 8];
         read_exact_or(&mut reader, &mut pre, path, 0, "the .npy preamble")?;
         if &pre[..6] != MAGIC {
-            return Err(fmt_err(path, 0, "not a .npy file (magic \\x93NUMPY missing)"));
+            return Err(fmt_err(
+                path,
+                0,
+                "not a .npy file (magic \\x93NUMPY missing)",
+            ));
         }
         let (major, minor) = (pre[6], pre[7]);
         let len_bytes = match major {
@@ -189,7 +193,13 @@ impl NpyReader {
             }
         };
         let mut lb = [0u8; 4];
-        read_exact_or(&mut reader, &mut lb[..len_bytes], path, 8, "the header length")?;
+        read_exact_or(
+            &mut reader,
+            &mut lb[..len_bytes],
+            path,
+            8,
+            "the header length",
+        )?;
         let hlen = u32::from_le_bytes(lb) as usize;
         let data_start = 8 + len_bytes as u64 + hlen as u64;
         if hlen > MAX_HEADER_BYTES {
@@ -208,7 +218,13 @@ impl NpyReader {
             });
         }
         let mut h = vec![0u8; hlen];
-        read_exact_or(&mut reader, &mut h, path, 8 + len_bytes as u64, "the header")?;
+        read_exact_or(
+            &mut reader,
+            &mut h,
+            path,
+            8 + len_bytes as u64,
+            "the header",
+        )?;
         let hpos = 8 + len_bytes as u64;
         let text = std::str::from_utf8(&h)
             .map_err(|_| fmt_err(path, hpos, "header is not ASCII/UTF-8 text"))?;
@@ -544,14 +560,23 @@ mod tests {
             assert!(err.contains("bad.npy"), "{err}");
         }
         std::fs::write(&p, b"\x93NUMPY\x01").unwrap();
-        assert!(NpyReader::open(&p).unwrap_err().to_string().contains("truncated"));
+        assert!(NpyReader::open(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
         std::fs::write(&p, b"PK\x03\x04abcdefgh").unwrap();
-        assert!(NpyReader::open(&p).unwrap_err().to_string().contains("magic"));
+        assert!(NpyReader::open(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
         let mut big = MAGIC.to_vec();
         big.extend_from_slice(&[2, 0]);
         big.extend_from_slice(&(u32::MAX).to_le_bytes());
         std::fs::write(&p, big).unwrap();
-        assert!(NpyReader::open(&p).unwrap_err().to_string().contains("exceeds"));
+        assert!(NpyReader::open(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("exceeds"));
         // NaN values are refused with their position
         write_raw(
             &p,
@@ -570,7 +595,12 @@ mod tests {
         write_raw(
             &p,
             "{'descr': '>f4', 'fortran_order': False, 'shape': (3,), }\n",
-            &[1.5f32.to_be_bytes(), (-2.0f32).to_be_bytes(), 0.25f32.to_be_bytes()].concat(),
+            &[
+                1.5f32.to_be_bytes(),
+                (-2.0f32).to_be_bytes(),
+                0.25f32.to_be_bytes(),
+            ]
+            .concat(),
         );
         let mut rd = NpyReader::open(&p).unwrap();
         let mut row = vec![0.0; 3];

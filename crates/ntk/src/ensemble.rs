@@ -282,7 +282,10 @@ pub fn plan(n: usize, m: usize, d: usize, c: usize, cfg: &EnsembleConfig) -> Mem
     let (n64, m64, d64, c64) = (n as u64, m as u64, d as u64, c as u64);
     let mut items = vec![
         ("process".to_string(), BASE_BYTES),
-        ("dataset (f32) and inputs (f64)".to_string(), (n64 + m64) * d64 * 12),
+        (
+            "dataset (f32) and inputs (f64)".to_string(),
+            (n64 + m64) * d64 * 12,
+        ),
         ("targets and outputs".to_string(), (n64 + m64) * c64 * 8 * 2),
     ];
     let bt = cfg.test_block.min(m.max(1)) as u64;
@@ -293,14 +296,14 @@ pub fn plan(n: usize, m: usize, d: usize, c: usize, cfg: &EnsembleConfig) -> Mem
             1
         };
         items.push((
-            format!("training kernel{} (f64)", if kernels == 2 { "s" } else { "" }),
+            format!(
+                "training kernel{} (f64)",
+                if kernels == 2 { "s" } else { "" }
+            ),
             kernels * n64 * n64 * 8,
         ));
         // nalgebra's SymmetricEigen: a working copy plus the eigenvectors
-        items.push((
-            "eigendecomposition (f64)".to_string(),
-            2 * n64 * n64 * 8,
-        ));
+        items.push(("eigendecomposition (f64)".to_string(), 2 * n64 * n64 * 8));
         let blocks = if cfg.variance { 4 } else { 2 };
         items.push((
             "cross-kernel blocks (f64)".to_string(),
@@ -312,10 +315,7 @@ pub fn plan(n: usize, m: usize, d: usize, c: usize, cfg: &EnsembleConfig) -> Mem
             Precision::F32 => SymTiles::<f32>::bytes(n, t),
             Precision::F64 => SymTiles::<f64>::bytes(n, t),
         };
-        items.push((
-            format!("training kernel ({})", cfg.precision.name()),
-            tiles,
-        ));
+        items.push((format!("training kernel ({})", cfg.precision.name()), tiles));
         let tb = t.min(n.max(1)) as u64;
         // per tile row: the tiles computed in f64 before rounding, plus the cross block
         let threads = rayon::current_num_threads() as u64;
@@ -356,7 +356,15 @@ pub fn check_budget(
             fits.push(("precision".to_string(), "f32".to_string()));
         }
     }
-    if cfg.variance && fits_at(&EnsembleConfig { variance: false, ..*cfg }, n) {
+    if cfg.variance
+        && fits_at(
+            &EnsembleConfig {
+                variance: false,
+                ..*cfg
+            },
+            n,
+        )
+    {
         fits.push(("variance".to_string(), "off".to_string()));
     }
     if fits_at(cfg, 1) {
@@ -514,13 +522,11 @@ pub fn predict(
         let fprog = |f: f64| progress("factor", f);
         let (alpha, ridge) = match cfg.precision {
             Precision::F32 => {
-                let mut t =
-                    kernel_tiles::<f32>(net, x_train, cfg.kernel, cfg.tile, opts, &kprog)?;
+                let mut t = kernel_tiles::<f32>(net, x_train, cfg.kernel, cfg.tile, opts, &kprog)?;
                 fit_tiles(&mut t, y_train, cfg.diag_reg, &fprog)?
             }
             Precision::F64 => {
-                let mut t =
-                    kernel_tiles::<f64>(net, x_train, cfg.kernel, cfg.tile, opts, &kprog)?;
+                let mut t = kernel_tiles::<f64>(net, x_train, cfg.kernel, cfg.tile, opts, &kprog)?;
                 fit_tiles(&mut t, y_train, cfg.diag_reg, &fprog)?
             }
         };
@@ -637,7 +643,12 @@ pub fn mean_of_row(row: &[f64], alpha: &Mat<f64>) -> Result<Vec<f64>, NtkError> 
         ));
     }
     Ok((0..alpha.ncols())
-        .map(|c| row.iter().zip(alpha.column(c).iter()).map(|(a, b)| a * b).sum())
+        .map(|c| {
+            row.iter()
+                .zip(alpha.column(c).iter())
+                .map(|(a, b)| a * b)
+                .sum()
+        })
         .collect())
 }
 
@@ -713,12 +724,19 @@ mod tests {
                     let got = predict(&net, &x, &y, &xt, &c, &|_, _| {}).unwrap();
                     let err = (&got.mean - &want).abs().max() / want.abs().max();
                     // f32 storage on the Cholesky path (t = ∞): f32 accuracy
-                    let tol = if time == TrainTime::Infinite { 1e-5 } else { 1e-9 };
+                    let tol = if time == TrainTime::Infinite {
+                        1e-5
+                    } else {
+                        1e-9
+                    };
                     assert!(err < tol, "{act:?} {kind:?} {time:?}: {err}");
                     assert!((got.ridge - ridge).abs() < 1e-6 * ridge);
                     if time == TrainTime::Infinite {
                         // the eigen path (variance on) gives the same mean
-                        let v = EnsembleConfig { variance: true, ..c };
+                        let v = EnsembleConfig {
+                            variance: true,
+                            ..c
+                        };
                         let e = predict(&net, &x, &y, &xt, &v, &|_, _| {}).unwrap();
                         assert!((&e.mean - &want).abs().max() / want.abs().max() < 1e-9);
                         // f64 and f32 storage
@@ -801,10 +819,17 @@ mod tests {
         };
         let p = plan(60_000, 10_000, 784, 10, &c);
         // the f64 tiles alone are n(n+b)/2·8 bytes
-        assert!(p.total() > 14_400_000_000 && p.total() < 16_000_000_000, "{}", p.total());
+        assert!(
+            p.total() > 14_400_000_000 && p.total() < 16_000_000_000,
+            "{}",
+            p.total()
+        );
         let err = check_budget(60_000, 10_000, 784, 10, &c, 10_000_000_000).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("refused") && msg.contains("precision f32"), "{msg}");
+        assert!(
+            msg.contains("refused") && msg.contains("precision f32"),
+            "{msg}"
+        );
         let NtkError::TooLarge { fits, .. } = err else {
             panic!()
         };

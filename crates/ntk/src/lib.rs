@@ -50,7 +50,7 @@ mod error;
 pub mod experiment;
 pub mod predict;
 pub mod quadrature;
-pub mod solve;
 pub mod rnn;
+pub mod solve;
 
 pub use error::NtkError;

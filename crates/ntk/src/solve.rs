@@ -160,7 +160,10 @@ impl<T: Float> SymTiles<T> {
     /// # Panics
     /// If `j > i` or `i ≥ blocks()`.
     pub fn tile_ref(&self, i: usize, j: usize) -> &Mat<T> {
-        assert!(j <= i && i < self.nb, "tile ({i}, {j}) is not in the lower triangle");
+        assert!(
+            j <= i && i < self.nb,
+            "tile ({i}, {j}) is not in the lower triangle"
+        );
         &self.tiles[self.index(i, j)]
     }
 
@@ -169,7 +172,10 @@ impl<T: Float> SymTiles<T> {
     /// # Panics
     /// If `j > i` or `i ≥ blocks()`.
     pub fn tile_mut(&mut self, i: usize, j: usize) -> &mut Mat<T> {
-        assert!(j <= i && i < self.nb, "tile ({i}, {j}) is not in the lower triangle");
+        assert!(
+            j <= i && i < self.nb,
+            "tile ({i}, {j}) is not in the lower triangle"
+        );
         let k = self.index(i, j);
         &mut self.tiles[k]
     }
@@ -485,7 +491,11 @@ fn factor_diagonal<T: Float>(tile: &mut Mat<T>) -> Result<Mat<T>, usize> {
     let l = chol.l();
     for q in 0..b {
         for p in 0..b {
-            tile[(p, q)] = if p >= q { T::cast(l[(p, q)]) } else { T::zero() };
+            tile[(p, q)] = if p >= q {
+                T::cast(l[(p, q)])
+            } else {
+                T::zero()
+            };
         }
     }
     // the inverse of the stored (rounded) factor, so that L_ik L_kkᵀ reproduces A_ik in T
@@ -645,7 +655,10 @@ mod tests {
         let n = 40;
         let a = spd(n, 3);
         let mut t = SymTiles::<f32>::from_dense(&a, 16).unwrap();
-        assert_eq!(SymTiles::<f32>::bytes(n, 16) * 2, SymTiles::<f64>::bytes(n, 16));
+        assert_eq!(
+            SymTiles::<f32>::bytes(n, 16) * 2,
+            SymTiles::<f64>::bytes(n, 16)
+        );
         t.cholesky().unwrap();
         let b: Mat<f64> = SeedStream::new(4).gaussian_matrix("b", n, 2, 1.0);
         let mut x = b.clone();
