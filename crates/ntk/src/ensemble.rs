@@ -1,6 +1,6 @@
 //! What the infinite-width network trained by gradient descent on the MSE predicts on test
 //! points: the mean (and variance) over initialisations, from the NTK or the NNGP — the library
-//! side of `widealign predict` (docs/theory.md §4).
+//! side of `widealign predict` (docs/theory.md §4.3a).
 //!
 //! With training inputs `X` (`N` rows), targets `Y` (`N × C`), the loss
 //! `L = (1/(NC)) Σ_i ‖f(x_i) − y_i‖²` of the training loop and learning rate `lr`, gradient flow of
@@ -134,13 +134,6 @@ impl Precision {
             Precision::F64 => "f64",
         }
     }
-
-    fn bytes(self) -> u64 {
-        match self {
-            Precision::F32 => 4,
-            Precision::F64 => 8,
-        }
-    }
 }
 
 /// How long the network trains.
@@ -263,7 +256,7 @@ impl MemoryPlan {
     /// The items as `what 1.23 GB, …`, largest first.
     pub fn describe(&self) -> String {
         let mut items = self.items.clone();
-        items.sort_by(|a, b| b.1.cmp(&a.1));
+        items.sort_by_key(|item| std::cmp::Reverse(item.1));
         items
             .iter()
             .filter(|(_, b)| *b >= 1_000_000)
@@ -324,7 +317,6 @@ pub fn plan(n: usize, m: usize, d: usize, c: usize, cfg: &EnsembleConfig) -> Mem
             threads * 4 * tb * tb * 8 + 2 * n64 * bt * 8 + n64 * c64 * 8 * 2,
         ));
     }
-    let _ = cfg.effective_precision().bytes();
     MemoryPlan { items }
 }
 
