@@ -444,6 +444,18 @@ pub struct NtkArgs {
     /// Number of hidden layers (MLP).
     #[arg(long, default_value_t = 1, value_name = "L")]
     pub depth: usize,
+    /// Activation and initial scales of the infinite-width network.
+    #[command(flatten)]
+    pub net: KernelNetArgs,
+    /// Print one JSON object (otherwise a readable table).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The activation and initial scales of the infinite-width MLP of `ntk` and `predict`
+/// (NTK parameterisation).
+#[derive(Debug, Clone, Args)]
+pub struct KernelNetArgs {
     /// Nonlinearity.
     #[arg(long, value_parser = choice(ACTIVATIONS, Activation::name), default_value_t = Activation::Relu)]
     pub activation: Activation,
@@ -463,9 +475,6 @@ pub struct NtkArgs {
         allow_negative_numbers = true
     )]
     pub b_std: f64,
-    /// Print one JSON object (otherwise a readable table).
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `--kernel`.
@@ -502,25 +511,9 @@ pub struct PredictArgs {
     /// Number of hidden layers.
     #[arg(long, default_value_t = 3, value_name = "L")]
     pub depth: usize,
-    /// Nonlinearity.
-    #[arg(long, value_parser = choice(ACTIVATIONS, Activation::name), default_value_t = Activation::Relu)]
-    pub activation: Activation,
-    /// Weight standard deviation s_w.
-    #[arg(
-        long,
-        default_value_t = 1.0,
-        value_name = "S",
-        allow_negative_numbers = true
-    )]
-    pub w_std: f64,
-    /// Bias standard deviation s_b.
-    #[arg(
-        long,
-        default_value_t = 0.1,
-        value_name = "S",
-        allow_negative_numbers = true
-    )]
-    pub b_std: f64,
+    /// Activation and initial scales of the infinite-width network.
+    #[command(flatten)]
+    pub net: KernelNetArgs,
     /// Start the biases at zero (as `train` does) instead of Gaussian (neural-tangents' Dense).
     #[arg(long)]
     pub zero_bias_init: bool,

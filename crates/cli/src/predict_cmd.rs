@@ -7,15 +7,15 @@ use std::time::Instant;
 
 use widealign_data::npy::{self, Dtype, NpyReader};
 use widealign_data::{load, Dataset, LoadOptions, Split};
-use widealign_models::{accuracy, BiasInit, MlpSpec, Parameterization};
+use widealign_models::{accuracy, BiasInit};
 use widealign_ntk::analytic::{InfiniteMlp, KernelOptions};
 use widealign_ntk::ensemble::{
     self, check_budget, kernel_tiles, EnsembleConfig, KernelKind, Precision, TrainTime,
 };
 use widealign_ntk::solve::SymTiles;
-use widealign_tensor::{Activation, Float, Mat};
+use widealign_tensor::{Float, Mat};
 
-use crate::cli::{NtkArgs, PredictArgs};
+use crate::cli::{KernelNetArgs, NtkArgs, PredictArgs};
 use crate::error::CliError;
 use crate::progress::{Bar, Progress};
 use crate::{emit, fsutil};
@@ -120,18 +120,16 @@ fn load_data(name: &str, train_size: Option<usize>, seed: u64) -> Result<Dataset
 fn network(
     input_dim: usize,
     depth: usize,
-    activation: Activation,
-    w_std: f64,
-    b_std: f64,
+    net: &KernelNetArgs,
     zero_bias: bool,
 ) -> Result<InfiniteMlp, CliError> {
-    let spec = MlpSpec::uniform(input_dim, 1, depth, 1, activation)
-        .with_param(Parameterization::Ntk { w_std, b_std })
-        .with_bias_init(if zero_bias {
-            BiasInit::Zero
-        } else {
-            BiasInit::Gaussian
-        });
+    let spec =
+        crate::theory_cmd::kernel_spec(input_dim, depth, net.activation, net.w_std, net.b_std);
+    let spec = if zero_bias {
+        spec.with_bias_init(BiasInit::Zero)
+    } else {
+        spec
+    };
     Ok(InfiniteMlp::from_spec(&spec)?)
 }
 
@@ -189,7 +187,7 @@ pub fn predict(a: &PredictArgs, progress: &Progress) -> Result<(), CliError> {
     let report = |p: &str, f: f64| phases.update(p, f);
     let (mean, variance, ridge) = match &a.kernel_file {
         None => {
-            let net = network(d, a.depth, a.activation, a.w_std, a.b_std, a.zero_bias_init)?;
+            let net = network(d, a.depth, &a.net, a.zero_bias_init)?;
             let p = ensemble::predict(&net, &t.x_train, &t.y_train, &t.x_test, &cfg, &report)?;
             (p.mean, p.variance, p.ridge)
         }
@@ -230,9 +228,9 @@ pub fn predict(a: &PredictArgs, progress: &Progress) -> Result<(), CliError> {
         "precision": cfg.effective_precision().name(),
         "solver": if cfg.uses_eigen() { "eigendecomposition" } else { "blocked-cholesky" },
         "depth": a.depth,
-        "activation": a.activation.name(),
-        "w_std": a.w_std,
-        "b_std": a.b_std,
+        "activation": a.net.activation.name(),
+        "w_std": a.net.w_std,
+        "b_std": a.net.b_std,
         "bias_init": if a.zero_bias_init { "zero" } else { "gaussian" },
         "kernel_file": a.kernel_file.as_ref().map(|p| p.display().to_string()),
         "test_accuracy": acc,
@@ -363,7 +361,7 @@ pub fn ntk_dataset(a: &NtkArgs, name: &str, progress: &Progress) -> Result<(), C
         "ntk: {n} × {n} training kernel and {m} × {n} test block, predicted peak {:.2} GB",
         plan.total() as f64 / 1e9
     ));
-    let net = network(d, a.depth, a.activation, a.w_std, a.b_std, false)?;
+    let net = network(d, a.depth, &a.net, false)?;
     let phases = Phases::new(progress);
     let dtype = match a.precision {
         Precision::F32 => Dtype::F32,

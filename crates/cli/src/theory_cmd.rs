@@ -70,7 +70,7 @@ pub fn read_numeric_csv(path: &Path) -> Result<Mat<f64>, CliError> {
 /// The network of `widealign ntk` and `bench ntk`: `depth` hidden layers, a scalar output,
 /// Gaussian initial biases (neural-tangents' `Dense(W_std, b_std)`). The hidden width (1
 /// here) does not enter the infinite-width kernels.
-fn kernel_spec(
+pub(crate) fn kernel_spec(
     input_dim: usize,
     depth: usize,
     activation: Activation,
@@ -108,7 +108,12 @@ fn rnn_ntk(a: &NtkArgs, inputs: &Path, x: &Mat<f64>) -> Result<NtkReport, CliErr
             ),
         ));
     }
-    let spec = rnn_kernel_spec(x.ncols() / steps, a.activation, a.w_std, a.b_std);
+    let spec = rnn_kernel_spec(
+        x.ncols() / steps,
+        a.net.activation,
+        a.net.w_std,
+        a.net.b_std,
+    );
     Ok(analytic_rnn_ntk(x, steps, &RnnNtkConfig::new(spec))?)
 }
 
@@ -132,7 +137,13 @@ pub fn ntk(a: &NtkArgs, progress: &Progress) -> Result<(), CliError> {
                 return Err(CliError::flag("--seq-len", "applies to --model rnn only"));
             }
             let x = read_numeric_csv(inputs)?;
-            let spec = kernel_spec(x.ncols(), a.depth, a.activation, a.w_std, a.b_std);
+            let spec = kernel_spec(
+                x.ncols(),
+                a.depth,
+                a.net.activation,
+                a.net.w_std,
+                a.net.b_std,
+            );
             analytic_ntk(&x, &NtkConfig::new(spec))?
         }
         ModelKind::Rnn => rnn_ntk(a, inputs, &read_numeric_csv(inputs)?)?,
