@@ -32,3 +32,10 @@ lint:
 # Everything CI checks
 ci:
     .ci/run
+
+# Infinite-width predictions at scale: widealign predict vs neural-tangents on Fashion-MNIST
+# (10,000 and 60,000 training images; needs dataset-fashion-mnist and /tmp/venv-nt)
+predict-scale OUT="/tmp/predict-results":
+    cargo build --release -p widealign-cli
+    cargo build --release -p widealign-ntk --example predict_solvers
+    scripts/perf/predict_scale.sh {{OUT}}

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use widealign_experiments::Scale;
+use widealign_ntk::ensemble::{KernelKind, Precision, TrainTime};
 use widealign_rules::{ModelKind, OptimizerChoice, ParamKind, RuleKind};
 use widealign_tensor::Activation;
 
@@ -95,6 +96,25 @@ parameterisation, Gaussian initial biases): one sequence per CSV row, T·d numbe
 the last step (--depth does not apply). Prints {\"nngp\": [[..]], \"ntk\": [[..]],
 \"seconds\": ..} with full f64 precision.")]
     Ntk(NtkArgs),
+    /// Test predictions of the infinite-width network trained by gradient descent on the MSE.
+    #[command(after_help = "\
+Examples:
+  widealign predict --dataset digits --depth 3 --json
+  widealign predict --dataset fashion-mnist --depth 3 --kernel nngp --json
+  widealign predict --dataset digits --depth 2 --time 500 --lr 1.0 --variance --json
+  widealign ntk --dataset digits --train-size 1000 --out K.npy
+  widealign predict --dataset digits --train-size 1000 --kernel-file K.npy --json
+
+The mean (over initialisations) of the infinite-width MLP trained by gradient flow on the
+training loop's MSE (averaged over examples × outputs, targets one-hot - 0.1) for --time steps
+of size lr, from the NTK (all layers trained) or the NNGP (readout only; at --time inf the GP
+posterior). --diag-reg R adds R·tr(K)/N to the training kernel's diagonal (neural-tangents'
+diag_reg). At --time inf the kernel is stored once as its lower triangle (--precision f32: N²/2
+values of 4 bytes) and factorised in place by a blocked Cholesky; finite times and --variance
+use an f64 eigendecomposition (a few thousand training points). The peak memory is predicted
+first and a run over --memory-limit (default: the memory available now) is refused with exit
+status 2 and the settings that would fit.")]
+    Predict(PredictArgs),
     /// Compare the closed-form layerwise weight dynamics with finite networks across widths.
     #[command(after_help = "\
 Example:
@@ -413,15 +433,44 @@ pub struct NtkArgs {
     #[arg(long, value_parser = choice(MODELS, ModelKind::name), default_value_t = ModelKind::Mlp)]
     pub model: ModelKind,
     /// CSV file with one input (MLP) or one time-major sequence (RNN) per row (numbers only; a
-    /// header row is allowed).
-    #[arg(long, value_name = "X.csv")]
-    pub inputs: PathBuf,
+    /// header row is allowed). Either this or --dataset.
+    #[arg(long, value_name = "X.csv", conflicts_with = "dataset")]
+    pub inputs: Option<PathBuf>,
+    /// MLP kernels of a dataset's training split (and its test × training block) written as
+    /// NumPy .npy files: with --out K.npy, K.npy (N × N) and K.test.npy (test × N).
+    #[arg(long, value_name = "NAME", requires = "out")]
+    pub dataset: Option<String>,
+    /// With --dataset: a stratified subset of K training examples.
+    #[arg(long, value_name = "K", requires = "dataset")]
+    pub train_size: Option<usize>,
+    /// With --dataset: the .npy file of the training kernel (the test block goes beside it,
+    /// ending .test.npy).
+    #[arg(long, value_name = "K.npy", requires = "dataset")]
+    pub out: Option<PathBuf>,
+    /// With --dataset: which kernel to write.
+    #[arg(long, value_parser = choice(KERNELS, KernelKind::name), default_value_t = KernelKind::Ntk)]
+    pub kernel: KernelKind,
+    /// With --dataset: the element type of the .npy files.
+    #[arg(long, value_parser = choice(PRECISIONS, Precision::name), default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Sequence length T (RNN, required): each row holds T·d numbers.
     #[arg(long, value_name = "T")]
     pub seq_len: Option<usize>,
     /// Number of hidden layers (MLP).
     #[arg(long, default_value_t = 1, value_name = "L")]
     pub depth: usize,
+    /// Activation and initial scales of the infinite-width network.
+    #[command(flatten)]
+    pub net: KernelNetArgs,
+    /// Print one JSON object (otherwise a readable table).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The activation and initial scales of the infinite-width MLP of `ntk` and `predict`
+/// (NTK parameterisation).
+#[derive(Debug, Clone, Args)]
+pub struct KernelNetArgs {
     /// Nonlinearity.
     #[arg(long, value_parser = choice(ACTIVATIONS, Activation::name), default_value_t = Activation::Relu)]
     pub activation: Activation,
@@ -441,9 +490,112 @@ pub struct NtkArgs {
         allow_negative_numbers = true
     )]
     pub b_std: f64,
-    /// Print one JSON object (otherwise a readable table).
+}
+
+/// `--kernel`.
+const KERNELS: Choices<KernelKind> = &[
+    (KernelKind::Ntk, "The NTK: every layer trained"),
+    (
+        KernelKind::Nngp,
+        "The NNGP: only the readout trained (the GP posterior at --time inf)",
+    ),
+];
+
+/// `--precision`.
+const PRECISIONS: Choices<Precision> = &[
+    (
+        Precision::F32,
+        "Kernel stored in f32 (computed in f64, solves accumulate in f64)",
+    ),
+    (Precision::F64, "Kernel stored in f64 (twice the memory)"),
+];
+
+/// `widealign predict`.
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// Dataset (classification or regression): digits, fashion-mnist, mnist, kmnist, idx:DIR,
+    /// cifar10:DIR, csv:FILE, teacher.
+    #[arg(long, default_value = "digits", value_name = "NAME")]
+    pub dataset: String,
+    /// Use a stratified subset of K training examples (default: the whole training split).
+    #[arg(long, value_name = "K")]
+    pub train_size: Option<usize>,
+    /// Seed of the training subset (and of generated datasets).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Number of hidden layers.
+    #[arg(long, default_value_t = 3, value_name = "L")]
+    pub depth: usize,
+    /// Activation and initial scales of the infinite-width network.
+    #[command(flatten)]
+    pub net: KernelNetArgs,
+    /// Start the biases at zero (as `train` does) instead of Gaussian (neural-tangents' Dense).
+    #[arg(long)]
+    pub zero_bias_init: bool,
+    /// The training kernel.
+    #[arg(long, value_parser = choice(KERNELS, KernelKind::name), default_value_t = KernelKind::Ntk)]
+    pub kernel: KernelKind,
+    /// Training time: `inf` (to convergence) or a number of training-loop steps T ≥ 0.
+    #[arg(long, default_value = "inf", value_name = "inf|T")]
+    pub time: TimeArg,
+    /// Learning rate of the steps counted by --time (not used at --time inf).
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        value_name = "F",
+        allow_negative_numbers = true
+    )]
+    pub lr: f64,
+    /// Ridge R·tr(K)/N added to the training kernel's diagonal.
+    #[arg(
+        long,
+        default_value_t = 1e-4,
+        value_name = "R",
+        allow_negative_numbers = true
+    )]
+    pub diag_reg: f64,
+    /// Storage of the training kernel at --time inf.
+    #[arg(long, value_parser = choice(PRECISIONS, Precision::name), default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// Also compute the predictive variance of each test output (eigendecomposition; reports
+    /// its mean and writes it with --out).
+    #[arg(long)]
+    pub variance: bool,
+    /// Use the kernels in this .npy file (N × N, from `widealign ntk --dataset ... --out`) and
+    /// the test block beside it (.test.npy) instead of computing them.
+    #[arg(long, value_name = "K.npy")]
+    pub kernel_file: Option<PathBuf>,
+    /// Refuse runs whose predicted peak memory exceeds this many GB (default: the memory
+    /// available when the run starts).
+    #[arg(long, value_name = "GB")]
+    pub memory_limit: Option<f64>,
+    /// Tile side of the blocked Cholesky.
+    #[arg(long, default_value_t = widealign_ntk::solve::DEFAULT_TILE, value_name = "B")]
+    pub tile: usize,
+    /// Write the mean test outputs (test × C) as .npy (and the variances beside, .var.npy).
+    #[arg(long, value_name = "PRED.npy")]
+    pub out: Option<PathBuf>,
+    /// Print one JSON object (otherwise a readable summary).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--time`: `inf` or a non-negative number of steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeArg(pub TrainTime);
+
+impl std::str::FromStr for TimeArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity") {
+            return Ok(TimeArg(TrainTime::Infinite));
+        }
+        match t.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Ok(TimeArg(TrainTime::Steps(v))),
+            _ => Err(format!("`{s}` is neither `inf` nor a number of steps ≥ 0")),
+        }
+    }
 }
 
 /// Comma-separated list of widths, e.g. `64,256,1024`.

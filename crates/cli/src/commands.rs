@@ -1,7 +1,6 @@
 //! `train` and `sweep`: flag handling, progress display and output around the experiments
 //! library ([`Trainer::run`], [`run_sweep`]).
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use widealign_experiments::config::{key, label};
@@ -183,7 +182,7 @@ pub fn train(a: &TrainArgs, progress: &Progress) -> Result<(), CliError> {
     };
     config::validate(&cfg)?;
     if let Some(out) = &a.out {
-        check_writable(out)?;
+        crate::fsutil::check_writable(out, "--out")?;
     }
     let result = {
         let mut rp = RunProgress::new(progress, &cfg, true);
@@ -200,26 +199,6 @@ pub fn train(a: &TrainArgs, progress: &Progress) -> Result<(), CliError> {
     } else {
         emit(&human)
     }
-}
-
-/// Fails early (exit 2) when `path`'s folder does not exist, before any training.
-fn check_writable(path: &Path) -> Result<(), CliError> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = parent {
-        if !dir.is_dir() {
-            return Err(CliError::flag(
-                "--out",
-                format!("folder {} does not exist", dir.display()),
-            ));
-        }
-    }
-    if path.is_dir() {
-        return Err(CliError::flag(
-            "--out",
-            format!("{} is a folder, not a file", path.display()),
-        ));
-    }
-    Ok(())
 }
 
 /// One human-readable line about a finished run.
@@ -268,7 +247,7 @@ pub fn sweep(a: &SweepArgs, progress: &Progress) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    check_writable(&a.out)?;
+    crate::fsutil::check_writable(&a.out, "--out")?;
     let plan = SweepPlan {
         runs: &runs,
         shard,

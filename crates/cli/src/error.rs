@@ -172,9 +172,11 @@ impl From<NtkError> for CliError {
             | NtkError::Shape { .. }
             | NtkError::NonFinite { .. }
             | NtkError::InvalidOption { .. }
-            | NtkError::UnstableLearningRate { .. } => {
+            | NtkError::UnstableLearningRate { .. }
+            | NtkError::NotPositiveDefinite { .. } => {
                 CliError::Input(e.message_with(field_to_flag))
             }
+            NtkError::TooLarge { .. } => CliError::Usage(e.message_with(field_to_flag)),
             _ => CliError::Failure(e.message_with(field_to_flag)),
         }
     }

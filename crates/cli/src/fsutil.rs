@@ -1,9 +1,30 @@
-//! Small file helpers: atomic whole-file writes.
+//! Small file helpers: atomic whole-file writes, early checks of output paths.
 
 use std::io::Write;
 use std::path::Path;
 
 use crate::error::CliError;
+
+/// Fails early (exit 2, naming `flag`) when `path`'s folder does not exist or `path` is a
+/// folder, before any work.
+pub fn check_writable(path: &Path, flag: &str) -> Result<(), CliError> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent {
+        if !dir.is_dir() {
+            return Err(CliError::flag(
+                flag,
+                format!("folder {} does not exist", dir.display()),
+            ));
+        }
+    }
+    if path.is_dir() {
+        return Err(CliError::flag(
+            flag,
+            format!("{} is a folder, not a file", path.display()),
+        ));
+    }
+    Ok(())
+}
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
 /// renamed over `path`. A killed process leaves either the old file or the new one.

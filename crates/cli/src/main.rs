@@ -23,6 +23,7 @@ mod error;
 mod experiment_cmd;
 mod fsutil;
 mod plots;
+mod predict_cmd;
 mod progress;
 mod report;
 mod reproduce;
@@ -69,7 +70,8 @@ fn dispatch(command: Command, progress: &Progress) -> Result<(), CliError> {
             install_ctrl_c(progress);
             commands::sweep(&a, progress)
         }
-        Command::Ntk(a) => theory_cmd::ntk(&a),
+        Command::Ntk(a) => theory_cmd::ntk(&a, progress),
+        Command::Predict(a) => predict_cmd::predict(&a, progress),
         Command::Dynamics(a) => experiment_cmd::dynamics_cmd(&a),
         Command::Align(a) => {
             install_ctrl_c(progress);

@@ -105,6 +105,11 @@ pub struct Bar {
 }
 
 impl Bar {
+    /// Whether this is a live terminal bar (as opposed to log lines or nothing).
+    pub fn is_bar(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Moves to `pos` of `total` with a short status message such as `loss 0.031`.
     pub fn update(&self, pos: u64, msg: &str) {
         if let Some(pb) = &self.inner {

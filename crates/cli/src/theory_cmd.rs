@@ -14,6 +14,7 @@ use widealign_tensor::{rng::SeedStream, Activation, Mat};
 use crate::cli::{BenchNtkArgs, NtkArgs};
 use crate::emit;
 use crate::error::CliError;
+use crate::progress::Progress;
 
 /// Reads a numeric CSV file: one row per input, comma-separated numbers, an optional header
 /// line (a first line that is not all numbers). Errors name the file, line and field.
@@ -69,7 +70,7 @@ pub fn read_numeric_csv(path: &Path) -> Result<Mat<f64>, CliError> {
 /// The network of `widealign ntk` and `bench ntk`: `depth` hidden layers, a scalar output,
 /// Gaussian initial biases (neural-tangents' `Dense(W_std, b_std)`). The hidden width (1
 /// here) does not enter the infinite-width kernels.
-fn kernel_spec(
+pub(crate) fn kernel_spec(
     input_dim: usize,
     depth: usize,
     activation: Activation,
@@ -91,7 +92,7 @@ fn rnn_kernel_spec(input_dim: usize, activation: Activation, w_std: f64, b_std: 
 }
 
 /// `widealign ntk --model rnn`: checks `--seq-len` against the CSV rows, then the library call.
-fn rnn_ntk(a: &NtkArgs, x: &Mat<f64>) -> Result<NtkReport, CliError> {
+fn rnn_ntk(a: &NtkArgs, inputs: &Path, x: &Mat<f64>) -> Result<NtkReport, CliError> {
     let steps = match a.seq_len {
         None => return Err(CliError::flag("--seq-len", "is required with --model rnn")),
         Some(0) => return Err(CliError::flag("--seq-len", "must be at least 1")),
@@ -99,7 +100,7 @@ fn rnn_ntk(a: &NtkArgs, x: &Mat<f64>) -> Result<NtkReport, CliError> {
     };
     if x.ncols() % steps != 0 {
         return Err(CliError::input(
-            &a.inputs,
+            inputs,
             format!(
                 "rows have {} numbers, not a multiple of --seq-len {steps} (a row is T·d \
                  numbers, time-major)",
@@ -107,22 +108,45 @@ fn rnn_ntk(a: &NtkArgs, x: &Mat<f64>) -> Result<NtkReport, CliError> {
             ),
         ));
     }
-    let spec = rnn_kernel_spec(x.ncols() / steps, a.activation, a.w_std, a.b_std);
+    let spec = rnn_kernel_spec(
+        x.ncols() / steps,
+        a.net.activation,
+        a.net.w_std,
+        a.net.b_std,
+    );
     Ok(analytic_rnn_ntk(x, steps, &RnnNtkConfig::new(spec))?)
 }
 
 /// `widealign ntk`.
-pub fn ntk(a: &NtkArgs) -> Result<(), CliError> {
+pub fn ntk(a: &NtkArgs, progress: &Progress) -> Result<(), CliError> {
+    if let Some(name) = &a.dataset {
+        if a.model != ModelKind::Mlp || a.seq_len.is_some() {
+            return Err(CliError::flag("--dataset", "applies to --model mlp only"));
+        }
+        return crate::predict_cmd::ntk_dataset(a, name, progress);
+    }
+    let Some(inputs) = &a.inputs else {
+        return Err(CliError::flag(
+            "--inputs",
+            "is required (or --dataset NAME --out K.npy)",
+        ));
+    };
     let report = match a.model {
         ModelKind::Mlp => {
             if a.seq_len.is_some() {
                 return Err(CliError::flag("--seq-len", "applies to --model rnn only"));
             }
-            let x = read_numeric_csv(&a.inputs)?;
-            let spec = kernel_spec(x.ncols(), a.depth, a.activation, a.w_std, a.b_std);
+            let x = read_numeric_csv(inputs)?;
+            let spec = kernel_spec(
+                x.ncols(),
+                a.depth,
+                a.net.activation,
+                a.net.w_std,
+                a.net.b_std,
+            );
             analytic_ntk(&x, &NtkConfig::new(spec))?
         }
-        ModelKind::Rnn => rnn_ntk(a, &read_numeric_csv(&a.inputs)?)?,
+        ModelKind::Rnn => rnn_ntk(a, inputs, &read_numeric_csv(inputs)?)?,
     };
     if a.json {
         let s = serde_json::to_string(&report).map_err(|e| CliError::Failure(e.to_string()))?;

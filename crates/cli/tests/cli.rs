@@ -69,6 +69,7 @@ fn every_subcommand_has_help_with_an_example() {
         vec!["sweep"],
         vec!["reproduce"],
         vec!["ntk"],
+        vec!["predict"],
         vec!["dynamics"],
         vec!["align"],
         vec!["data", "list"],
@@ -1400,4 +1401,155 @@ fn published_results_render_without_training() {
     assert_bad_input(&o, "--report-only");
     let o = run_in(dir.path(), &["reproduce", "--resume", "--report-only"], &[]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn predict_json_contract_kernel_file_round_trip_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = [
+        "predict",
+        "--dataset",
+        "digits",
+        "--train-size",
+        "300",
+        "--depth",
+        "2",
+    ];
+    let o = run_in(d, &[&base[..], &["--json"]].concat(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    for key in [
+        "test_accuracy",
+        "test_mse",
+        "seconds",
+        "n_train",
+        "n_test",
+        "kernel",
+        "time",
+        "precision",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing: {v}");
+    }
+    assert_eq!(v["n_train"], 300);
+    assert_eq!(v["time"], "inf");
+    assert_eq!(v["precision"], "f32");
+    assert!(v["test_accuracy"].as_f64().unwrap() > 0.85, "{v}");
+    // the same kernel through .npy files gives the same predictions
+    let o = run_in(
+        d,
+        &[
+            "ntk",
+            "--dataset",
+            "digits",
+            "--train-size",
+            "300",
+            "--depth",
+            "2",
+            "--out",
+            "K.npy",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(d.join("K.npy").is_file() && d.join("K.test.npy").is_file());
+    let o = run_in(
+        d,
+        &[&base[..], &["--kernel-file", "K.npy", "--json"]].concat(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let f = last_json(&o);
+    assert_eq!(f["test_accuracy"], v["test_accuracy"]);
+    let (a, b) = (
+        f["test_mse"].as_f64().unwrap(),
+        v["test_mse"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-6 * b, "{a} {b}");
+    // a kernel file for another training set, a broken file, a finite time with a file
+    let o = run_in(
+        d,
+        &[
+            "predict",
+            "--dataset",
+            "digits",
+            "--train-size",
+            "200",
+            "--kernel-file",
+            "K.npy",
+        ],
+        &[],
+    );
+    assert_bad_input(&o, "K.npy");
+    std::fs::write(d.join("bad.npy"), b"\x93NUMPY\x01\x00\xff\xff{").unwrap();
+    let o = run_in(d, &[&base[..], &["--kernel-file", "bad.npy"]].concat(), &[]);
+    assert_bad_input(&o, "bad.npy");
+    let o = run_in(
+        d,
+        &[&base[..], &["--kernel-file", "K.npy", "--time", "10"]].concat(),
+        &[],
+    );
+    assert_bad_input(&o, "--kernel-file");
+    let o = run_in(d, &[&base[..], &["--time", "soon"]].concat(), &[]);
+    assert_bad_input(&o, "--time");
+    // a run over the memory budget is refused before any work, saying what would fit
+    let o = run_in(
+        d,
+        &["predict", "--dataset", "digits", "--memory-limit", "0.08"],
+        &[],
+    );
+    assert_bad_input(&o, "refused");
+    let msg = stderr(&o);
+    assert!(
+        msg.contains("--train-size") && msg.contains("0.08 GB"),
+        "{msg}"
+    );
+    let fits: usize = msg
+        .split("--train-size ")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{msg}"));
+    let ok = run_in(
+        d,
+        &[
+            "predict",
+            "--dataset",
+            "digits",
+            "--memory-limit",
+            "0.08",
+            "--train-size",
+            &fits.to_string(),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+}
+
+#[test]
+fn predict_finite_time_and_variance() {
+    let o = run(&[
+        "predict",
+        "--dataset",
+        "digits",
+        "--train-size",
+        "200",
+        "--depth",
+        "2",
+        "--kernel",
+        "nngp",
+        "--time",
+        "50",
+        "--lr",
+        "0.5",
+        "--variance",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["time"], 50.0);
+    assert_eq!(v["precision"], "f64");
+    assert_eq!(v["solver"], "eigendecomposition");
+    assert!(v["mean_variance"].as_f64().unwrap() > 0.0, "{v}");
 }

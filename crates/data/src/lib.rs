@@ -51,6 +51,7 @@ pub mod digits;
 pub mod download;
 mod error;
 pub mod idx;
+pub mod npy;
 pub mod preprocess;
 pub mod registry;
 mod stream;

@@ -219,7 +219,7 @@ impl KernelDynamics {
 
     fn apply(&self, r0: &Mat<f64>, f: impl Fn(f64) -> f64) -> Result<Mat<f64>, NtkError> {
         let m = self.eigenvectors.nrows();
-        if r0.shape() != (m, self.outputs) {
+        if r0.nrows() != m {
             return Err(shape_err(
                 "initial residual f_0(X) − Y",
                 format!("{m} × {}", self.outputs),
@@ -236,9 +236,11 @@ impl KernelDynamics {
     }
 
     /// The residual `r = f(X) − Y` on the training points at time `s`, from `r_0` (`M × C'`).
+    /// Any number of columns is accepted (each evolves on its own with the step `c` fixed at
+    /// construction), so the same decomposition also maps whole cross-kernel blocks.
     ///
     /// # Errors
-    /// [`NtkError::Shape`] if `r_0` is not `M × outputs`; [`NtkError::NonFinite`] for NaN.
+    /// [`NtkError::Shape`] if `r_0` has not `M` rows; [`NtkError::NonFinite`] for NaN.
     pub fn residual(&self, r0: &Mat<f64>, s: Schedule) -> Result<Mat<f64>, NtkError> {
         self.apply(r0, |l| self.decay(l, s))
     }

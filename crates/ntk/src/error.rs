@@ -62,6 +62,26 @@ pub enum NtkError {
         /// The loss value.
         loss: f64,
     },
+    /// A kernel matrix (plus its diagonal regularisation) is not positive definite in the
+    /// precision it is stored in: the factorisation met a non-positive pivot at `index`.
+    #[error("{}", not_pd_message(*.index, &|f: &str| f.to_string()))]
+    NotPositiveDefinite {
+        /// The training row (0-based) whose pivot failed.
+        index: usize,
+    },
+    /// A computation would need more memory than the budget allows; `hint` says what would fit.
+    #[error("{}", too_large_message(*.needed, *.budget, what, fits, &|f: &str| f.to_string()))]
+    TooLarge {
+        /// Predicted peak bytes.
+        needed: u64,
+        /// The budget in bytes.
+        budget: u64,
+        /// The largest items of the prediction, e.g. `training kernel 7.20 GB (f32)`.
+        what: String,
+        /// Settings that would fit, each `(option, value)`, e.g. `("train_size", "41000")`;
+        /// empty when nothing would.
+        fits: Vec<(String, String)>,
+    },
     /// An error from the finite-network crate.
     #[error(transparent)]
     Model(#[from] widealign_models::ModelError),
@@ -92,6 +112,13 @@ impl NtkError {
                 lambda_max,
                 nc,
             } => unstable_message(*lr, *max_stable_lr, *lambda_max, *nc, &spell("lr")),
+            NtkError::NotPositiveDefinite { index } => not_pd_message(*index, &spell),
+            NtkError::TooLarge {
+                needed,
+                budget,
+                what,
+                fits,
+            } => too_large_message(*needed, *budget, what, fits, &spell),
             other => other.to_string(),
         }
     }
@@ -109,6 +136,41 @@ fn unstable_message(
         "learning rate {lr} is not below the largest stable learning rate {max_stable_lr:.6} \
          for this kernel (gradient descent needs c·λ_max < 2 with c = 2·lr/(N·C); \
          λ_max = {lambda_max:.6}, N·C = {nc}); choose {lr_name} below {max_stable_lr:.6}"
+    )
+}
+
+/// The message of [`NtkError::NotPositiveDefinite`].
+fn not_pd_message(index: usize, spell: &dyn Fn(&str) -> String) -> String {
+    format!(
+        "the regularised training kernel is not positive definite in its storage precision \
+         (Cholesky pivot at training row {index}); raise {} (e.g. ×10) or use {} f64",
+        spell("diag_reg"),
+        spell("precision")
+    )
+}
+
+/// The message of [`NtkError::TooLarge`].
+fn too_large_message(
+    needed: u64,
+    budget: u64,
+    what: &str,
+    fits: &[(String, String)],
+    spell: &dyn Fn(&str) -> String,
+) -> String {
+    let gb = |b: u64| b as f64 / 1e9;
+    let hint = if fits.is_empty() {
+        "no setting of this run fits; raise the budget".to_string()
+    } else {
+        let opts: Vec<String> = fits
+            .iter()
+            .map(|(f, v)| format!("{} {v}", spell(f)))
+            .collect();
+        format!("would fit: {}", opts.join(", or "))
+    };
+    format!(
+        "refused: this run needs about {:.2} GB but the memory budget is {:.2} GB ({what}); {hint}",
+        gb(needed),
+        gb(budget)
     )
 }
 

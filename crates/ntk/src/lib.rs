@@ -16,6 +16,10 @@
 //!   model: accumulated error `ε(k)`, outputs on train and test points, per-layer shares,
 //!   predicted weight-change norms, the largest stable learning rate.
 //! * [`predict`] — the weight change the theory predicts for a given finite initialisation.
+//! * [`ensemble`] — what the infinite-width network trained on the MSE predicts on test points
+//!   (mean and variance over initialisations, NTK or NNGP, any training time): the library side
+//!   of `widealign predict`, at full-dataset scale through [`solve`], a symmetric matrix stored
+//!   once as lower-triangle tiles and factorised in place by a blocked Cholesky.
 //! * [`align`] — alignment scores (exact and probe), controls, input-span fraction, and the
 //!   shadow accumulator of the predicted update during a backprop run.
 //! * [`experiment`] — the library side of `widealign ntk`, `dynamics` and `align`.
@@ -45,10 +49,12 @@ pub mod analytic;
 pub mod dual;
 pub mod dynamics;
 pub mod empirical;
+pub mod ensemble;
 mod error;
 pub mod experiment;
 pub mod predict;
 pub mod quadrature;
 pub mod rnn;
+pub mod solve;
 
 pub use error::NtkError;
