@@ -84,13 +84,13 @@ fn bad(path: &Path, reason: impl Into<String>) -> ModelError {
 
 /// FNV-1a, 64 bit, over a byte stream.
 #[derive(Clone, Copy)]
-struct Fnv(u64);
+pub(crate) struct Fnv(pub(crate) u64);
 
 impl Fnv {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
-    fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= b as u64;
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
@@ -527,7 +527,7 @@ fn mat_from<T: Float>(rows: usize, cols: usize, vals: Vec<T>) -> Mat<T> {
 }
 
 impl<T: Float> Mlp<T> {
-    fn tensor_list(spec: &MlpSpec) -> Vec<(String, Vec<usize>)> {
+    pub(crate) fn tensor_list(spec: &MlpSpec) -> Vec<(String, Vec<usize>)> {
         let mut v = Vec::new();
         for (i, (fan_in, fan_out)) in spec.layer_dims().into_iter().enumerate() {
             v.push((format!("layer{}.weight", i + 1), vec![fan_out, fan_in]));
@@ -652,7 +652,7 @@ fn spec_fields(
 }
 
 impl<T: Float> Rnn<T> {
-    fn tensor_list(spec: &RnnSpec) -> Vec<(String, Vec<usize>)> {
+    pub(crate) fn tensor_list(spec: &RnnSpec) -> Vec<(String, Vec<usize>)> {
         let (i, n, c) = (spec.input_dim, spec.width, spec.output_dim);
         [
             ("w_in", vec![n, i]),

@@ -49,6 +49,7 @@
 //! println!("{}", serde_json::to_string(&result).unwrap());
 //! ```
 
+pub mod checkpoint;
 mod config;
 mod driver;
 mod error;
@@ -64,5 +65,6 @@ pub use driver::{
 pub use error::RulesError;
 pub use kind::{FeedbackSource, Recipe, RuleKind, TraceSource};
 pub use rule::{MlpRule, RnnRule, Rule, StepInput, FROZEN_CACHE_BUDGET};
-pub use train::{train, train_model, Trained};
+pub use checkpoint::{check_resumable, checkpoint_config, Checkpointing};
+pub use train::{train, train_checkpointed, train_model, Trained};
 pub use widealign_models::Network;
