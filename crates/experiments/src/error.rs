@@ -65,6 +65,13 @@ pub enum ExperimentError {
     /// Results files hold only complete lines.
     #[error("interrupted")]
     Interrupted,
+    /// The caller asked to stop and the run's state was saved to the checkpoint `path` at the
+    /// step boundary (continue with a resume from it). Results files hold only complete lines.
+    #[error("stopped; checkpoint saved to {}", path.display())]
+    Preempted {
+        /// The checkpoint.
+        path: PathBuf,
+    },
     /// The training loop failed (bad config, dataset that does not fit the model, ...).
     #[error(transparent)]
     Rules(RulesError),
@@ -95,6 +102,7 @@ impl From<RulesError> for ExperimentError {
     fn from(e: RulesError) -> Self {
         match e {
             RulesError::Interrupted { .. } => ExperimentError::Interrupted,
+            RulesError::Preempted { path, .. } => ExperimentError::Preempted { path },
             RulesError::Data(d) => ExperimentError::Data(d),
             RulesError::Model(m) => ExperimentError::Model(m),
             other => ExperimentError::Rules(other),

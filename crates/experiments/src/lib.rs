@@ -33,7 +33,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let out = dir.path().join("results.jsonl");
 //! let sweep = SweepPlan { runs, shard: Shard::WHOLE, out: &out, resume: false,
-//!                         experiment: Some("accuracy_vs_width") };
+//!                         experiment: Some("accuracy_vs_width"), checkpoints: None };
 //! let summary = run_sweep(&sweep, &mut Trainer::new(), &AtomicBool::new(false)).unwrap();
 //! assert_eq!(summary.completed, 4);
 //!

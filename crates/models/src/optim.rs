@@ -309,8 +309,12 @@ mod tests {
         assert_eq!(w, w2);
         assert_eq!(opt, fresh);
         let mut sgd = Optimizer::<f32>::new(OptimizerKind::Sgd);
-        assert!(sgd.restore_moments(vec![Some((1, vec![0.0], vec![0.0]))]).is_err());
-        assert!(fresh.restore_moments(vec![Some((1, vec![0.0], vec![]))]).is_err());
+        assert!(sgd
+            .restore_moments(vec![Some((1, vec![0.0], vec![0.0]))])
+            .is_err());
+        assert!(fresh
+            .restore_moments(vec![Some((1, vec![0.0], vec![]))])
+            .is_err());
     }
 
     #[test]

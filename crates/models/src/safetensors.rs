@@ -151,7 +151,9 @@ pub fn load_network<M: Network>(
 ) -> Result<(), ModelError> {
     let layout = net.param_layout();
     for ((name, shape), dst) in layout.into_iter().zip(net.params_mut()) {
-        dst.copy_from_slice(&file.read_column_major::<M::Scalar>(&format!("{prefix}{name}"), &shape)?);
+        dst.copy_from_slice(
+            &file.read_column_major::<M::Scalar>(&format!("{prefix}{name}"), &shape)?,
+        );
     }
     Ok(())
 }
@@ -321,8 +323,13 @@ impl SafetensorsFile {
         r.read_exact(&mut raw).map_err(|e| io_err(path, e))?;
         let text = std::str::from_utf8(&raw)
             .map_err(|_| bad(path, "corrupted: the header is not valid UTF-8"))?;
-        let json: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
-            .map_err(|e| bad(path, format!("corrupted: the header is not a JSON object ({e})")))?;
+        let json: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|e| {
+                bad(
+                    path,
+                    format!("corrupted: the header is not a JSON object ({e})"),
+                )
+            })?;
         let mut metadata = BTreeMap::new();
         let mut entries = BTreeMap::new();
         for (name, v) in &json {
@@ -361,12 +368,11 @@ impl SafetensorsFile {
             return Err(bad(
                 path,
                 if at > data_len {
-                    format!("truncated: the tensors need {at} data bytes, the file holds {data_len}")
-                } else {
                     format!(
-                        "corrupted: {} bytes after the last tensor",
-                        data_len - at
+                        "truncated: the tensors need {at} data bytes, the file holds {data_len}"
                     )
+                } else {
+                    format!("corrupted: {} bytes after the last tensor", data_len - at)
                 },
             ));
         }
@@ -501,7 +507,12 @@ impl SafetensorsFile {
 }
 
 fn parse_entry(path: &Path, name: &str, v: &serde_json::Value) -> Result<Entry, ModelError> {
-    let malformed = || bad(path, format!("corrupted: malformed entry for tensor {name}"));
+    let malformed = || {
+        bad(
+            path,
+            format!("corrupted: malformed entry for tensor {name}"),
+        )
+    };
     let dtype = v["dtype"].as_str().ok_or_else(malformed)?.to_string();
     let shape = v["shape"]
         .as_array()
@@ -623,10 +634,25 @@ mod tests {
         };
         write(&p, std::slice::from_ref(&t), &meta()).unwrap();
         let f = SafetensorsFile::open(&p).unwrap();
-        assert!(f.read::<f32>("b", &[2, 2]).unwrap_err().to_string().contains("lacks"));
-        assert!(f.read::<f64>("a", &[2, 2]).unwrap_err().to_string().contains("F32"));
-        assert!(f.read::<f32>("a", &[4]).unwrap_err().to_string().contains("shape"));
-        assert_eq!(f.read::<f32>("a", &[2, 2]).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        assert!(f
+            .read::<f32>("b", &[2, 2])
+            .unwrap_err()
+            .to_string()
+            .contains("lacks"));
+        assert!(f
+            .read::<f64>("a", &[2, 2])
+            .unwrap_err()
+            .to_string()
+            .contains("F32"));
+        assert!(f
+            .read::<f32>("a", &[4])
+            .unwrap_err()
+            .to_string()
+            .contains("shape"));
+        assert_eq!(
+            f.read::<f32>("a", &[2, 2]).unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
         let dup = write(&p, &[t.clone(), t], &meta()).unwrap_err();
         assert!(dup.to_string().contains("twice"));
     }

@@ -371,7 +371,10 @@ mod tests {
             ..saved.clone()
         };
         let e = check_resumable(&saved, &other).unwrap_err().to_string();
-        assert!(e.contains("rule") && e.contains("bp") && e.contains("align-zero"), "{e}");
+        assert!(
+            e.contains("rule") && e.contains("bp") && e.contains("align-zero"),
+            "{e}"
+        );
         let lr = TrainConfig {
             lr: f64::from_bits(saved.lr.to_bits() + 1),
             ..saved.clone()
@@ -384,6 +387,9 @@ mod tests {
         let a = [1.0f32, 2.0, 3.0];
         assert_eq!(fingerprint([&a[..]]), fingerprint([&a[..]]));
         assert_ne!(fingerprint([&a[..]]), fingerprint([&a[..2], &a[2..]]));
-        assert_ne!(fingerprint([&a[..]]), fingerprint([&[1.0f32, 2.0, 3.5][..]]));
+        assert_ne!(
+            fingerprint([&a[..]]),
+            fingerprint([&[1.0f32, 2.0, 3.5][..]])
+        );
     }
 }

@@ -58,6 +58,7 @@ pub mod rule;
 mod train;
 mod trainable;
 
+pub use checkpoint::{check_resumable, checkpoint_config, Checkpointing};
 pub use config::{EpochRecord, ModelKind, OptimizerChoice, ParamKind, TrainConfig, TrainResult};
 pub use driver::{
     Callbacks, Progress, ProgressFn, StepBatch, StepHookFn, StepView, DIVERGENCE_FACTOR,
@@ -65,6 +66,5 @@ pub use driver::{
 pub use error::RulesError;
 pub use kind::{FeedbackSource, Recipe, RuleKind, TraceSource};
 pub use rule::{MlpRule, RnnRule, Rule, StepInput, FROZEN_CACHE_BUDGET};
-pub use checkpoint::{check_resumable, checkpoint_config, Checkpointing};
 pub use train::{train, train_checkpointed, train_model, Trained};
 pub use widealign_models::Network;

@@ -292,8 +292,7 @@ impl<M: Trainable> ModelTask<'_, M> {
                 reason,
             })
         };
-        if adam_steps.len() > layout.len() || (self.sgd && adam_steps.iter().any(Option::is_some))
-        {
+        if adam_steps.len() > layout.len() || (self.sgd && adam_steps.iter().any(Option::is_some)) {
             return Err(bad(format!(
                 "optimiser state for {} tensors does not fit this run ({} tensors, {})",
                 adam_steps.len(),
@@ -313,8 +312,7 @@ impl<M: Trainable> ModelTask<'_, M> {
                 None => None,
             });
         }
-        let names = layout.len()
-            + 2 * adam_steps.iter().filter(|t| t.is_some()).count();
+        let names = layout.len() + 2 * adam_steps.iter().filter(|t| t.is_some()).count();
         if file.names().count() != names {
             return Err(bad(format!(
                 "holds {} tensors, this run's state has {names}",

@@ -224,7 +224,12 @@ impl Trainable for Rnn<f32> {
     }
 
     fn values(split: &Sequences) -> Vec<&[f32]> {
-        split.x.iter().chain(&split.y).map(|m| m.as_slice()).collect()
+        split
+            .x
+            .iter()
+            .chain(&split.y)
+            .map(|m| m.as_slice())
+            .collect()
     }
 
     fn check_splits(
