@@ -249,9 +249,11 @@ pub fn train(a: &TrainArgs, progress: &Progress, given: &[String]) -> Result<(),
         every: a.checkpoint_every,
         resume_from: a.resume.clone(),
     };
+    let mut trainer = Trainer::new();
+    warn_empty_classes(&*trainer.dataset(&cfg)?);
     let result = {
         let mut rp = RunProgress::new(progress, &cfg, true);
-        Trainer::new().run_checkpointed(&cfg, &mut |p| rp.event(p), &ckpt)?
+        trainer.run_checkpointed(&cfg, &mut |p| rp.event(p), &ckpt)?
     };
     let human = describe(&cfg, &result);
     let line = RunRecord::new(&cfg, result, None).to_line();
@@ -264,6 +266,23 @@ pub fn train(a: &TrainArgs, progress: &Progress, given: &[String]) -> Result<(),
     } else {
         emit(&human)
     }
+}
+
+/// Warns on stderr when label ids leave classes without a training example.
+pub fn warn_empty_classes(data: &widealign_data::Dataset) {
+    let empty = data.empty_classes();
+    if empty.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = empty.iter().take(8).map(|c| c.to_string()).collect();
+    eprintln!(
+        "widealign: warning: {}: {} of its {} classes have no training example (labels {}{}); label ids are class indices, so sparse ids make empty classes",
+        data.name,
+        empty.len(),
+        data.classes().unwrap_or(0),
+        shown.join(", "),
+        if empty.len() > shown.len() { ", ..." } else { "" }
+    );
 }
 
 /// Fails early (exit 2) when `path`'s folder does not exist, before any training.
@@ -344,6 +363,8 @@ pub fn sweep(a: &SweepArgs, progress: &Progress) -> Result<(), CliError> {
             "must be at least 1 step",
         ));
     }
+    let mine: Vec<TrainConfig> = shard.runs(runs.len()).map(|i| runs[i].clone()).collect();
+    widealign_experiments::memory::check_runs(&mine, !a.no_checkpoints)?;
     let mut ckdir = a.out.clone().into_os_string();
     ckdir.push(".checkpoints");
     let ckdir = PathBuf::from(ckdir);

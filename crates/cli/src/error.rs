@@ -248,11 +248,10 @@ impl From<ExperimentError> for CliError {
                 CliError::Preempted(m) => CliError::Preempted(format!("run #{index}: {m}")),
             },
             ExperimentError::Interrupted => CliError::Interrupted,
-            ExperimentError::Preempted { path } => CliError::Preempted(format!(
-                "stopped; checkpoint saved to {}; continue with --resume {}",
-                path.display(),
-                path.display()
-            )),
+            ExperimentError::Preempted { ref path, .. } => {
+                CliError::Preempted(format!("{e}; continue with --resume {}", path.display()))
+            }
+            ExperimentError::TooBig(t) => CliError::Usage(t.to_string()),
             ExperimentError::Rules(r) => r.into(),
             ExperimentError::Data(d) => d.into(),
             ExperimentError::Model(m) => m.into(),

@@ -1544,3 +1544,125 @@ fn published_results_resume_without_training() {
     resume_published("", "digits");
     resume_published("fashion-mnist", "fashion-mnist");
 }
+
+#[test]
+fn requests_that_cannot_fit_are_refused_with_the_estimate_against_available_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = run_in(d, &["train", "--width", "10000000"], &[]);
+    assert_bad_input(&o, "width 10000000");
+    let err = stderr(&o);
+    assert!(
+        err.contains("needs about 800.1 TB") && err.contains("MemAvailable"),
+        "{err}"
+    );
+    std::fs::write(
+        d.join("g.toml"),
+        "[grid]\nwidth = [64, 3000000]\n[base]\nepochs = 1\n",
+    )
+    .unwrap();
+    assert_bad_input(
+        &run_in(d, &["sweep", "--config", "g.toml", "--out", "r.jsonl"], &[]),
+        "width 3000000",
+    );
+    assert!(!d.join("r.jsonl").exists(), "refused before the first run");
+    assert_bad_input(
+        &run_in(d, &["align", "--widths", "64,2000000"], &[]),
+        "shadow accumulator",
+    );
+    assert_bad_input(
+        &run_in(
+            d,
+            &[
+                "dynamics",
+                "--dataset",
+                "teacher",
+                "--train-size",
+                "64",
+                "--widths",
+                "64,5000000",
+            ],
+            &[],
+        ),
+        "dynamics (widths up to 5000000",
+    );
+    std::fs::write(d.join("x.csv"), "0.5\n".repeat(200_000)).unwrap();
+    assert_bad_input(
+        &run_in(d, &["ntk", "--inputs", "x.csv", "--json"], &[]),
+        "--inputs: ntk (200000 inputs) needs about",
+    );
+}
+
+/// Writes an IDX folder of 2x2 images whose training labels are `labels`.
+fn write_idx(dir: &Path, labels: &[u8]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let images = |n: usize| {
+        let mut b = vec![0, 0, 8, 3];
+        for d in [n as u32, 2, 2] {
+            b.extend(d.to_be_bytes());
+        }
+        b.extend((0..n * 4).map(|i| (i * 37 % 256) as u8));
+        b
+    };
+    let label_file = |l: &[u8]| {
+        let mut b = vec![0, 0, 8, 1];
+        b.extend((l.len() as u32).to_be_bytes());
+        b.extend(l);
+        b
+    };
+    std::fs::write(dir.join("train-images-idx3-ubyte"), images(labels.len())).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), label_file(labels)).unwrap();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), images(4)).unwrap();
+    std::fs::write(
+        dir.join("t10k-labels-idx1-ubyte"),
+        label_file(&[0, 1, 2, 3]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn idx_labels_that_leave_classes_empty_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut labels: Vec<u8> = (0..10).cycle().take(30).collect();
+    labels.push(37);
+    write_idx(&d.join("sparse"), &labels);
+    let args = [
+        "train",
+        "--dataset",
+        "idx:sparse",
+        "--width",
+        "8",
+        "--epochs",
+        "1",
+        "--json",
+    ];
+    let o = run_in(d, &args, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "warning: idx:sparse: 27 of its 38 classes have no training example (labels 10, 11, 12"
+        ),
+        "{err}"
+    );
+    write_idx(
+        &d.join("dense"),
+        &(0..10).cycle().take(30).collect::<Vec<u8>>(),
+    );
+    let o = run_in(
+        d,
+        &[
+            "train",
+            "--dataset",
+            "idx:dense",
+            "--width",
+            "8",
+            "--epochs",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+}

@@ -8,6 +8,7 @@
 //! | [`sweep`] | the sweep engine: a grid of runs from a TOML file, shards (`I/N` or a Slurm array), resumable JSON-lines results |
 //! | [`align`] | the alignment run: a training run with the NTK crate's shadow Align-zero accumulator hooked into its steps, then the per-layer alignment |
 //! | [`dynamics`] | the layerwise dynamics experiment on a dataset loaded by name |
+//! | [`memory`] | peak-memory checks of runs before they allocate |
 //! | [`reproduce`] | a whole plan into one resumable results file, and its typed contents for a report |
 //! | [`record`], [`config`], [`results`] | one run's JSON record, a config's identity, the JSON-lines file |
 //! | [`Trainer`] | a [`TrainConfig`](widealign_rules::TrainConfig) in, a [`TrainResult`](widealign_rules::TrainResult) out (datasets loaded and cached) |
@@ -48,6 +49,7 @@ pub mod align;
 pub mod config;
 pub mod dynamics;
 mod error;
+pub mod memory;
 pub mod plan;
 pub mod record;
 pub mod reproduce;

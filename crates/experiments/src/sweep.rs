@@ -704,7 +704,7 @@ pub fn run_sweep<E: RunExecutor + ?Sized>(
                 summary.interrupted = true;
                 break;
             }
-            Err(ExperimentError::Preempted { path }) => {
+            Err(ExperimentError::Preempted { path, .. }) => {
                 summary.interrupted = true;
                 summary.checkpoint = Some(path);
                 break;

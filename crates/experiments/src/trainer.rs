@@ -113,6 +113,7 @@ impl Trainer {
         ckpt: &Checkpointing,
     ) -> Result<TrainResult, ExperimentError> {
         let data = self.dataset(cfg)?;
+        crate::memory::check_run(cfg, &data, ckpt.active())?;
         let halt = AtomicBool::new(false);
         let progress = |p: &Progress<'_>| {
             if !observer(p) {

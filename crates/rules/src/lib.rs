@@ -59,7 +59,9 @@ mod train;
 mod trainable;
 
 pub use checkpoint::{check_resumable, checkpoint_config, Checkpointing};
-pub use config::{EpochRecord, ModelKind, OptimizerChoice, ParamKind, TrainConfig, TrainResult};
+pub use config::{
+    DataShape, EpochRecord, ModelKind, OptimizerChoice, ParamKind, TrainConfig, TrainResult,
+};
 pub use driver::{
     Callbacks, Progress, ProgressFn, StepBatch, StepHookFn, StepView, DIVERGENCE_FACTOR,
 };
