@@ -226,6 +226,9 @@ wait \$!; rc=\$?
 # a trapped signal interrupts wait: wait for widealign itself
 while kill -0 \$! 2>/dev/null; do wait \$!; rc=\$?; done
 echo "widealign exit status \$rc"
+# 75: stopped with a checkpoint (time limit, preemption): ask for a requeue; when Slurm is
+# already requeueing the job (scontrol requeue, preemption) this request is refused, harmlessly
+if [[ \$rc == 75 ]]; then scontrol requeue "\$SLURM_JOB_ID" 2>&1 || echo "requeue request refused: Slurm is already requeueing the job"; fi
 exit \$rc
 EOF
 RAYON_NUM_THREADS=1 "$BIN" --quiet "${TRAIN[@]}" --json >uninterrupted.json
@@ -245,7 +248,7 @@ for _ in $(seq 1200); do
   sleep 0.1
 done
 scontrol requeue "$tjid" || fail "(b) scontrol requeue $tjid failed"
-say "(b) requeued job $tjid (its last periodic checkpoint: step $(steps_of train.safetensors))"
+say "(b) requeued job $tjid (its checkpoint is at step $(steps_of train.safetensors))"
 # Slurm holds a requeued job (PENDING, reason BeginTime) for about two minutes; a real cluster
 # waits, this test releases it at once
 for _ in $(seq 100); do
