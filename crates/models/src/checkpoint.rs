@@ -161,14 +161,7 @@ fn write_checkpoint<T: Float>(
             ),
         ));
     }
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| bad(path, "path has no file name"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = temp_path(path)?;
     let mut write = || -> std::io::Result<()> {
         let mut w = BufWriter::new(File::create(&tmp)?);
         w.write_all(MAGIC)?;
@@ -188,6 +181,19 @@ fn write_checkpoint<T: Float>(
         let _ = std::fs::remove_file(&tmp);
         io_err(path, e)
     })
+}
+
+/// The temporary file beside `path` an atomic save writes first (then renames): hidden,
+/// named after the target and this process.
+pub(crate) fn temp_path(path: &Path) -> Result<PathBuf, ModelError> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| bad(path, "path has no file name"))?;
+    Ok(path.with_file_name(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    )))
 }
 
 /// The parsed header of a checkpoint, with the file open at the start of the payload.

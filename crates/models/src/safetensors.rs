@@ -229,14 +229,7 @@ pub fn write<T: Float>(
         at..at + placeholder.len(),
         &format!("\"{CHECKSUM_PREFIX}{:016x}\"", hash.0),
     );
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| bad(path, "path has no file name"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = crate::checkpoint::temp_path(path)?;
     let write = || -> std::io::Result<()> {
         let mut w = BufWriter::new(File::create(&tmp)?);
         w.write_all(&(text.len() as u64).to_le_bytes())?;

@@ -245,6 +245,21 @@ pub(crate) fn run(
     let test_ref = history[0].test_loss.max(1e-12);
     let shuffles = SeedStream::new(cfg.seed).child("shuffle");
     let every = ckpt.as_ref().and_then(|c| c.every);
+    // The run's position for a checkpoint, from the loop's state.
+    macro_rules! position {
+        ($epochs_done:expr, $batches_done:expr, $loss_sum:expr, $finished:expr) => {
+            Position {
+                epochs_done: $epochs_done,
+                batches_done: $batches_done,
+                loss_sum: $loss_sum,
+                steps,
+                history: &history,
+                diverged_epoch,
+                finished: $finished,
+                seconds: elapsed(),
+            }
+        };
+    }
     'epochs: for epoch in first_epoch..=cfg.epochs {
         if diverged_epoch.is_some() {
             break;
@@ -260,16 +275,7 @@ pub(crate) fn run(
         for (s, rows) in preprocess::batches(&order, batch).enumerate().skip(skip) {
             if callbacks.stop.is_some_and(|f| f.load(Ordering::Relaxed)) {
                 if let Some(c) = &ckpt {
-                    let at = Position {
-                        epochs_done: epoch - 1,
-                        batches_done: s,
-                        loss_sum,
-                        steps,
-                        history: &history,
-                        diverged_epoch,
-                        finished: false,
-                        seconds: elapsed(),
-                    };
+                    let at = position!(epoch - 1, s, loss_sum, false);
                     c.save(cfg, task, &at)?;
                     return Err(RulesError::Preempted {
                         epoch,
@@ -313,16 +319,7 @@ pub(crate) fn run(
             }
             if every.is_some_and(|k| steps % k == 0) {
                 if let Some(c) = &ckpt {
-                    let at = Position {
-                        epochs_done: epoch - 1,
-                        batches_done: s + 1,
-                        loss_sum,
-                        steps,
-                        history: &history,
-                        diverged_epoch,
-                        finished: false,
-                        seconds: elapsed(),
-                    };
+                    let at = position!(epoch - 1, s + 1, loss_sum, false);
                     c.save(cfg, task, &at)?;
                 }
             }
@@ -349,31 +346,13 @@ pub(crate) fn run(
             p(&Progress::Epoch(history.last().expect("just pushed")));
         }
         if let (Some(c), None, true) = (&ckpt, every, epoch < cfg.epochs) {
-            let at = Position {
-                epochs_done: epoch,
-                batches_done: 0,
-                loss_sum: 0.0,
-                steps,
-                history: &history,
-                diverged_epoch,
-                finished: false,
-                seconds: elapsed(),
-            };
+            let at = position!(epoch, 0, 0.0, false);
             c.save(cfg, task, &at)?;
         }
     }
     let last = history.last().expect("epoch 0 is always recorded").clone();
     if let Some(c) = &ckpt {
-        let at = Position {
-            epochs_done: last.epoch,
-            batches_done: 0,
-            loss_sum: 0.0,
-            steps,
-            history: &history,
-            diverged_epoch,
-            finished: true,
-            seconds: elapsed(),
-        };
+        let at = position!(last.epoch, 0, 0.0, true);
         c.save(cfg, task, &at)?;
     }
     let best_test_loss = history
