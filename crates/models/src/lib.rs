@@ -54,7 +54,7 @@ pub use mlp::{
     Pathway, Signals, Trace,
 };
 pub use network::{FeedbackPath, Network};
-pub use optim::{Optimizer, OptimizerKind};
+pub use optim::{MomentsOwned, MomentsView, Optimizer, OptimizerKind};
 pub use rnn::{
     rnn_backward_signals, rnn_backward_signals_into, rnn_gradients, rnn_gradients_into, Rnn,
     RnnFeedback, RnnGrads, RnnPathway, RnnSignals, RnnTrace,

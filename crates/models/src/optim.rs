@@ -110,6 +110,12 @@ impl std::fmt::Display for OptimizerKind {
     }
 }
 
+/// One tensor's Adam state for checkpoints: step count `t`, first moment `m`, second moment `v`.
+pub type MomentsView<'a, T> = (u64, &'a [T], &'a [T]);
+
+/// [`MomentsView`] owned (e.g. read back from a checkpoint).
+pub type MomentsOwned<T> = (u64, Vec<T>, Vec<T>);
+
 /// Adam's per-tensor state.
 #[derive(Clone, Debug, PartialEq)]
 struct Moments<T> {
@@ -147,7 +153,7 @@ impl<T: Float> Optimizer<T> {
     /// Adam's state per tensor slot, for checkpoints: `Some((t, m, v))` (step count, first and
     /// second moments) for every tensor updated at least once, `None` otherwise (and for SGD,
     /// which keeps no state). Slots beyond the last updated tensor may be missing.
-    pub fn moments(&self) -> Vec<Option<(u64, &[T], &[T])>> {
+    pub fn moments(&self) -> Vec<Option<MomentsView<'_, T>>> {
         self.state
             .iter()
             .map(|s| s.as_ref().map(|s| (s.t, s.m.as_slice(), s.v.as_slice())))
@@ -162,7 +168,7 @@ impl<T: Float> Optimizer<T> {
     /// length or state is given for plain SGD.
     pub fn restore_moments(
         &mut self,
-        state: Vec<Option<(u64, Vec<T>, Vec<T>)>>,
+        state: Vec<Option<MomentsOwned<T>>>,
     ) -> Result<(), ModelError> {
         let bad = |reason: String| ModelError::InvalidSpec {
             field: "optimizer".into(),

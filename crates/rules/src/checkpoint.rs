@@ -1,7 +1,7 @@
 //! Mid-run training checkpoints: stop a run anywhere (a kill, a preemption, a time limit) and
 //! continue it later with a bit-identical result.
 //!
-//! A checkpoint is one [safetensors](widealign_models::safetensors) file, written atomically
+//! A checkpoint is one [`widealign_models::safetensors`] file, written atomically
 //! (temporary file, fsync, rename). Its tensors are what a PyTorch or JAX user loads directly:
 //!
 //! | tensor | content |
@@ -10,7 +10,7 @@
 //! | `adam.m.<name>`, `adam.v.<name>` | Adam's first and second moments (only tensors Adam has updated) |
 //!
 //! and its string metadata holds the rest (`format` = [`CHECKPOINT_FORMAT`], `version` =
-//! [`CHECKPOINT_VERSION`], `state` = a JSON [`TrainState`], `checksum`):
+//! [`CHECKPOINT_VERSION`], `state` = the JSON training state, `checksum`):
 //!
 //! * the run's [`TrainConfig`] (f64 fields also as exact bit patterns);
 //! * a fingerprint of the training data (examples, input and target values), so a checkpoint
