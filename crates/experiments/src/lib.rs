@@ -10,6 +10,7 @@
 //! | [`dynamics`] | the layerwise dynamics experiment on a dataset loaded by name |
 //! | [`memory`] | peak-memory checks of runs before they allocate |
 //! | [`reproduce`] | a whole plan into one resumable results file, and its typed contents for a report |
+//! | [`stats`] | the mean of a cell's seeds with its 95% t interval, and when two cells differ |
 //! | [`record`], [`config`], [`results`] | one run's JSON record, a config's identity, the JSON-lines file |
 //! | [`Trainer`] | a [`TrainConfig`](widealign_rules::TrainConfig) in, a [`TrainResult`](widealign_rules::TrainResult) out (datasets loaded and cached) |
 //!
@@ -54,6 +55,7 @@ pub mod plan;
 pub mod record;
 pub mod reproduce;
 pub mod results;
+pub mod stats;
 pub mod sweep;
 #[cfg(test)]
 mod testutil;
