@@ -24,7 +24,8 @@ Examples:
   widealign ntk --inputs x.csv --depth 2 --activation relu --json
 
 Exit status: 0 success (a diverged run is a result), 2 bad usage or bad input (one line naming
-the flag, file or line), 1 other failures, 130 interrupted by Ctrl-C.";
+the flag, file or line), 1 other failures, 75 stopped by SIGTERM/SIGINT after saving a
+checkpoint (rerun with --resume; see docs/cluster.md), 130 interrupted without a checkpoint.";
 
 /// Train wide networks with backprop-free learning rules and check the NTK theory.
 #[derive(Debug, Parser)]
@@ -49,7 +50,13 @@ Example:
 
 With --json the last stdout line is one JSON object with rule, width, depth, seed, epochs,
 train_loss, test_loss, test_accuracy, best_test_loss, diverged, diverged_epoch, seconds, config
-and the per-epoch history. A diverged run exits 0 with \"diverged\": true.")]
+and the per-epoch history. A diverged run exits 0 with \"diverged\": true.
+
+Preemption:
+  widealign train ... --checkpoint run.safetensors --checkpoint-every 500
+  widealign train --resume run.safetensors --json     # same record as the uninterrupted run
+On SIGTERM or SIGINT a run with a checkpoint saves it at the next step boundary and exits 75;
+a second signal exits at once (130).")]
     Train(TrainArgs),
     /// Run a grid of training runs from a TOML file into a JSON-lines file (resumable, shardable).
     #[command(after_help = "\
@@ -328,6 +335,18 @@ pub struct TrainArgs {
     /// Print the result as one JSON object on the last stdout line.
     #[arg(long)]
     pub json: bool,
+    /// Save mid-run checkpoints (safetensors) to PATH, replaced atomically: once per epoch (or
+    /// every --checkpoint-every steps), at the end, and on SIGTERM/SIGINT (then exit 75).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints (default: once per epoch).
+    #[arg(long, value_name = "N", requires = "checkpoint")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the run saved in the checkpoint PATH (and keep checkpointing to it unless
+    /// --checkpoint names another file). Flags repeated from the original run must agree with
+    /// it; only --epochs may be raised.
+    #[arg(long, value_name = "PATH")]
+    pub resume: Option<PathBuf>,
 }
 
 /// Which part of a sweep this process runs.
@@ -391,6 +410,14 @@ pub struct SweepArgs {
     /// List the runs of this shard (one JSON config per line) without running them.
     #[arg(long)]
     pub dry_run: bool,
+    /// Steps between mid-run checkpoints of each run (default: once per epoch). Checkpoints
+    /// live in OUT.checkpoints/run-<index>.safetensors until the run's line is written;
+    /// --resume continues unfinished runs from them.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Do not write mid-run checkpoints (--resume then restarts unfinished runs).
+    #[arg(long, conflicts_with = "checkpoint_every")]
+    pub no_checkpoints: bool,
     /// Print a JSON summary as the last stdout line.
     #[arg(long)]
     pub json: bool,

@@ -1,15 +1,17 @@
 //! `train` and `sweep`: flag handling, progress display and output around the experiments
 //! library ([`Trainer::run`], [`run_sweep`]).
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use widealign_experiments::config::{key, label};
 use widealign_experiments::results;
 use widealign_experiments::sweep::{
-    run_sweep, RunExecutor, Shard, SweepEvent, SweepPlan, SweepSpec,
+    run_sweep, RunExecutor, Shard, SweepCheckpoints, SweepEvent, SweepPlan, SweepSpec,
 };
 use widealign_experiments::{ExperimentError, Observer, RunRecord, Trainer};
-use widealign_rules::{Progress as RunReport, TrainConfig, TrainResult};
+use widealign_models::ModelError;
+use widealign_rules::{Checkpointing, Progress as RunReport, RulesError, TrainConfig, TrainResult};
 
 use crate::cli::{ShardArg, SweepArgs, TrainArgs};
 use crate::config;
@@ -164,8 +166,25 @@ impl RunExecutor for CliExecutor<'_> {
         cfg: &TrainConfig,
         observer: &mut Observer<'_>,
     ) -> Result<TrainResult, ExperimentError> {
+        self.execute_checkpointed(cfg, observer, &Checkpointing::default())
+    }
+
+    fn execute_checkpointed(
+        &mut self,
+        cfg: &TrainConfig,
+        observer: &mut Observer<'_>,
+        ckpt: &Checkpointing,
+    ) -> Result<TrainResult, ExperimentError> {
+        if let Some(path) = &ckpt.resume_from {
+            self.progress.log(&format!(
+                "{}: continuing from the checkpoint {}",
+                label(cfg),
+                path.display()
+            ));
+        }
         let mut rp = RunProgress::new(self.progress, cfg, false);
-        self.trainer.run(cfg, &mut |p| rp.event(p) && observer(p))
+        self.trainer
+            .run_checkpointed(cfg, &mut |p| rp.event(p) && observer(p), ckpt)
     }
 
     fn event(&mut self, event: &SweepEvent<'_>) {
@@ -173,20 +192,68 @@ impl RunExecutor for CliExecutor<'_> {
     }
 }
 
-/// `widealign train`.
-pub fn train(a: &TrainArgs, progress: &Progress) -> Result<(), CliError> {
-    let cfg = TrainConfig {
+/// The run `widealign train` trains: from the flags, or — with `--resume` — the checkpoint's
+/// settings with the flags typed on the command line (`given`) laid over them, so that
+/// `train --resume PATH` alone continues the run and a repeated flag that disagrees is
+/// refused by the library's check (only `--epochs` may grow).
+fn train_config(a: &TrainArgs, given: &[String]) -> Result<TrainConfig, CliError> {
+    let flags = TrainConfig {
         rule: a.rule,
         width: a.width,
         ..config::from_flags(&a.model, &a.data, &a.optim)
     };
+    let Some(path) = &a.resume else {
+        return Ok(flags);
+    };
+    let saved = widealign_rules::checkpoint_config(path).map_err(|e| match e {
+        RulesError::Model(ModelError::Io { source, .. }) => CliError::flag(
+            "--resume",
+            format!("cannot read {}: {source}", path.display()),
+        ),
+        other => CliError::from(other),
+    })?;
+    let typed = |flag: &str| given.iter().any(|g| g == flag);
+    let mut cfg = saved;
+    macro_rules! overlay {
+        ($($field:ident),*) => {$(
+            if typed(stringify!($field)) {
+                cfg.$field = flags.$field.clone();
+            }
+        )*};
+    }
+    overlay!(
+        model, dataset, rule, depth, width, activation, param, optimizer, lr, batch_size, epochs,
+        train_size, w_std, b_std, seed
+    );
+    Ok(cfg)
+}
+
+/// `widealign train`. `given` names the flags typed on the command line.
+pub fn train(a: &TrainArgs, progress: &Progress, given: &[String]) -> Result<(), CliError> {
+    let cfg = train_config(a, given)?;
     config::validate(&cfg)?;
     if let Some(out) = &a.out {
         crate::fsutil::check_writable(out, "--out")?;
     }
+    if let Some(path) = &a.checkpoint {
+        crate::fsutil::check_writable(path, "--checkpoint")?;
+    }
+    if a.checkpoint_every == Some(0) {
+        return Err(CliError::flag(
+            "--checkpoint-every",
+            "must be at least 1 step",
+        ));
+    }
+    let ckpt = Checkpointing {
+        save_to: a.checkpoint.clone(),
+        every: a.checkpoint_every,
+        resume_from: a.resume.clone(),
+    };
+    let mut trainer = Trainer::new();
+    warn_empty_classes(&*trainer.dataset(&cfg)?);
     let result = {
         let mut rp = RunProgress::new(progress, &cfg, true);
-        Trainer::new().run(&cfg, &mut |p| rp.event(p))?
+        trainer.run_checkpointed(&cfg, &mut |p| rp.event(p), &ckpt)?
     };
     let human = describe(&cfg, &result);
     let line = RunRecord::new(&cfg, result, None).to_line();
@@ -199,6 +266,23 @@ pub fn train(a: &TrainArgs, progress: &Progress) -> Result<(), CliError> {
     } else {
         emit(&human)
     }
+}
+
+/// Warns on stderr when label ids leave classes without a training example.
+pub fn warn_empty_classes(data: &widealign_data::Dataset) {
+    let empty = data.empty_classes();
+    if empty.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = empty.iter().take(8).map(|c| c.to_string()).collect();
+    eprintln!(
+        "widealign: warning: {}: {} of its {} classes have no training example (labels {}{}); label ids are class indices, so sparse ids make empty classes",
+        data.name,
+        empty.len(),
+        data.classes().unwrap_or(0),
+        shown.join(", "),
+        if empty.len() > shown.len() { ", ..." } else { "" }
+    );
 }
 
 /// One human-readable line about a finished run.
@@ -248,12 +332,27 @@ pub fn sweep(a: &SweepArgs, progress: &Progress) -> Result<(), CliError> {
         return Ok(());
     }
     crate::fsutil::check_writable(&a.out, "--out")?;
+    if a.checkpoint_every == Some(0) {
+        return Err(CliError::flag(
+            "--checkpoint-every",
+            "must be at least 1 step",
+        ));
+    }
+    let mine: Vec<TrainConfig> = shard.runs(runs.len()).map(|i| runs[i].clone()).collect();
+    widealign_experiments::memory::check_runs(&mine, !a.no_checkpoints)?;
+    let mut ckdir = a.out.clone().into_os_string();
+    ckdir.push(".checkpoints");
+    let ckdir = PathBuf::from(ckdir);
     let plan = SweepPlan {
         runs: &runs,
         shard,
         out: &a.out,
         resume: a.resume,
         experiment: None,
+        checkpoints: (!a.no_checkpoints).then_some(SweepCheckpoints {
+            dir: &ckdir,
+            every: a.checkpoint_every,
+        }),
     };
     let mut exec = CliExecutor {
         trainer: Trainer::new(),
@@ -274,6 +373,12 @@ pub fn sweep(a: &SweepArgs, progress: &Progress) -> Result<(), CliError> {
     ));
     if a.json {
         emit(&serde_json::to_string(&summary).unwrap_or_default())?;
+    }
+    if let Some(path) = &summary.checkpoint {
+        return Err(CliError::Preempted(format!(
+            "sweep stopped; the run in progress saved {}; continue with the same command and --resume",
+            path.display()
+        )));
     }
     if summary.interrupted {
         return Err(CliError::Interrupted);

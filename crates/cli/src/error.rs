@@ -1,5 +1,6 @@
 //! The CLI's error type: every crate's error enum converts into [`CliError`], whose kind decides
-//! the exit status (2 for bad usage or bad input, 1 for other failures, 130 for Ctrl-C).
+//! the exit status (2 for bad usage or bad input, 1 for other failures, 75 for a signal after
+//! a checkpoint was saved, 130 for Ctrl-C without one).
 //!
 //! The library crates name a bad option by its field (`train_size`, `lr`, `w_std`); the
 //! conversions here spell it as the flag that sets it ([`field_to_flag`]: `--train-size`,
@@ -35,7 +36,15 @@ pub enum CliError {
     /// The user pressed Ctrl-C; output files hold only whole lines (exit 130).
     #[error("interrupted by Ctrl-C; results files hold only complete lines (a sweep or reproduce continues with --resume)")]
     Interrupted,
+    /// A signal stopped the run after it saved a checkpoint (exit [`EXIT_PREEMPTED`]); the
+    /// message says how to continue.
+    #[error("{0}")]
+    Preempted(String),
 }
+
+/// Exit status of a command stopped by SIGTERM/SIGINT after saving a checkpoint: 75
+/// (`EX_TEMPFAIL` of sysexits.h, "try again later"), which a job script can requeue on.
+pub const EXIT_PREEMPTED: i32 = 75;
 
 impl CliError {
     /// The process exit status for this error.
@@ -44,6 +53,7 @@ impl CliError {
             CliError::Usage(_) | CliError::Input(_) => 2,
             CliError::Failure(_) => 1,
             CliError::Interrupted => 130,
+            CliError::Preempted(_) => EXIT_PREEMPTED,
         }
     }
 
@@ -186,6 +196,19 @@ impl From<RulesError> for CliError {
     fn from(e: RulesError) -> Self {
         match e {
             RulesError::Interrupted { .. } => CliError::Interrupted,
+            RulesError::Preempted { ref path, .. } => CliError::Preempted(format!(
+                "{e}; continue with --resume {}",
+                path.display()
+            )),
+            RulesError::CheckpointMismatch {
+                ref field,
+                ref saved,
+                ref requested,
+            } => CliError::flag(
+                &field_to_flag(field),
+                format!("{requested} differs from the checkpoint's {saved} (a resumed run keeps its settings; only --epochs may be raised)"),
+            ),
+            RulesError::CheckpointData { .. } => CliError::flag("--resume", e),
             RulesError::Data(d) => d.into(),
             RulesError::Model(m) => m.into(),
             // the library says which model fits; the flag that chooses it is --model
@@ -224,8 +247,13 @@ impl From<ExperimentError> for CliError {
                 CliError::Input(m) => CliError::Input(format!("run #{index}: {m}")),
                 CliError::Failure(m) => CliError::Failure(format!("run #{index}: {m}")),
                 CliError::Interrupted => CliError::Interrupted,
+                CliError::Preempted(m) => CliError::Preempted(format!("run #{index}: {m}")),
             },
             ExperimentError::Interrupted => CliError::Interrupted,
+            ExperimentError::Preempted { ref path, .. } => {
+                CliError::Preempted(format!("{e}; continue with --resume {}", path.display()))
+            }
+            ExperimentError::TooBig(t) => CliError::Usage(t.to_string()),
             ExperimentError::Rules(r) => r.into(),
             ExperimentError::Data(d) => d.into(),
             ExperimentError::Model(m) => m.into(),

@@ -106,6 +106,13 @@ pub fn align_cmd(a: &AlignArgs, progress: &Progress) -> Result<(), CliError> {
     };
     config::validate(&base)?;
     let mut trainer = Trainer::new();
+    for &width in &a.widths.0 {
+        let cfg = TrainConfig {
+            width,
+            ..base.clone()
+        };
+        widealign_experiments::align::check_memory(&cfg, &mut trainer)?;
+    }
     let mut report = AlignReport::new();
     let mut extra: Vec<(f64, Option<f64>, bool)> = Vec::new();
     for &width in &a.widths.0 {

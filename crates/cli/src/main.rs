@@ -12,7 +12,8 @@
 //! report rendering.
 //!
 //! Exit status: 0 success (a diverged run is a result), 2 bad usage or bad input (one stderr
-//! line naming the flag, file or line), 1 other failures, 130 interrupted by Ctrl-C.
+//! line naming the flag, file or line), 1 other failures, 75 stopped by a signal after saving a
+//! checkpoint (continue with `--resume`), 130 interrupted without a checkpoint.
 
 mod bench;
 mod cli;
@@ -34,7 +35,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{BenchCommand, Cli, Command};
 use crate::error::CliError;
@@ -46,12 +48,24 @@ static CTRL_C_PRESSES: AtomicUsize = AtomicUsize::new(0);
 
 fn main() -> ExitCode {
     install_panic_hook();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(v) => v,
         Err(e) => return clap_exit(e),
     };
     let progress = Progress::from_flags(cli.quiet);
-    match dispatch(cli.command, &progress) {
+    let given: Vec<String> = matches
+        .subcommand()
+        .map(|(_, sub)| {
+            sub.ids()
+                .filter(|id| sub.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+                .map(|id| id.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    match dispatch(cli.command, &progress, &given) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("widealign: {}", e.one_line());
@@ -60,11 +74,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(command: Command, progress: &Progress) -> Result<(), CliError> {
+/// Runs `command`; `given` names the flags typed on the command line (not defaulted).
+fn dispatch(command: Command, progress: &Progress, given: &[String]) -> Result<(), CliError> {
     match command {
         Command::Train(a) => {
             install_ctrl_c(progress);
-            commands::train(&a, progress)
+            commands::train(&a, progress, given)
         }
         Command::Sweep(a) => {
             install_ctrl_c(progress);
@@ -98,8 +113,10 @@ pub fn emit(s: &str) -> Result<(), CliError> {
     }
 }
 
-/// Ctrl-C once: set [`STOP`] so the current unit of work finishes or is dropped cleanly.
-/// Twice: exit at once with status 130 — but never in the middle of a results line.
+/// The first SIGINT (Ctrl-C), SIGTERM (what Slurm sends before preemption or at the time
+/// limit) or SIGHUP sets [`STOP`], so the current unit of work finishes or is dropped cleanly
+/// — a run with a checkpoint saves it at the next step boundary and the command exits 75.
+/// A second signal exits at once with status 130 — but never in the middle of a results line.
 fn install_ctrl_c(progress: &Progress) {
     let quiet = progress.mode() == progress::Mode::Quiet;
     let _ = ctrlc::set_handler(move || {
@@ -108,7 +125,7 @@ fn install_ctrl_c(progress: &Progress) {
         if n == 0 {
             if !quiet {
                 eprintln!(
-                    "widealign: stopping after the current step (results so far are kept; Ctrl-C again to quit now)"
+                    "widealign: stopping after the current step (a run with a checkpoint saves it; results so far are kept; signal again to quit now)"
                 );
             }
         } else {

@@ -137,6 +137,7 @@ pub fn ntk(a: &NtkArgs, progress: &Progress) -> Result<(), CliError> {
                 return Err(CliError::flag("--seq-len", "applies to --model rnn only"));
             }
             let x = read_numeric_csv(inputs)?;
+            check_kernel_memory(x.nrows(), a.depth + 1)?;
             let spec = kernel_spec(
                 x.ncols(),
                 a.depth,
@@ -146,7 +147,11 @@ pub fn ntk(a: &NtkArgs, progress: &Progress) -> Result<(), CliError> {
             );
             analytic_ntk(&x, &NtkConfig::new(spec))?
         }
-        ModelKind::Rnn => rnn_ntk(a, inputs, &read_numeric_csv(inputs)?)?,
+        ModelKind::Rnn => {
+            let x = read_numeric_csv(inputs)?;
+            check_kernel_memory(x.nrows(), a.seq_len.unwrap_or(1) + 1)?;
+            rnn_ntk(a, inputs, &x)?
+        }
     };
     if a.json {
         let s = serde_json::to_string(&report).map_err(|e| CliError::Failure(e.to_string()))?;
@@ -167,6 +172,19 @@ pub fn ntk(a: &NtkArgs, progress: &Progress) -> Result<(), CliError> {
         table("NTK", &report.ntk),
         report.seconds
     ))
+}
+
+/// Refuses (exit 2) kernels of `n` inputs whose `layers` per-layer `n × n` NNGP and NTK
+/// matrices (f64, plus the two JSON-ready copies) cannot fit in the available memory.
+fn check_kernel_memory(n: usize, layers: usize) -> Result<(), CliError> {
+    let n = n as f64;
+    let mut e = widealign_tensor::memory::Estimate::new(format!("ntk ({n} inputs)"));
+    e.add(
+        "per-layer kernel matrices",
+        layers as f64 * 2.0 * n * n * 8.0,
+    )
+    .add("output kernels", 2.0 * 2.0 * n * n * 8.0);
+    e.check().map_err(|t| CliError::flag("--inputs", t))
 }
 
 /// `widealign bench ntk`: the output NTK of `n` Gaussian inputs with itself.

@@ -826,20 +826,269 @@ fn ctrl_c_stops_a_sweep_with_only_whole_lines() {
     assert!(killed.success());
     let o = child.wait_with_output().unwrap();
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(130), "{err}");
+    // the run in progress saved its checkpoint: the documented requeue status
+    assert_eq!(o.status.code(), Some(75), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("r.jsonl.checkpoints/run-"), "{err}");
     let n = std::fs::read_to_string(&out).unwrap().lines().count();
     assert!(n < 12);
     assert_complete_and_unique(&out, n);
     let o = run_in(
         d,
         &[
-            "sweep", "--config", "s.toml", "--out", "r.jsonl", "--resume",
+            "sweep", "--config", "s.toml", "--out", "r.jsonl", "--resume", "--json",
         ],
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["resumed_from_checkpoint"], 1);
+    assert!(stderr(&o).contains("continuing from the checkpoint"));
     assert_complete_and_unique(&out, 12);
+}
+
+/// A train run slow enough (a few seconds) to be killed mid-way.
+const SLOW_TRAIN: &[&str] = &[
+    "train",
+    "--dataset",
+    "digits",
+    "--width",
+    "384",
+    "--epochs",
+    "3",
+    "--train-size",
+    "800",
+    "--batch-size",
+    "8",
+    "--rule",
+    "align-ada",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "0.002",
+    "--json",
+    "--quiet",
+];
+
+/// The record without timings.
+fn timeless(mut v: Value) -> Value {
+    v.as_object_mut().unwrap().remove("seconds");
+    for h in v["history"].as_array_mut().unwrap() {
+        h.as_object_mut().unwrap().remove("seconds");
+    }
+    v
+}
+
+/// The `steps` of the training state in a checkpoint (read as any safetensors reader would).
+fn checkpoint_steps(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let state: Value =
+        serde_json::from_str(header["__metadata__"]["state"].as_str().unwrap()).unwrap();
+    state["steps"].as_u64().unwrap()
+}
+
+/// Waits until the checkpoint `path` has reached `min_steps` steps; false if the child
+/// exited first.
+fn wait_for_checkpoint(child: &mut std::process::Child, path: &Path, min_steps: u64) -> bool {
+    for _ in 0..6000 {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        // the file is replaced by rename, so a read sees one whole checkpoint
+        if path.exists() && checkpoint_steps(path) >= min_steps {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    false
+}
+
+#[test]
+fn train_killed_with_sigkill_at_random_steps_resumes_to_the_uninterrupted_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let whole = run_in(d, SLOW_TRAIN, &[]);
+    assert_eq!(whole.status.code(), Some(0), "{}", stderr(&whole));
+    let whole = timeless(last_json(&whole));
+    let total = whole["steps"].as_u64().unwrap();
+    // kill -9 once the checkpoint has passed pseudo-random steps (a fixed LCG: the same
+    // points every time), each time resuming the killed run
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut positions = Vec::new();
+    let ck = d.join("run.safetensors");
+    let mut target = 0;
+    for _ in 0..3 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        target += 20 + (state >> 33) % (total / 3 - 20);
+        let mut args: Vec<&str> = SLOW_TRAIN.to_vec();
+        args.extend([
+            "--checkpoint",
+            "run.safetensors",
+            "--checkpoint-every",
+            "10",
+        ]);
+        if ck.exists() {
+            args.extend(["--resume", "run.safetensors"]);
+        }
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .current_dir(d)
+            .spawn()
+            .unwrap();
+        let reached = wait_for_checkpoint(&mut child, &ck, target);
+        child.kill().unwrap(); // SIGKILL: no chance to save anything
+        child.wait().unwrap();
+        assert!(reached, "the run ended before step {target}");
+        positions.push(checkpoint_steps(&ck));
+    }
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]) && positions[2] < total,
+        "kill points {positions:?} of {total} steps"
+    );
+    // the resumed run may repeat flags of the original run
+    let o = run_in(
+        d,
+        &[
+            "train",
+            "--resume",
+            "run.safetensors",
+            "--width",
+            "384",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        timeless(last_json(&o)),
+        whole,
+        "killed after steps {positions:?}"
+    );
+}
+
+#[test]
+fn sigterm_saves_a_checkpoint_and_exits_75_then_resume_finishes_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let whole = timeless(last_json(&run_in(d, SLOW_TRAIN, &[])));
+    let mut args: Vec<&str> = SLOW_TRAIN.to_vec();
+    args.retain(|a| *a != "--quiet");
+    args.extend(["--checkpoint", "c.safetensors", "--checkpoint-every", "10"]);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .current_dir(d)
+        .env("WIDEALIGN_PROGRESS", "log")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_checkpoint(
+        &mut child,
+        &d.join("c.safetensors"),
+        50
+    ));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(75), "{err}");
+    assert!(err.contains("checkpoint saved to c.safetensors"), "{err}");
+    assert!(err.contains("--resume c.safetensors"), "{err}");
+    assert!(stdout(&o).is_empty(), "no record for an unfinished run");
+    // saved at the step boundary after the signal
+    let steps = checkpoint_steps(&d.join("c.safetensors"));
+    assert!(steps >= 50 && steps < whole["steps"].as_u64().unwrap());
+    let o = run_in(d, &["train", "--resume", "c.safetensors", "--json"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        timeless(last_json(&o)),
+        whole,
+        "stopped after {steps} steps"
+    );
+}
+
+#[test]
+fn untrusted_checkpoints_and_disagreeing_flags_exit_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = run_in(
+        d,
+        &[
+            "train",
+            "--width",
+            "16",
+            "--epochs",
+            "2",
+            "--train-size",
+            "100",
+            "--batch-size",
+            "20",
+            "--checkpoint",
+            "c.st",
+            "--quiet",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let good = std::fs::read(d.join("c.st")).unwrap();
+    std::fs::write(d.join("cut.st"), &good[..good.len() - 3]).unwrap();
+    let mut flipped = good.clone();
+    let at = good.len() - 50;
+    flipped[at] ^= 0x10;
+    std::fs::write(d.join("flip.st"), &flipped).unwrap();
+    std::fs::write(d.join("text.st"), "not a checkpoint").unwrap();
+    for (file, needle) in [
+        ("cut.st", "truncated"),
+        ("flip.st", "checksum"),
+        ("text.st", "cut.st"),
+        ("missing.st", "--resume"),
+    ] {
+        let needle = if file == "text.st" { "text.st" } else { needle };
+        assert_bad_input(&run_in(d, &["train", "--resume", file], &[]), needle);
+    }
+    assert_bad_input(
+        &run_in(d, &["train", "--resume", "c.st", "--rule", "fa"], &[]),
+        "--rule: fa differs from the checkpoint's bp",
+    );
+    assert_bad_input(
+        &run_in(d, &["train", "--resume", "c.st", "--epochs", "1"], &[]),
+        "--epochs",
+    );
+    assert_bad_input(
+        &run_in(
+            d,
+            &["train", "--resume", "c.st", "--dataset", "teacher"],
+            &[],
+        ),
+        "--dataset",
+    );
+    // a finished run's checkpoint gives its record again; a longer run continues it
+    let o = run_in(
+        d,
+        &["train", "--resume", "c.st", "--epochs", "3", "--json"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["epochs_completed"], 3);
+    assert_bad_input(
+        &run_in(
+            d,
+            &["train", "--checkpoint-every", "0", "--checkpoint", "x.st"],
+            &[],
+        ),
+        "--checkpoint-every",
+    );
+    assert_bad_input(
+        &run_in(d, &["train", "--checkpoint", "nodir/x.st"], &[]),
+        "--checkpoint",
+    );
 }
 
 #[test]
@@ -1552,4 +1801,126 @@ fn predict_finite_time_and_variance() {
     assert_eq!(v["precision"], "f64");
     assert_eq!(v["solver"], "eigendecomposition");
     assert!(v["mean_variance"].as_f64().unwrap() > 0.0, "{v}");
+}
+
+#[test]
+fn requests_that_cannot_fit_are_refused_with_the_estimate_against_available_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = run_in(d, &["train", "--width", "10000000"], &[]);
+    assert_bad_input(&o, "width 10000000");
+    let err = stderr(&o);
+    assert!(
+        err.contains("needs about 800.1 TB") && err.contains("MemAvailable"),
+        "{err}"
+    );
+    std::fs::write(
+        d.join("g.toml"),
+        "[grid]\nwidth = [64, 3000000]\n[base]\nepochs = 1\n",
+    )
+    .unwrap();
+    assert_bad_input(
+        &run_in(d, &["sweep", "--config", "g.toml", "--out", "r.jsonl"], &[]),
+        "width 3000000",
+    );
+    assert!(!d.join("r.jsonl").exists(), "refused before the first run");
+    assert_bad_input(
+        &run_in(d, &["align", "--widths", "64,2000000"], &[]),
+        "shadow accumulator",
+    );
+    assert_bad_input(
+        &run_in(
+            d,
+            &[
+                "dynamics",
+                "--dataset",
+                "teacher",
+                "--train-size",
+                "64",
+                "--widths",
+                "64,5000000",
+            ],
+            &[],
+        ),
+        "dynamics (widths up to 5000000",
+    );
+    std::fs::write(d.join("x.csv"), "0.5\n".repeat(200_000)).unwrap();
+    assert_bad_input(
+        &run_in(d, &["ntk", "--inputs", "x.csv", "--json"], &[]),
+        "--inputs: ntk (200000 inputs) needs about",
+    );
+}
+
+/// Writes an IDX folder of 2x2 images whose training labels are `labels`.
+fn write_idx(dir: &Path, labels: &[u8]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let images = |n: usize| {
+        let mut b = vec![0, 0, 8, 3];
+        for d in [n as u32, 2, 2] {
+            b.extend(d.to_be_bytes());
+        }
+        b.extend((0..n * 4).map(|i| (i * 37 % 256) as u8));
+        b
+    };
+    let label_file = |l: &[u8]| {
+        let mut b = vec![0, 0, 8, 1];
+        b.extend((l.len() as u32).to_be_bytes());
+        b.extend(l);
+        b
+    };
+    std::fs::write(dir.join("train-images-idx3-ubyte"), images(labels.len())).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), label_file(labels)).unwrap();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), images(4)).unwrap();
+    std::fs::write(
+        dir.join("t10k-labels-idx1-ubyte"),
+        label_file(&[0, 1, 2, 3]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn idx_labels_that_leave_classes_empty_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut labels: Vec<u8> = (0..10).cycle().take(30).collect();
+    labels.push(37);
+    write_idx(&d.join("sparse"), &labels);
+    let args = [
+        "train",
+        "--dataset",
+        "idx:sparse",
+        "--width",
+        "8",
+        "--epochs",
+        "1",
+        "--json",
+    ];
+    let o = run_in(d, &args, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "warning: idx:sparse: 27 of its 38 classes have no training example (labels 10, 11, 12"
+        ),
+        "{err}"
+    );
+    write_idx(
+        &d.join("dense"),
+        &(0..10).cycle().take(30).collect::<Vec<u8>>(),
+    );
+    let o = run_in(
+        d,
+        &[
+            "train",
+            "--dataset",
+            "idx:dense",
+            "--width",
+            "8",
+            "--epochs",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
 }

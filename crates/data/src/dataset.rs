@@ -493,4 +493,20 @@ impl Dataset {
             _ => None,
         }
     }
+
+    /// The classes (label ids below [`Dataset::classes`]) without a single training example:
+    /// a sign that label ids are not contiguous (an `idx:` folder labelled 0–9 and 37 becomes a
+    /// 38-class problem with 27 empty classes). Empty for regression and sequence tasks.
+    pub fn empty_classes(&self) -> Vec<usize> {
+        let (Some(classes), Some(t)) = (self.classes(), self.train.as_tabular()) else {
+            return Vec::new();
+        };
+        let mut seen = vec![false; classes];
+        for &l in t.labels.iter().flatten() {
+            if let Some(s) = seen.get_mut(l) {
+                *s = true;
+            }
+        }
+        (0..classes).filter(|&c| !seen[c]).collect()
+    }
 }

@@ -49,6 +49,20 @@ pub struct AlignRun {
     pub layers: Vec<LayerAlignment>,
 }
 
+/// Checks that the alignment run `cfg` fits in the available memory: the training run plus
+/// the shadow accumulator and the initial network it keeps (call it for every width before
+/// the first run).
+///
+/// # Errors
+/// [`ExperimentError::TooBig`] when it does not fit; dataset errors.
+pub fn check_memory(cfg: &TrainConfig, trainer: &mut Trainer) -> Result<(), ExperimentError> {
+    let data = trainer.dataset(cfg)?;
+    let mut estimate = cfg.memory_estimate(&crate::memory::shape_of(&data), false);
+    let params = estimate.parts()[0].1;
+    estimate.add("shadow accumulator and initial network", 2.0 * params);
+    crate::memory::check(&estimate)
+}
+
 /// Trains `cfg` with the shadow Align-zero accumulator hooked in and measures the alignment of
 /// every weight matrix ([`PROBES`] probes, seeded with the run's seed). An MLP on a dataset of
 /// feature vectors, or an RNN on a sequence task (the shadow then reads the frozen network's
@@ -65,6 +79,7 @@ pub fn align_run(
     observer: &mut Observer<'_>,
 ) -> Result<AlignRun, ExperimentError> {
     require_ntk_sgd(cfg.param, cfg.optimizer, "align")?;
+    check_memory(cfg, trainer)?;
     let data = trainer.dataset(cfg)?;
     match cfg.model {
         ModelKind::Mlp => {

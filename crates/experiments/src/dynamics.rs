@@ -38,6 +38,7 @@ use widealign_ntk::experiment::{
     SequenceData,
 };
 use widealign_rules::{ModelKind, OptimizerChoice, ParamKind, TrainConfig};
+use widealign_tensor::memory::Estimate;
 use widealign_tensor::Mat;
 
 use crate::{ExperimentError, Trainer};
@@ -110,6 +111,24 @@ pub fn run_dynamics(
         return Err(ExperimentError::setting("steps", "must be at least 1"));
     }
     let data = trainer.dataset(c)?;
+    // the finite networks train in f64 (twice the f32 estimate) beside the n×n kernels
+    let mut estimate = Estimate::new(format!(
+        "dynamics (widths up to {}, depth {})",
+        p.widths.iter().max().unwrap_or(&0),
+        c.depth
+    ));
+    for part in c
+        .memory_estimate(&crate::memory::shape_of(&data), false)
+        .parts()
+    {
+        estimate.add(part.0.clone(), 2.0 * part.1);
+    }
+    let n = data.train.len() as f64;
+    estimate.add(
+        "kernel matrices",
+        (c.depth as f64 + 2.0) * 2.0 * n * n * 8.0,
+    );
+    crate::memory::check(&estimate)?;
     if c.model == ModelKind::Rnn {
         let (Some(train), Some(test)) = (data.train.as_sequences(), data.test.as_sequences())
         else {

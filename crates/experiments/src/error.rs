@@ -65,6 +65,21 @@ pub enum ExperimentError {
     /// Results files hold only complete lines.
     #[error("interrupted")]
     Interrupted,
+    /// The caller asked to stop and the run's state was saved to the checkpoint `path` at the
+    /// step boundary (continue with a resume from it). Results files hold only complete lines.
+    #[error("stopped at epoch {epoch}, after {step} steps of it; checkpoint saved to {}", path.display())]
+    Preempted {
+        /// Epoch in progress (1-based).
+        epoch: usize,
+        /// Steps of that epoch done.
+        step: usize,
+        /// The checkpoint.
+        path: PathBuf,
+    },
+    /// A request needs more memory than the machine has available (refused before
+    /// allocating).
+    #[error("{0}")]
+    TooBig(widealign_tensor::memory::TooBig),
     /// The training loop failed (bad config, dataset that does not fit the model, ...).
     #[error(transparent)]
     Rules(RulesError),
@@ -95,6 +110,9 @@ impl From<RulesError> for ExperimentError {
     fn from(e: RulesError) -> Self {
         match e {
             RulesError::Interrupted { .. } => ExperimentError::Interrupted,
+            RulesError::Preempted { epoch, step, path } => {
+                ExperimentError::Preempted { epoch, step, path }
+            }
             RulesError::Data(d) => ExperimentError::Data(d),
             RulesError::Model(m) => ExperimentError::Model(m),
             other => ExperimentError::Rules(other),

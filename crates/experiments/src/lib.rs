@@ -8,6 +8,7 @@
 //! | [`sweep`] | the sweep engine: a grid of runs from a TOML file, shards (`I/N` or a Slurm array), resumable JSON-lines results |
 //! | [`align`] | the alignment run: a training run with the NTK crate's shadow Align-zero accumulator hooked into its steps, then the per-layer alignment |
 //! | [`dynamics`] | the layerwise dynamics experiment on a dataset loaded by name |
+//! | [`memory`] | peak-memory checks of runs before they allocate |
 //! | [`reproduce`] | a whole plan into one resumable results file, and its typed contents for a report |
 //! | [`stats`] | the mean of a cell's seeds with its 95% t interval, and when two cells differ |
 //! | [`record`], [`config`], [`results`] | one run's JSON record, a config's identity, the JSON-lines file |
@@ -34,7 +35,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let out = dir.path().join("results.jsonl");
 //! let sweep = SweepPlan { runs, shard: Shard::WHOLE, out: &out, resume: false,
-//!                         experiment: Some("accuracy_vs_width") };
+//!                         experiment: Some("accuracy_vs_width"), checkpoints: None };
 //! let summary = run_sweep(&sweep, &mut Trainer::new(), &AtomicBool::new(false)).unwrap();
 //! assert_eq!(summary.completed, 4);
 //!
@@ -49,6 +50,7 @@ pub mod align;
 pub mod config;
 pub mod dynamics;
 mod error;
+pub mod memory;
 pub mod plan;
 pub mod record;
 pub mod reproduce;

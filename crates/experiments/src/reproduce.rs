@@ -557,6 +557,7 @@ pub fn reproduce(
             // the file was checked above; later groups append to the same file
             resume: true,
             experiment: Some(experiment.name()),
+            checkpoints: None,
         };
         let mut exec = Executor {
             trainer: &mut *trainer,

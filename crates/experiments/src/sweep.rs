@@ -52,7 +52,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let out = dir.path().join("results.jsonl");
 //! let plan = SweepPlan { runs: &runs, shard: Shard::new(1, 2).unwrap(), out: &out,
-//!                        resume: false, experiment: None };
+//!                        resume: false, experiment: None, checkpoints: None };
 //! let summary = run_sweep(&plan, &mut Trainer::new(), &AtomicBool::new(false)).unwrap();
 //! assert_eq!((summary.runs_in_shard, summary.completed), (2, 2));
 //! // the other shard, resumed into the same file, completes the grid
@@ -67,7 +67,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use widealign_rules::{TrainConfig, TrainResult};
+use widealign_rules::{Checkpointing, TrainConfig, TrainResult};
 
 use crate::record::RunRecord;
 use crate::trainer::{Observer, Trainer};
@@ -448,6 +448,28 @@ pub struct SweepSummary {
     pub shard: String,
     /// Whether the stop flag (or an observer) ended the sweep early.
     pub interrupted: bool,
+    /// Runs continued from a mid-run checkpoint.
+    #[serde(default)]
+    pub resumed_from_checkpoint: usize,
+    /// The checkpoint the interrupted run saved, if it saved one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Where and how often a sweep checkpoints its runs (see [`SweepPlan::checkpoints`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SweepCheckpoints<'a> {
+    /// The folder of the checkpoint files.
+    pub dir: &'a Path,
+    /// Steps between checkpoints (`None`: once per epoch).
+    pub every: Option<usize>,
+}
+
+impl SweepCheckpoints<'_> {
+    /// The checkpoint file of run `index` of the grid.
+    pub fn path(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("run-{index}.safetensors"))
+    }
 }
 
 /// What to run.
@@ -460,8 +482,13 @@ pub struct SweepPlan<'a> {
     /// Results file (JSON lines, appended).
     pub out: &'a Path,
     /// Continue an existing results file. Without it a file that already holds lines is
-    /// refused ([`ExperimentError::ResultsExist`]).
+    /// refused ([`ExperimentError::ResultsExist`]). With [`SweepPlan::checkpoints`], an
+    /// unfinished run whose checkpoint exists continues from it.
     pub resume: bool,
+    /// Mid-run checkpoints: a folder (created if missing) holding `run-<index>.safetensors`
+    /// for each run in progress, and the steps between checkpoints (`None`: once per epoch).
+    /// A run's checkpoint is deleted once its line is written. `None`: no checkpoints.
+    pub checkpoints: Option<SweepCheckpoints<'a>>,
     /// Written as `"experiment"` into every line (the groups of a reproduction).
     pub experiment: Option<&'a str>,
 }
@@ -522,6 +549,23 @@ pub trait RunExecutor {
         observer: &mut Observer<'_>,
     ) -> Result<TrainResult, ExperimentError>;
 
+    /// [`RunExecutor::execute`] with mid-run checkpoints as `ckpt` says (saving to, and
+    /// possibly resuming from, the run's checkpoint file). The default ignores `ckpt` (an
+    /// executor that cannot checkpoint restarts unfinished runs from scratch).
+    ///
+    /// # Errors
+    /// As [`RunExecutor::execute`]; [`ExperimentError::Preempted`] when asked to stop after
+    /// saving a checkpoint.
+    fn execute_checkpointed(
+        &mut self,
+        cfg: &TrainConfig,
+        observer: &mut Observer<'_>,
+        ckpt: &Checkpointing,
+    ) -> Result<TrainResult, ExperimentError> {
+        let _ = ckpt;
+        self.execute(cfg, observer)
+    }
+
     /// Hears what the sweep is doing; the default ignores it.
     fn event(&mut self, event: &SweepEvent<'_>) {
         let _ = event;
@@ -535,6 +579,15 @@ impl RunExecutor for Trainer {
         observer: &mut Observer<'_>,
     ) -> Result<TrainResult, ExperimentError> {
         self.run(cfg, observer)
+    }
+
+    fn execute_checkpointed(
+        &mut self,
+        cfg: &TrainConfig,
+        observer: &mut Observer<'_>,
+        ckpt: &Checkpointing,
+    ) -> Result<TrainResult, ExperimentError> {
+        self.run_checkpointed(cfg, observer, ckpt)
     }
 }
 
@@ -584,6 +637,12 @@ pub fn run_sweep<E: RunExecutor + ?Sized>(
         .collect();
     summary.skipped = mine.len() - todo.len();
     let mut file = results::open_for_append(plan.out, &existing)?;
+    if let Some(c) = &plan.checkpoints {
+        std::fs::create_dir_all(c.dir).map_err(|source| ExperimentError::Write {
+            path: c.dir.to_path_buf(),
+            source,
+        })?;
+    }
     exec.event(&SweepEvent::Started {
         experiment: plan.experiment,
         out: plan.out,
@@ -604,7 +663,20 @@ pub fn run_sweep<E: RunExecutor + ?Sized>(
             config: cfg,
         });
         let mut observer = |_: &widealign_rules::Progress<'_>| !stop.load(Ordering::SeqCst);
-        match exec.execute(cfg, &mut observer) {
+        let ckpt = match &plan.checkpoints {
+            Some(c) => {
+                let path = c.path(i);
+                let resume_from = (plan.resume && path.exists()).then(|| path.clone());
+                summary.resumed_from_checkpoint += usize::from(resume_from.is_some());
+                Checkpointing {
+                    save_to: Some(path),
+                    every: c.every,
+                    resume_from,
+                }
+            }
+            None => Checkpointing::default(),
+        };
+        match exec.execute_checkpointed(cfg, &mut observer, &ckpt) {
             Ok(result) => {
                 let mut record = RunRecord::new(cfg, result, Some(i));
                 record.experiment = plan.experiment.map(str::to_string);
@@ -614,6 +686,10 @@ pub fn run_sweep<E: RunExecutor + ?Sized>(
                         source,
                     }
                 })?;
+                if let Some(path) = &ckpt.save_to {
+                    // the line is written: the run's checkpoint is no longer needed
+                    let _ = std::fs::remove_file(path);
+                }
                 summary.completed += 1;
                 summary.diverged += usize::from(record.result.diverged);
                 exec.event(&SweepEvent::RunFinished {
@@ -626,6 +702,11 @@ pub fn run_sweep<E: RunExecutor + ?Sized>(
             }
             Err(ExperimentError::Interrupted) => {
                 summary.interrupted = true;
+                break;
+            }
+            Err(ExperimentError::Preempted { path, .. }) => {
+                summary.interrupted = true;
+                summary.checkpoint = Some(path);
                 break;
             }
             Err(e) => {
@@ -692,6 +773,7 @@ lr = 5
             out,
             resume,
             experiment: None,
+            checkpoints: None,
         }
     }
 
@@ -990,6 +1072,109 @@ model = ["mlp"]
             };
         let s = run_sweep(&plan(&r, &out, Shard::WHOLE, true), &mut none, &never()).unwrap();
         assert_eq!((s.skipped, s.completed), (12, 0));
+    }
+
+    /// Records of a results file with every timing zeroed, by run index.
+    fn timeless_records(path: &Path) -> Vec<(Option<usize>, TrainResult)> {
+        let mut v: Vec<_> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut r: RunRecord = serde_json::from_str(l).unwrap();
+                r.result.seconds = 0.0;
+                r.result.history.iter_mut().for_each(|h| h.seconds = 0.0);
+                (r.run_index, r.result)
+            })
+            .collect();
+        v.sort_by_key(|(i, _)| *i);
+        v
+    }
+
+    #[test]
+    fn a_stopped_sweep_resumes_its_run_from_the_checkpoint_with_identical_results() {
+        let runs = runs(
+            "[grid]\nseed = [0, 1]\nrule = [\"align-ada\"]\noptimizer = [\"adam\"]\n[base]\ndataset = \"digits\"\nwidth = 16\nepochs = 2\ntrain_size = 60\nbatch_size = 20\nlr = 0.01\n",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ckdir = dir.path().join("ck");
+        let checkpoints = Some(SweepCheckpoints {
+            dir: &ckdir,
+            every: None,
+        });
+        let whole = dir.path().join("whole.jsonl");
+        let p = SweepPlan {
+            checkpoints,
+            ..plan(&runs, &whole, Shard::WHOLE, false)
+        };
+        let s = run_sweep(&p, &mut Trainer::new(), &never()).unwrap();
+        assert_eq!(s.completed, 2);
+        assert_eq!(
+            std::fs::read_dir(&ckdir).unwrap().count(),
+            0,
+            "checkpoints of finished runs are removed"
+        );
+
+        // stopped in the second epoch (after 4 of 6 steps) of the second run
+        let out = dir.path().join("out.jsonl");
+        let stop = AtomicBool::new(false);
+        let mut steps = 0;
+        let mut trainer = Trainer::new();
+        let mut stopping = |cfg: &TrainConfig, obs: &mut Observer<'_>, ck: &Checkpointing| {
+            trainer.run_checkpointed(
+                cfg,
+                &mut |p| {
+                    if matches!(p, Progress::Step { .. }) {
+                        steps += 1;
+                        if steps == 6 + 4 {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    obs(p)
+                },
+                ck,
+            )
+        };
+        struct Stopping<F>(F);
+        impl<F> RunExecutor for Stopping<F>
+        where
+            F: FnMut(
+                &TrainConfig,
+                &mut Observer<'_>,
+                &Checkpointing,
+            ) -> Result<TrainResult, ExperimentError>,
+        {
+            fn execute(
+                &mut self,
+                cfg: &TrainConfig,
+                obs: &mut Observer<'_>,
+            ) -> Result<TrainResult, ExperimentError> {
+                (self.0)(cfg, obs, &Checkpointing::default())
+            }
+            fn execute_checkpointed(
+                &mut self,
+                cfg: &TrainConfig,
+                obs: &mut Observer<'_>,
+                ck: &Checkpointing,
+            ) -> Result<TrainResult, ExperimentError> {
+                (self.0)(cfg, obs, ck)
+            }
+        }
+        let p = SweepPlan {
+            checkpoints,
+            ..plan(&runs, &out, Shard::WHOLE, false)
+        };
+        let s = run_sweep(&p, &mut Stopping(&mut stopping), &stop).unwrap();
+        assert!(s.interrupted);
+        assert_eq!(s.completed, 1);
+        let saved = s.checkpoint.expect("the stopped run saved a checkpoint");
+        assert_eq!(saved, ckdir.join("run-1.safetensors"));
+        assert!(saved.exists());
+
+        let p = SweepPlan { resume: true, ..p };
+        let s = run_sweep(&p, &mut Trainer::new(), &never()).unwrap();
+        assert_eq!((s.completed, s.resumed_from_checkpoint), (1, 1));
+        assert!(!saved.exists());
+        assert_eq!(timeless_records(&out), timeless_records(&whole));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use widealign_data::{Dataset, LoadOptions};
-use widealign_rules::{self as rules, Progress, TrainConfig, TrainResult};
+use widealign_rules::{self as rules, Checkpointing, Progress, TrainConfig, TrainResult};
 
 use crate::ExperimentError;
 
@@ -94,7 +94,26 @@ impl Trainer {
         cfg: &TrainConfig,
         observer: &mut Observer<'_>,
     ) -> Result<TrainResult, ExperimentError> {
+        self.run_checkpointed(cfg, observer, &Checkpointing::default())
+    }
+
+    /// [`Trainer::run`] with mid-run checkpoints (`widealign_rules::checkpoint`): saves and
+    /// resumes as `ckpt` says. When the observer asks to stop and a checkpoint path is set, the
+    /// state is saved at the step boundary and the run ends with
+    /// [`ExperimentError::Preempted`].
+    ///
+    /// # Errors
+    /// As [`Trainer::run`]; [`ExperimentError::Preempted`]; checkpoint errors (a truncated or
+    /// corrupted file, other settings or data) as [`ExperimentError::Model`] or
+    /// [`ExperimentError::Rules`].
+    pub fn run_checkpointed(
+        &mut self,
+        cfg: &TrainConfig,
+        observer: &mut Observer<'_>,
+        ckpt: &Checkpointing,
+    ) -> Result<TrainResult, ExperimentError> {
         let data = self.dataset(cfg)?;
+        crate::memory::check_run(cfg, &data, ckpt.active())?;
         let halt = AtomicBool::new(false);
         let progress = |p: &Progress<'_>| {
             if !observer(p) {
@@ -106,7 +125,7 @@ impl Trainer {
             step_hook: None,
             stop: Some(&halt),
         };
-        Ok(rules::train(cfg, &data, callbacks)?)
+        Ok(rules::train_checkpointed(cfg, &data, callbacks, ckpt)?.0)
     }
 }
 

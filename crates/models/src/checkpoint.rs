@@ -84,13 +84,13 @@ fn bad(path: &Path, reason: impl Into<String>) -> ModelError {
 
 /// FNV-1a, 64 bit, over a byte stream.
 #[derive(Clone, Copy)]
-struct Fnv(u64);
+pub(crate) struct Fnv(pub(crate) u64);
 
 impl Fnv {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
-    fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= b as u64;
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
@@ -161,14 +161,7 @@ fn write_checkpoint<T: Float>(
             ),
         ));
     }
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| bad(path, "path has no file name"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = temp_path(path)?;
     let mut write = || -> std::io::Result<()> {
         let mut w = BufWriter::new(File::create(&tmp)?);
         w.write_all(MAGIC)?;
@@ -188,6 +181,19 @@ fn write_checkpoint<T: Float>(
         let _ = std::fs::remove_file(&tmp);
         io_err(path, e)
     })
+}
+
+/// The temporary file beside `path` an atomic save writes first (then renames): hidden,
+/// named after the target and this process.
+pub(crate) fn temp_path(path: &Path) -> Result<PathBuf, ModelError> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| bad(path, "path has no file name"))?;
+    Ok(path.with_file_name(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    )))
 }
 
 /// The parsed header of a checkpoint, with the file open at the start of the payload.
@@ -527,7 +533,7 @@ fn mat_from<T: Float>(rows: usize, cols: usize, vals: Vec<T>) -> Mat<T> {
 }
 
 impl<T: Float> Mlp<T> {
-    fn tensor_list(spec: &MlpSpec) -> Vec<(String, Vec<usize>)> {
+    pub(crate) fn tensor_list(spec: &MlpSpec) -> Vec<(String, Vec<usize>)> {
         let mut v = Vec::new();
         for (i, (fan_in, fan_out)) in spec.layer_dims().into_iter().enumerate() {
             v.push((format!("layer{}.weight", i + 1), vec![fan_out, fan_in]));
@@ -652,7 +658,7 @@ fn spec_fields(
 }
 
 impl<T: Float> Rnn<T> {
-    fn tensor_list(spec: &RnnSpec) -> Vec<(String, Vec<usize>)> {
+    pub(crate) fn tensor_list(spec: &RnnSpec) -> Vec<(String, Vec<usize>)> {
         let (i, n, c) = (spec.input_dim, spec.width, spec.output_dim);
         [
             ("w_in", vec![n, i]),

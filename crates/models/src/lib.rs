@@ -19,6 +19,9 @@
 //! * [`Optimizer`] — SGD and bias-corrected Adam over the models' parameter tensors.
 //! * [`checkpoint`] — save and load networks bit-exactly ([`Mlp::save`], [`Mlp::load`],
 //!   [`Rnn::save`], [`Rnn::load`]), with a self-describing, validated header.
+//! * [`safetensors`] — parameters (and any other f32/f64 tensors) in the safetensors format
+//!   that PyTorch, JAX and NumPy read, with a checksum; the training checkpoints of
+//!   `widealign-rules` use it.
 //!
 //! Batch convention: one sample per row (`B × features`), as in `widealign-tensor`.
 //!
@@ -39,6 +42,7 @@ pub mod mlp;
 pub mod network;
 pub mod optim;
 pub mod rnn;
+pub mod safetensors;
 pub mod spec;
 
 pub use checkpoint::{inspect as inspect_checkpoint, CheckpointInfo};
@@ -50,7 +54,7 @@ pub use mlp::{
     Pathway, Signals, Trace,
 };
 pub use network::{FeedbackPath, Network};
-pub use optim::{Optimizer, OptimizerKind};
+pub use optim::{MomentsOwned, MomentsView, Optimizer, OptimizerKind};
 pub use rnn::{
     rnn_backward_signals, rnn_backward_signals_into, rnn_gradients, rnn_gradients_into, Rnn,
     RnnFeedback, RnnGrads, RnnPathway, RnnSignals, RnnTrace,

@@ -885,6 +885,10 @@ impl<T: Float> Network for Mlp<T> {
         Mlp::params(self)
     }
 
+    fn param_layout(&self) -> Vec<(String, Vec<usize>)> {
+        Self::tensor_list(&self.spec)
+    }
+
     fn params_mut(&mut self) -> Vec<&mut [T]> {
         Mlp::params_mut(self)
     }

@@ -226,6 +226,11 @@ pub trait Network: Clone + Debug + PartialEq + Sized {
     /// The parameter tensors in a stable order (the order of [`Network::grad_slices`]).
     fn params(&self) -> Vec<&[Self::Scalar]>;
 
+    /// Name and shape of each tensor of [`Network::params`], in that order (matrices
+    /// `[rows, cols]`, stored column-major in memory): the names checkpoints and
+    /// [`crate::safetensors`] files use, e.g. `layer1.weight` `[fan_out, fan_in]`.
+    fn param_layout(&self) -> Vec<(String, Vec<usize>)>;
+
     /// The parameter tensors, mutable, in the order of [`Network::params`].
     fn params_mut(&mut self) -> Vec<&mut [Self::Scalar]>;
 

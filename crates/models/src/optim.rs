@@ -110,6 +110,12 @@ impl std::fmt::Display for OptimizerKind {
     }
 }
 
+/// One tensor's Adam state for checkpoints: step count `t`, first moment `m`, second moment `v`.
+pub type MomentsView<'a, T> = (u64, &'a [T], &'a [T]);
+
+/// [`MomentsView`] owned (e.g. read back from a checkpoint).
+pub type MomentsOwned<T> = (u64, Vec<T>, Vec<T>);
+
 /// Adam's per-tensor state.
 #[derive(Clone, Debug, PartialEq)]
 struct Moments<T> {
@@ -142,6 +148,51 @@ impl<T: Float> Optimizer<T> {
     /// Forgets Adam's moments and step counts.
     pub fn reset(&mut self) {
         self.state.clear();
+    }
+
+    /// Adam's state per tensor slot, for checkpoints: `Some((t, m, v))` (step count, first and
+    /// second moments) for every tensor updated at least once, `None` otherwise (and for SGD,
+    /// which keeps no state). Slots beyond the last updated tensor may be missing.
+    pub fn moments(&self) -> Vec<Option<MomentsView<'_, T>>> {
+        self.state
+            .iter()
+            .map(|s| s.as_ref().map(|s| (s.t, s.m.as_slice(), s.v.as_slice())))
+            .collect()
+    }
+
+    /// Restores the state [`Optimizer::moments`] returned (e.g. read back from a checkpoint),
+    /// so the next step continues bit for bit.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidSpec`] (field `optimizer`) when a slot's `m` and `v` differ in
+    /// length or state is given for plain SGD.
+    pub fn restore_moments(
+        &mut self,
+        state: Vec<Option<MomentsOwned<T>>>,
+    ) -> Result<(), ModelError> {
+        let bad = |reason: String| ModelError::InvalidSpec {
+            field: "optimizer".into(),
+            reason,
+        };
+        if self.kind == OptimizerKind::Sgd && state.iter().any(Option::is_some) {
+            return Err(bad("plain SGD keeps no moments".into()));
+        }
+        let mut out = Vec::with_capacity(state.len());
+        for (k, s) in state.into_iter().enumerate() {
+            out.push(match s {
+                Some((t, m, v)) if m.len() == v.len() => Some(Moments { m, v, t }),
+                Some((_, m, v)) => {
+                    return Err(bad(format!(
+                        "tensor {k}: first moment has {} values, second {}",
+                        m.len(),
+                        v.len()
+                    )))
+                }
+                None => None,
+            });
+        }
+        self.state = out;
+        Ok(())
     }
 
     /// One update of every tensor whose gradient is `Some` (formulas in the module docs).
@@ -241,6 +292,35 @@ mod tests {
             "{} vs {x}",
             w[0]
         );
+    }
+
+    #[test]
+    fn restored_moments_continue_bit_for_bit() {
+        let grads = [[0.3f32, -1.0], [2.0, 0.5], [-0.7, 0.1]];
+        let mut w = vec![1.0f32, -1.0];
+        let mut opt = Optimizer::new(OptimizerKind::adam());
+        opt.step(vec![w.as_mut_slice()], vec![Some(&grads[0][..])], 0.1);
+        let saved: Vec<_> = opt
+            .moments()
+            .into_iter()
+            .map(|s| s.map(|(t, m, v)| (t, m.to_vec(), v.to_vec())))
+            .collect();
+        let mut w2 = w.clone();
+        let mut fresh = Optimizer::new(OptimizerKind::adam());
+        fresh.restore_moments(saved).unwrap();
+        for g in &grads[1..] {
+            opt.step(vec![w.as_mut_slice()], vec![Some(&g[..])], 0.1);
+            fresh.step(vec![w2.as_mut_slice()], vec![Some(&g[..])], 0.1);
+        }
+        assert_eq!(w, w2);
+        assert_eq!(opt, fresh);
+        let mut sgd = Optimizer::<f32>::new(OptimizerKind::Sgd);
+        assert!(sgd
+            .restore_moments(vec![Some((1, vec![0.0], vec![0.0]))])
+            .is_err());
+        assert!(fresh
+            .restore_moments(vec![Some((1, vec![0.0], vec![]))])
+            .is_err());
     }
 
     #[test]

@@ -894,6 +894,10 @@ impl<T: Float> Network for Rnn<T> {
         Rnn::params(self)
     }
 
+    fn param_layout(&self) -> Vec<(String, Vec<usize>)> {
+        Self::tensor_list(&self.spec)
+    }
+
     fn params_mut(&mut self) -> Vec<&mut [T]> {
         Rnn::params_mut(self)
     }

@@ -23,6 +23,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use widealign_models::{BiasInit, MlpSpec, Parameterization};
+use widealign_tensor::memory::Estimate;
 use widealign_tensor::Activation;
 
 use crate::{RuleKind, RulesError};
@@ -300,6 +301,99 @@ impl TrainConfig {
     }
 }
 
+/// The sizes of a dataset that decide a run's memory (see [`TrainConfig::memory_estimate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataShape {
+    /// Input dimension (per step for sequences).
+    pub input_dim: usize,
+    /// Output dimension.
+    pub output_dim: usize,
+    /// Training examples.
+    pub n_train: usize,
+    /// Time steps per sequence (RNN), `None` for feature vectors.
+    pub steps: Option<usize>,
+}
+
+impl TrainConfig {
+    /// Parameters of the network this run trains on data of shape `d` (as `f64`: widths whose
+    /// products overflow an integer still give a number).
+    pub fn param_count(&self, d: &DataShape) -> f64 {
+        let (i, w, o) = (d.input_dim as f64, self.width as f64, d.output_dim as f64);
+        match self.model {
+            ModelKind::Mlp => {
+                let hidden = (self.depth as f64 - 1.0).max(0.0);
+                i * w + w + hidden * (w * w + w) + w * o + o
+            }
+            ModelKind::Rnn => i * w + w * w + 2.0 * w + o * w + o,
+        }
+    }
+
+    /// The peak memory of this run beyond the loaded dataset, by part (`f32` values): the
+    /// network, its update buffers, the frozen initial network (Align rules), fixed feedback
+    /// (fa, dfa), Adam's moments, the per-batch forward traces (live and frozen), the
+    /// frozen-trace cache (up to [`crate::FROZEN_CACHE_BUDGET`]) and, with `checkpointing`,
+    /// the copies written to a checkpoint. An estimate (within a small factor), for refusing
+    /// what cannot fit before allocating ([`widealign_tensor::memory`]).
+    pub fn memory_estimate(&self, d: &DataShape, checkpointing: bool) -> Estimate {
+        const F32: f64 = 4.0;
+        let p = self.param_count(d) * F32;
+        let w = self.width as f64;
+        let mut e = Estimate::new(format!(
+            "train ({} {}, width {}{}, batch {})",
+            self.model,
+            self.rule,
+            self.width,
+            match self.model {
+                ModelKind::Mlp => format!(", depth {}", self.depth),
+                ModelKind::Rnn => String::new(),
+            },
+            self.batch_size
+        ));
+        e.add("parameters", p).add("updates and buffers", p);
+        let frozen = self.rule.uses_frozen_network();
+        if frozen {
+            e.add("frozen initial network", p);
+        }
+        match self.rule.recipe().feedback {
+            crate::FeedbackSource::RandomWeights => {
+                e.add("fixed feedback weights", p);
+            }
+            crate::FeedbackSource::DirectRandom => {
+                e.add(
+                    "direct feedback matrices",
+                    w * d.output_dim as f64 * self.depth.max(1) as f64 * F32,
+                );
+            }
+            _ => {}
+        }
+        let adam = self.optimizer == OptimizerChoice::Adam;
+        if adam {
+            e.add("Adam moments", 2.0 * p);
+        }
+        // activity-shaped values per example: pre- and post-activation of every hidden unit
+        let (units, per_step) = match self.model {
+            ModelKind::Mlp => (w * self.depth as f64 + d.output_dim as f64, 1.0),
+            ModelKind::Rnn => (w + d.output_dim as f64, d.steps.unwrap_or(1) as f64),
+        };
+        let rows = (self.batch_size.min(d.n_train.max(1)) as f64).max(512.0);
+        let traces = if frozen { 2.0 } else { 1.0 };
+        e.add(
+            "forward traces",
+            rows * units * per_step * 2.0 * traces * F32,
+        );
+        if self.rule.uses_frozen_trace() {
+            let cache = d.n_train as f64 * w * self.depth.max(1) as f64 * 2.0 * F32;
+            if cache <= crate::FROZEN_CACHE_BUDGET as f64 {
+                e.add("frozen-trace cache", cache);
+            }
+        }
+        if checkpointing {
+            e.add("checkpoint copies", if adam { 3.0 * p } else { p });
+        }
+        e
+    }
+}
+
 /// Reads a number that serde_json wrote as `null` (it writes NaN and ±∞ that way) back as NaN.
 fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
@@ -412,6 +506,60 @@ mod tests {
             assert_eq!(serde_json::to_value(v).unwrap(), name(v));
         }
         assert!("nope".parse::<T>().is_err());
+    }
+
+    #[test]
+    fn memory_estimates_count_parameters_and_refuse_the_impossible() {
+        let d = DataShape {
+            input_dim: 784,
+            output_dim: 10,
+            n_train: 60_000,
+            steps: None,
+        };
+        let small = TrainConfig::default();
+        // 784·1024 + 1024 + 1024·1024 + 1024 + 1024·10 + 10 parameters
+        assert_eq!(small.param_count(&d), 1_863_690.0);
+        assert!(small
+            .memory_estimate(&d, false)
+            .check_against(1 << 30)
+            .is_ok());
+        let huge = TrainConfig {
+            width: 10_000_000,
+            ..TrainConfig::default()
+        };
+        let e = huge.memory_estimate(&d, false);
+        let err = e.check_against(24 << 30).unwrap_err();
+        assert_eq!(err.largest.0, "parameters");
+        assert!(err.largest.1 >= 4e14, "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("train (mlp bp, width 10000000, depth 2, batch 100) needs about"),
+            "{err}"
+        );
+        let rnn = TrainConfig {
+            model: ModelKind::Rnn,
+            rule: RuleKind::AlignZero,
+            optimizer: OptimizerChoice::Adam,
+            width: 100,
+            ..TrainConfig::default()
+        };
+        let d = DataShape {
+            input_dim: 2,
+            output_dim: 1,
+            n_train: 300,
+            steps: Some(100),
+        };
+        assert_eq!(rnn.param_count(&d), 200.0 + 10_000.0 + 200.0 + 100.0 + 1.0);
+        let e = rnn.memory_estimate(&d, true);
+        let parts: Vec<&str> = e.parts().iter().map(|(n, _)| n.as_str()).collect();
+        for part in [
+            "frozen initial network",
+            "Adam moments",
+            "frozen-trace cache",
+            "checkpoint copies",
+        ] {
+            assert!(parts.contains(&part), "{parts:?}");
+        }
     }
 
     #[test]

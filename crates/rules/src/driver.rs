@@ -1,12 +1,15 @@
 //! The model-independent part of the training loop: epochs, seeded shuffling, mini-batches,
 //! evaluation, history, divergence detection and callbacks.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use widealign_data::preprocess;
+use widealign_models::safetensors::Tensor;
 use widealign_tensor::{rng::SeedStream, Mat};
 
+use crate::checkpoint::{self, DataPrint, Position, TrainState};
 use crate::{EpochRecord, ModelKind, RulesError, TrainConfig, TrainResult};
 
 /// A loss above this multiple of the initial training loss counts as divergence.
@@ -132,19 +135,58 @@ pub(crate) trait Task {
     fn eval_train(&mut self) -> Result<Eval, RulesError>;
     /// Evaluation on the test split.
     fn eval_test(&mut self) -> Result<Eval, RulesError>;
+    /// The tensors a checkpoint stores (parameters, Adam's moments) and Adam's step counts.
+    fn checkpoint_tensors(&self) -> (Vec<Tensor<'_, f32>>, Vec<Option<u64>>);
+}
+
+/// Checkpointing as the driver sees it: where to save, how often, the run's data print, and
+/// the state to continue from.
+pub(crate) struct Ckpt<'a> {
+    pub path: &'a Path,
+    pub every: Option<usize>,
+    pub data: DataPrint,
+    pub resume: Option<TrainState>,
+}
+
+impl Ckpt<'_> {
+    fn save(
+        &self,
+        cfg: &TrainConfig,
+        task: &dyn Task,
+        at: &Position<'_>,
+    ) -> Result<(), RulesError> {
+        let (tensors, adam_steps) = task.checkpoint_tensors();
+        let state = TrainState {
+            config: cfg.clone(),
+            config_bits: checkpoint::config_bits(cfg),
+            data: self.data.clone(),
+            epochs_done: at.epochs_done,
+            batches_done: at.batches_done,
+            loss_sum: at.loss_sum.into(),
+            steps: at.steps,
+            history: at.history.iter().map(Into::into).collect(),
+            diverged_epoch: at.diverged_epoch,
+            finished: at.finished,
+            seconds: at.seconds.into(),
+            adam_steps,
+        };
+        checkpoint::save(self.path, &tensors, &state)
+    }
 }
 
 fn bad_loss(loss: f64, reference: f64) -> bool {
     !loss.is_finite() || loss > DIVERGENCE_FACTOR * reference
 }
 
-/// Runs the epochs of `cfg` on `task`.
+/// Runs the epochs of `cfg` on `task`, saving checkpoints and continuing from one as `ckpt`
+/// says.
 pub(crate) fn run(
     cfg: &TrainConfig,
     model: ModelKind,
     depth: usize,
     task: &mut dyn Task,
     callbacks: &mut Callbacks<'_>,
+    mut ckpt: Option<Ckpt<'_>>,
 ) -> Result<TrainResult, RulesError> {
     let start = Instant::now();
     let n = task.n_train();
@@ -156,18 +198,40 @@ pub(crate) fn run(
     }
     let batch = cfg.batch_size.min(n);
     let steps_per_epoch = n.div_ceil(batch);
-    let train0 = task.eval_train()?;
-    let test0 = task.eval_test()?;
-    let initial = EpochRecord {
-        epoch: 0,
-        train_loss: train0.loss,
-        test_loss: test0.loss,
-        test_accuracy: test0.accuracy,
-        seconds: start.elapsed().as_secs_f64(),
-    };
-    let mut history = vec![initial];
+    let resume = ckpt.as_mut().and_then(|c| c.resume.take());
+    // Seconds of earlier sessions of this run.
+    let mut seconds_before = 0.0;
+    let mut history;
     let mut diverged_epoch = None;
     let mut steps = 0usize;
+    let (mut first_epoch, mut skip_batches, mut resumed_sum) = (1, 0, 0.0);
+    match &resume {
+        Some(state) => {
+            history = state.history();
+            diverged_epoch = state.diverged_epoch;
+            steps = state.steps;
+            seconds_before = state.seconds.get();
+            first_epoch = state.epochs_done + 1;
+            skip_batches = state.batches_done;
+            resumed_sum = state.loss_sum.get();
+        }
+        None => {
+            let train0 = task.eval_train()?;
+            let test0 = task.eval_test()?;
+            history = vec![EpochRecord {
+                epoch: 0,
+                train_loss: train0.loss,
+                test_loss: test0.loss,
+                test_accuracy: test0.accuracy,
+                seconds: start.elapsed().as_secs_f64(),
+            }];
+            // Initial losses that are already non-finite: the run cannot train.
+            if bad_loss(train0.loss, f64::INFINITY) || bad_loss(test0.loss, f64::INFINITY) {
+                diverged_epoch = Some(0);
+            }
+        }
+    }
+    let elapsed = || seconds_before + start.elapsed().as_secs_f64();
     if let Some(p) = callbacks.progress.as_mut() {
         p(&Progress::Started {
             epochs: cfg.epochs,
@@ -175,23 +239,50 @@ pub(crate) fn run(
             initial: &history[0],
         });
     }
-    // Initial losses that are already non-finite: the run cannot train.
-    if bad_loss(train0.loss, f64::INFINITY) || bad_loss(test0.loss, f64::INFINITY) {
-        diverged_epoch = Some(0);
-    }
     // Reference scale for divergence: the initial losses (floored so a perfect initial fit
     // does not make every later rounding error a "divergence").
-    let train_ref = train0.loss.max(1e-12);
-    let test_ref = test0.loss.max(1e-12);
+    let train_ref = history[0].train_loss.max(1e-12);
+    let test_ref = history[0].test_loss.max(1e-12);
     let shuffles = SeedStream::new(cfg.seed).child("shuffle");
-    'epochs: for epoch in 1..=cfg.epochs {
+    let every = ckpt.as_ref().and_then(|c| c.every);
+    // The run's position for a checkpoint, from the loop's state.
+    macro_rules! position {
+        ($epochs_done:expr, $batches_done:expr, $loss_sum:expr, $finished:expr) => {
+            Position {
+                epochs_done: $epochs_done,
+                batches_done: $batches_done,
+                loss_sum: $loss_sum,
+                steps,
+                history: &history,
+                diverged_epoch,
+                finished: $finished,
+                seconds: elapsed(),
+            }
+        };
+    }
+    'epochs: for epoch in first_epoch..=cfg.epochs {
         if diverged_epoch.is_some() {
             break;
         }
         let order = preprocess::epoch_order(n, &shuffles, epoch);
         let mut loss_sum = 0.0;
-        for (s, rows) in preprocess::batches(&order, batch).enumerate() {
+        let skip = if epoch == first_epoch {
+            loss_sum = resumed_sum;
+            skip_batches
+        } else {
+            0
+        };
+        for (s, rows) in preprocess::batches(&order, batch).enumerate().skip(skip) {
             if callbacks.stop.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                if let Some(c) = &ckpt {
+                    let at = position!(epoch - 1, s, loss_sum, false);
+                    c.save(cfg, task, &at)?;
+                    return Err(RulesError::Preempted {
+                        epoch,
+                        step: s,
+                        path: c.path.to_path_buf(),
+                    });
+                }
                 return Err(RulesError::Interrupted { epoch, step: s + 1 });
             }
             let loss = match callbacks.step_hook.as_mut() {
@@ -226,6 +317,12 @@ pub(crate) fn run(
                     loss,
                 });
             }
+            if every.is_some_and(|k| steps % k == 0) {
+                if let Some(c) = &ckpt {
+                    let at = position!(epoch - 1, s + 1, loss_sum, false);
+                    c.save(cfg, task, &at)?;
+                }
+            }
         }
         let test = task.eval_test()?;
         if bad_loss(test.loss, test_ref) {
@@ -243,13 +340,21 @@ pub(crate) fn run(
             train_loss: loss_sum / n as f64,
             test_loss: test.loss,
             test_accuracy: test.accuracy,
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: elapsed(),
         });
         if let Some(p) = callbacks.progress.as_mut() {
             p(&Progress::Epoch(history.last().expect("just pushed")));
         }
+        if let (Some(c), None, true) = (&ckpt, every, epoch < cfg.epochs) {
+            let at = position!(epoch, 0, 0.0, false);
+            c.save(cfg, task, &at)?;
+        }
     }
     let last = history.last().expect("epoch 0 is always recorded").clone();
+    if let Some(c) = &ckpt {
+        let at = position!(last.epoch, 0, 0.0, true);
+        c.save(cfg, task, &at)?;
+    }
     let best_test_loss = history
         .iter()
         .map(|r| r.test_loss)
@@ -276,7 +381,7 @@ pub(crate) fn run(
         best_test_accuracy,
         diverged: diverged_epoch.is_some(),
         diverged_epoch,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: elapsed(),
         history,
     })
 }

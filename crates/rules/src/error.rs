@@ -54,6 +54,42 @@ pub enum RulesError {
         /// Step within the epoch (1-based).
         step: usize,
     },
+    /// A resumed run's settings differ from those its checkpoint was written with (only
+    /// `epochs` may grow).
+    #[error("the checkpoint's run has {field} = {saved}, this run asks for {requested} (a resumed run keeps its settings; only epochs may be raised)")]
+    CheckpointMismatch {
+        /// The [`crate::TrainConfig`] field, e.g. `width`.
+        field: String,
+        /// Its value in the checkpoint.
+        saved: String,
+        /// The value asked for.
+        requested: String,
+    },
+    /// The stop flag ended the run and a checkpoint of its state was saved at the step
+    /// boundary: continue it with [`crate::Checkpointing::resume_from`].
+    #[error("stopped at epoch {epoch}, after {step} steps of it; checkpoint saved to {}", path.display())]
+    Preempted {
+        /// Epoch in progress (1-based).
+        epoch: usize,
+        /// Steps of that epoch done.
+        step: usize,
+        /// The checkpoint.
+        path: std::path::PathBuf,
+    },
+    /// The training data differ from the data a checkpoint was written on.
+    #[error("checkpoint {}: written on other training data ({saved_examples} examples, fingerprint {saved}; this run has {examples} examples, fingerprint {now})", path.display())]
+    CheckpointData {
+        /// The checkpoint.
+        path: std::path::PathBuf,
+        /// Training examples in the checkpoint's run.
+        saved_examples: usize,
+        /// Its data fingerprint.
+        saved: String,
+        /// Training examples now.
+        examples: usize,
+        /// The data fingerprint now.
+        now: String,
+    },
     /// An error from the data layer (e.g. a training subset larger than the split).
     #[error(transparent)]
     Data(#[from] widealign_data::DataError),

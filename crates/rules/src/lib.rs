@@ -49,6 +49,7 @@
 //! println!("{}", serde_json::to_string(&result).unwrap());
 //! ```
 
+pub mod checkpoint;
 mod config;
 mod driver;
 mod error;
@@ -57,12 +58,15 @@ pub mod rule;
 mod train;
 mod trainable;
 
-pub use config::{EpochRecord, ModelKind, OptimizerChoice, ParamKind, TrainConfig, TrainResult};
+pub use checkpoint::{check_resumable, checkpoint_config, Checkpointing};
+pub use config::{
+    DataShape, EpochRecord, ModelKind, OptimizerChoice, ParamKind, TrainConfig, TrainResult,
+};
 pub use driver::{
     Callbacks, Progress, ProgressFn, StepBatch, StepHookFn, StepView, DIVERGENCE_FACTOR,
 };
 pub use error::RulesError;
 pub use kind::{FeedbackSource, Recipe, RuleKind, TraceSource};
 pub use rule::{MlpRule, RnnRule, Rule, StepInput, FROZEN_CACHE_BUDGET};
-pub use train::{train, train_model, Trained};
+pub use train::{train, train_checkpointed, train_model, Trained};
 pub use widealign_models::Network;

@@ -42,8 +42,10 @@
 use std::borrow::{Borrow, Cow};
 
 use widealign_data::{preprocess, Dataset};
+use widealign_models::safetensors::{self, SafetensorsFile, Tensor};
 use widealign_models::{Loss, Mlp, Optimizer, OptimizerKind, Rnn, RnnSpec};
 
+use crate::checkpoint::{self, Checkpointing, DataPrint};
 use crate::driver::{self, Eval, StepBatch, Task};
 use crate::trainable::Trainable;
 use crate::{
@@ -105,19 +107,56 @@ pub fn train_model(
     data: &Dataset,
     callbacks: Callbacks<'_>,
 ) -> Result<(TrainResult, Trained), RulesError> {
+    train_checkpointed(cfg, data, callbacks, &Checkpointing::default())
+}
+
+/// [`train_model`] with mid-run checkpoints ([`crate::checkpoint`]): saves to
+/// `ckpt.target()` as `ckpt` says, and first continues the run saved in `ckpt.resume_from` if
+/// given. The result is bit-identical to the uninterrupted run's (timings aside). When
+/// `callbacks.stop` is raised and a checkpoint path is set, the state at the step boundary is
+/// saved and the run ends with [`RulesError::Preempted`].
+///
+/// # Errors
+/// As [`train`]; for a resumed run also [`RulesError::Model`] with a
+/// [`widealign_models::ModelError::Checkpoint`] (truncated, corrupted, other format or version,
+/// tensors of other shapes), [`RulesError::CheckpointMismatch`] (other settings than `cfg`;
+/// only `epochs` may grow) and [`RulesError::CheckpointData`] (other training data);
+/// [`RulesError::InvalidConfig`] for `every == Some(0)`.
+pub fn train_checkpointed(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    callbacks: Callbacks<'_>,
+    ckpt: &Checkpointing,
+) -> Result<(TrainResult, Trained), RulesError> {
     cfg.validate()?;
+    if ckpt.every == Some(0) {
+        return Err(RulesError::InvalidConfig {
+            field: "checkpoint_every",
+            reason: "must be at least 1 step".into(),
+        });
+    }
     match cfg.model {
-        ModelKind::Mlp => train_network::<Mlp<f32>>(cfg, data, callbacks),
-        ModelKind::Rnn => train_network::<Rnn<f32>>(cfg, data, callbacks),
+        ModelKind::Mlp => train_network::<Mlp<f32>>(cfg, data, callbacks, ckpt),
+        ModelKind::Rnn => train_network::<Rnn<f32>>(cfg, data, callbacks, ckpt),
     }
 }
 
-/// The training loop for one model type: subset, build, cache, run the epochs.
+/// The training loop for one model type: subset, build, cache, restore, run the epochs.
 fn train_network<M: Trainable>(
     cfg: &TrainConfig,
     data: &Dataset,
     mut callbacks: Callbacks<'_>,
+    ckpt: &Checkpointing,
 ) -> Result<(TrainResult, Trained), RulesError> {
+    // A checkpoint to continue is checked (checksum, format, settings) before anything else.
+    let opened = match &ckpt.resume_from {
+        Some(path) => {
+            let o = checkpoint::open(path)?;
+            checkpoint::check_resumable(&o.state.exact_config(), cfg)?;
+            Some(o)
+        }
+        None => None,
+    };
     let (train, test) = M::splits(data).ok_or_else(|| RulesError::DatasetMismatch {
         dataset: data.name.clone(),
         model: cfg.model.name(),
@@ -128,7 +167,45 @@ fn train_network<M: Trainable>(
         None => Cow::Borrowed(train),
     };
     let mut task = ModelTask::<M>::new(cfg, train, test)?;
-    let result = driver::run(cfg, M::KIND, M::depth(cfg), &mut task, &mut callbacks)?;
+    let driver_ckpt = match ckpt.target() {
+        Some(path) => {
+            let print = DataPrint {
+                examples: M::split_len(&task.train),
+                fingerprint: checkpoint::fingerprint(M::values(&task.train)),
+            };
+            let resume = match opened {
+                Some(o) => {
+                    if o.state.data != print {
+                        return Err(RulesError::CheckpointData {
+                            path: o.file.path().to_path_buf(),
+                            saved_examples: o.state.data.examples,
+                            saved: o.state.data.fingerprint.clone(),
+                            examples: print.examples,
+                            now: print.fingerprint,
+                        });
+                    }
+                    task.restore(&o.file, &o.state.adam_steps)?;
+                    Some(o.state)
+                }
+                None => None,
+            };
+            Some(driver::Ckpt {
+                path,
+                every: ckpt.every,
+                data: print,
+                resume,
+            })
+        }
+        None => None,
+    };
+    let result = driver::run(
+        cfg,
+        M::KIND,
+        M::depth(cfg),
+        &mut task,
+        &mut callbacks,
+        driver_ckpt,
+    )?;
     Ok((result, M::trained(task.model)))
 }
 
@@ -196,6 +273,57 @@ impl<'d, M: Trainable> ModelTask<'d, M> {
     }
 }
 
+/// Prefix of Adam's moment tensors in a checkpoint (`adam.m.layer1.weight`, ...).
+const ADAM_M: &str = "adam.m.";
+const ADAM_V: &str = "adam.v.";
+
+impl<M: Trainable> ModelTask<'_, M> {
+    /// Loads the parameters and Adam's moments of a checkpoint (shapes from this run's model).
+    fn restore(
+        &mut self,
+        file: &SafetensorsFile,
+        adam_steps: &[Option<u64>],
+    ) -> Result<(), RulesError> {
+        safetensors::load_network(file, &mut self.model, "")?;
+        let layout = self.model.param_layout();
+        let bad = |reason: String| {
+            RulesError::Model(widealign_models::ModelError::Checkpoint {
+                path: file.path().to_path_buf(),
+                reason,
+            })
+        };
+        if adam_steps.len() > layout.len() || (self.sgd && adam_steps.iter().any(Option::is_some)) {
+            return Err(bad(format!(
+                "optimiser state for {} tensors does not fit this run ({} tensors, {})",
+                adam_steps.len(),
+                layout.len(),
+                if self.sgd { "sgd" } else { "adam" }
+            )));
+        }
+        let mut state = Vec::with_capacity(adam_steps.len());
+        for (&t, (name, shape)) in adam_steps.iter().zip(&layout) {
+            state.push(match t {
+                Some(t) => {
+                    let read = |prefix: &str| {
+                        file.read_column_major::<f32>(&format!("{prefix}{name}"), shape)
+                    };
+                    Some((t, read(ADAM_M)?, read(ADAM_V)?))
+                }
+                None => None,
+            });
+        }
+        let names = layout.len() + 2 * adam_steps.iter().filter(|t| t.is_some()).count();
+        if file.names().count() != names {
+            return Err(bad(format!(
+                "holds {} tensors, this run's state has {names}",
+                file.names().count()
+            )));
+        }
+        self.optimizer.restore_moments(state)?;
+        Ok(())
+    }
+}
+
 impl<M: Trainable> Task for ModelTask<'_, M> {
     fn n_train(&self) -> usize {
         M::split_len(&self.train)
@@ -241,5 +369,26 @@ impl<M: Trainable> Task for ModelTask<'_, M> {
 
     fn eval_test(&mut self) -> Result<Eval, RulesError> {
         M::evaluate(&self.model, Loss::Mse, self.test)
+    }
+
+    fn checkpoint_tensors(&self) -> (Vec<Tensor<'_, f32>>, Vec<Option<u64>>) {
+        let mut tensors = safetensors::network_tensors(&self.model);
+        let layout = self.model.param_layout();
+        let mut steps = Vec::new();
+        for (slot, (name, shape)) in self.optimizer.moments().into_iter().zip(layout) {
+            let Some((t, m, v)) = slot else {
+                steps.push(None);
+                continue;
+            };
+            steps.push(Some(t));
+            for (prefix, vals) in [(ADAM_M, m), (ADAM_V, v)] {
+                tensors.push(safetensors::Tensor::column_major(
+                    format!("{prefix}{name}"),
+                    shape.clone(),
+                    vals,
+                ));
+            }
+        }
+        (tensors, steps)
     }
 }

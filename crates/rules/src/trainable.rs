@@ -41,6 +41,9 @@ pub(crate) trait Trainable: Network<Scalar = f32> {
     fn select(split: &Self::Split, rows: &[usize]) -> Self::Split;
     /// All inputs of a split.
     fn inputs(split: &Self::Split) -> &Self::Input;
+    /// Every input and target value of a split, in blocks (for the checkpoint's data
+    /// fingerprint).
+    fn values(split: &Self::Split) -> Vec<&[f32]>;
     /// Checks that the test split has the training split's shape.
     fn check_splits(
         cfg: &TrainConfig,
@@ -107,6 +110,10 @@ impl Trainable for Mlp<f32> {
 
     fn inputs(split: &Tabular) -> &Mat<f32> {
         &split.x
+    }
+
+    fn values(split: &Tabular) -> Vec<&[f32]> {
+        vec![split.x.as_slice(), split.y.as_slice()]
     }
 
     fn check_splits(cfg: &TrainConfig, train: &Tabular, test: &Tabular) -> Result<(), RulesError> {
@@ -214,6 +221,15 @@ impl Trainable for Rnn<f32> {
 
     fn inputs(split: &Sequences) -> &[Mat<f32>] {
         &split.x
+    }
+
+    fn values(split: &Sequences) -> Vec<&[f32]> {
+        split
+            .x
+            .iter()
+            .chain(&split.y)
+            .map(|m| m.as_slice())
+            .collect()
     }
 
     fn check_splits(

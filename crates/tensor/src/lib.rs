@@ -11,6 +11,8 @@
 //! * [`Activation`] — relu, tanh, erf, identity and gelu with their derivatives.
 //! * [`elementwise`] and [`reduce`] — in-place kernels and reductions accumulated in `f64`.
 //! * [`rng`] — named, portable seed streams and Gaussian initialisation.
+//! * [`memory`] — peak-memory estimates checked against the available memory before a
+//!   command allocates.
 //!
 //! All kernels work for `f32` (training) and `f64` (theory, gradient checks) through the
 //! [`Float`] trait. Parallel kernels split work into pieces whose size does not depend on the
@@ -31,6 +33,7 @@
 pub mod activation;
 pub mod elementwise;
 pub mod gemm;
+pub mod memory;
 pub mod reduce;
 pub mod rng;
 mod scalar;
