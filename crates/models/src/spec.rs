@@ -533,6 +533,12 @@ impl CnnSpec {
         }
     }
 
+    /// Replaces the activation.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
     /// Replaces the kernel size.
     pub fn with_kernel(mut self, kernel: usize) -> Self {
         self.kernel = kernel;
