@@ -56,7 +56,9 @@ use widealign_tensor::{
 use crate::conv::{Geometry, Layout};
 use crate::mlp::{ensure_shape, row_sums};
 use crate::spec::BATCH_NORM_EPS;
-use crate::{BiasInit, CnnReadout, CnnSpec, FeedbackPath, Grads, ModelError, Network, Norm};
+use crate::{
+    BiasInit, CnnReadout, CnnSpec, FeedbackPath, Grads, ImageLayout, ModelError, Network, Norm,
+};
 
 /// A convolutional network with its weights.
 ///
@@ -165,7 +167,10 @@ fn geometry(spec: &CnnSpec, l: usize) -> Geometry {
         stride: s,
         pad_top: spec.padding.pad_before(in_h, k, s),
         pad_left: spec.padding.pad_before(in_w, k, s),
-        layout: if l == 1 { Layout::Hwc } else { Layout::Chw },
+        layout: match (l, spec.layout) {
+            (1, ImageLayout::Hwc) => Layout::Hwc,
+            _ => Layout::Chw,
+        },
     }
 }
 

@@ -62,6 +62,6 @@ pub use rnn::{
     RnnFeedback, RnnGrads, RnnPathway, RnnSignals, RnnTrace,
 };
 pub use spec::{
-    BiasInit, CnnReadout, CnnSpec, MlpSpec, Norm, Padding, Parameterization, RnnSpec,
+    BiasInit, CnnReadout, CnnSpec, ImageLayout, MlpSpec, Norm, Padding, Parameterization, RnnSpec,
     BATCH_NORM_EPS,
 };

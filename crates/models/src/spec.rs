@@ -26,6 +26,7 @@
 //! assert!(MlpSpec::new(64, vec![0], 10, Activation::Relu).validate().is_err());
 //! ```
 
+use serde::{Deserialize, Serialize};
 use widealign_tensor::Activation;
 
 use crate::ModelError;
@@ -357,7 +358,8 @@ impl RnnSpec {
 /// * [`Padding::Same`]: output `⌈n/s⌉`; `p = max((⌈n/s⌉ − 1)·s + k − n, 0)` zeros in all, `⌊p/2⌋`
 ///   before the first row (column) and the rest after the last;
 /// * [`Padding::Valid`]: no padding, output `⌊(n − k)/s⌋ + 1` (requires `k ≤ n`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Padding {
     /// Output `⌈n/s⌉`, zeros split evenly (the extra one after).
     Same,
@@ -397,7 +399,8 @@ impl Padding {
 }
 
 /// What the readout of a [`CnnSpec`] reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CnnReadout {
     /// Global average pooling: the mean of each channel over the last layer's pixels
     /// (readout fan-in `C_L`), as in the reference experiments.
@@ -420,7 +423,8 @@ impl CnnReadout {
 }
 
 /// Normalisation after each convolution of a [`CnnSpec`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Norm {
     /// None: `A^l = φ(H^l)`.
     None,
@@ -444,6 +448,45 @@ impl Norm {
     }
 }
 
+/// `Display` (the name) and `FromStr` (its inverse, listing the names otherwise) for a name
+/// enum with `ALL` and `name()`.
+macro_rules! by_name {
+    ($ty:ident) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                $ty::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
+                    format!(
+                        "unknown value `{s}` (expected one of: {})",
+                        $ty::ALL.map($ty::name).join(", ")
+                    )
+                })
+            }
+        }
+    };
+}
+
+by_name!(Padding);
+by_name!(CnnReadout);
+by_name!(Norm);
+
+/// The order of an input image's values in a row of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ImageLayout {
+    /// Column `(y·W + x)·C + c` (NHWC, as TensorFlow and neural-tangents): the convention.
+    Hwc,
+    /// Column `c·H·W + y·W + x` (channel planes one after the other), as CIFAR-10's binary
+    /// files store them and `widealign-data` loads them.
+    Chw,
+}
+
 /// The `ε` of [`Norm::Batch`] (the reference code's `0.000001`).
 pub const BATCH_NORM_EPS: f64 = 1e-6;
 
@@ -453,7 +496,8 @@ pub const BATCH_NORM_EPS: f64 = 1e-6;
 ///
 /// * **Images** are `H × W × C` in **HWC** order, one image per row of a batch: pixel `(y, x)`,
 ///   channel `c` is column `(y·W + x)·C + c` (row-major pixels, channels fastest), as NHWC in
-///   TensorFlow / neural-tangents.
+///   TensorFlow / neural-tangents. ([`ImageLayout::Chw`] reads channel planes instead, for data
+///   stored that way such as CIFAR-10; the network is the same.)
 /// * **Layers** `l = 1..L` are 2-D convolutions with `k × k` kernels, stride `s` and
 ///   [`Padding`] as TensorFlow / neural-tangents define it, followed by the optional [`Norm`] and
 ///   the activation `φ`. Kernel `K^l` is stored as a `C_l × (k·k·C_{l−1})` matrix whose column
@@ -484,6 +528,8 @@ pub const BATCH_NORM_EPS: f64 = 1e-6;
 pub struct CnnSpec {
     /// Input image `[H, W, C]`.
     pub image: [usize; 3],
+    /// The order of the input's values ([`ImageLayout::Hwc`] unless the data says otherwise).
+    pub layout: ImageLayout,
     /// Channels `C_1..C_L` of the convolution layers (at least one).
     pub channels: Vec<usize>,
     /// Kernel size `k` (square `k × k` kernels).
@@ -517,6 +563,7 @@ impl CnnSpec {
     ) -> Self {
         CnnSpec {
             image,
+            layout: ImageLayout::Hwc,
             channels,
             kernel: 3,
             stride: 1,
@@ -531,6 +578,12 @@ impl CnnSpec {
             },
             bias_init: BiasInit::Zero,
         }
+    }
+
+    /// Replaces the input layout.
+    pub fn with_layout(mut self, layout: ImageLayout) -> Self {
+        self.layout = layout;
+        self
     }
 
     /// Replaces the activation.
