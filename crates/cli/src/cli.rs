@@ -135,14 +135,26 @@ const MODELS: Choices<ModelKind> = &[
 
 /// `--padding`.
 const PADDINGS: Choices<Padding> = &[
-    (Padding::Same, "Output ceil(n/s) per axis, zeros split evenly (TensorFlow's SAME)"),
-    (Padding::Valid, "No padding: only where the whole kernel fits"),
+    (
+        Padding::Same,
+        "Output ceil(n/s) per axis, zeros split evenly (TensorFlow's SAME)",
+    ),
+    (
+        Padding::Valid,
+        "No padding: only where the whole kernel fits",
+    ),
 ];
 
 /// `--readout`.
 const READOUTS: Choices<CnnReadout> = &[
-    (CnnReadout::Gap, "Global average pooling of each channel, then a dense readout"),
-    (CnnReadout::Flatten, "The last feature maps flattened, then a dense readout"),
+    (
+        CnnReadout::Gap,
+        "Global average pooling of each channel, then a dense readout",
+    ),
+    (
+        CnnReadout::Flatten,
+        "The last feature maps flattened, then a dense readout",
+    ),
 ];
 
 /// `--norm`.
