@@ -183,7 +183,10 @@ fn cnn_results_are_bit_identical_on_one_and_two_threads_and_learn() {
             );
             assert_eq!(bits(&one.1), bits(&two.1), "{rule} {norm}");
             assert!(matches!(one.1, Trained::Cnn(_)));
-            assert_eq!((one.0.train_examples, one.0.depth), (120, 2));
+            assert_eq!(
+                (one.0.train_examples, one.0.depth, one.0.width),
+                (120, 2, 6)
+            );
             // (fa and dfa carry no descent guarantee: their random feedback may raise the loss)
             let descends = !matches!(rule, RuleKind::Fa | RuleKind::Dfa);
             assert!(
