@@ -202,6 +202,7 @@ fn train_config(a: &TrainArgs, given: &[String]) -> Result<TrainConfig, CliError
         width: a.width,
         ..config::from_flags(&a.model, &a.data, &a.optim)
     };
+    let flags = config::with_cnn_flags(flags, &a.cnn)?;
     let Some(path) = &a.resume else {
         return Ok(flags);
     };
@@ -223,7 +224,8 @@ fn train_config(a: &TrainArgs, given: &[String]) -> Result<TrainConfig, CliError
     }
     overlay!(
         model, dataset, rule, depth, width, activation, param, optimizer, lr, batch_size, epochs,
-        train_size, w_std, b_std, seed
+        train_size, w_std, b_std, seed, channels, conv_layers, kernel, stride, padding, readout,
+        norm
     );
     Ok(cfg)
 }

@@ -28,6 +28,12 @@ pub fn dynamics_cmd(a: &DynamicsArgs) -> Result<(), CliError> {
     let (dataset, lr) = match a.model.model {
         ModelKind::Mlp => (defaults.dataset.clone(), defaults.lr),
         ModelKind::Rnn => (DEFAULT_RNN_DATASET.to_string(), DEFAULT_RNN_LR),
+        ModelKind::Cnn => {
+            return Err(CliError::flag(
+                "--model",
+                "dynamics has no cnn form yet (mlp, rnn)",
+            ))
+        }
     };
     let data = DataArgs {
         dataset: a.dataset.clone().unwrap_or(dataset),

@@ -152,6 +152,12 @@ pub fn ntk(a: &NtkArgs, progress: &Progress) -> Result<(), CliError> {
             check_kernel_memory(x.nrows(), a.seq_len.unwrap_or(1) + 1)?;
             rnn_ntk(a, inputs, &x)?
         }
+        ModelKind::Cnn => {
+            return Err(CliError::flag(
+                "--model",
+                "the cnn's infinite-width kernels are not implemented yet (mlp, rnn)",
+            ))
+        }
     };
     if a.json {
         let s = serde_json::to_string(&report).map_err(|e| CliError::Failure(e.to_string()))?;

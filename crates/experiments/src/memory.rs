@@ -33,6 +33,12 @@ fn shape_of_info(i: &DatasetInfo) -> DataShape {
         output_dim: i.output_dim,
         n_train: i.train,
         steps: i.steps,
+        image: i
+            .name
+            .parse::<widealign_data::DatasetSpec>()
+            .ok()
+            .and_then(|s| s.image_shape())
+            .map(|s| [s.height, s.width, s.channels]),
     }
 }
 

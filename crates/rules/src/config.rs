@@ -22,7 +22,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use widealign_models::{BiasInit, MlpSpec, Parameterization};
+use widealign_models::{
+    BiasInit, CnnReadout, CnnSpec, ImageLayout, MlpSpec, Norm, Padding, Parameterization,
+};
 use widealign_tensor::memory::Estimate;
 use widealign_tensor::Activation;
 
@@ -37,17 +39,21 @@ pub enum ModelKind {
     /// Elman recurrent network ([`widealign_models::Rnn`]); `depth` is ignored (one recurrent
     /// layer).
     Rnn,
+    /// Convolutional network ([`widealign_models::Cnn`]) on image datasets: `conv_layers`
+    /// convolutions of `channels` channels; `depth` and `width` are ignored.
+    Cnn,
 }
 
 impl ModelKind {
-    /// Both families, MLP first.
-    pub const ALL: [ModelKind; 2] = [ModelKind::Mlp, ModelKind::Rnn];
+    /// Every family: MLP, RNN, CNN.
+    pub const ALL: [ModelKind; 3] = [ModelKind::Mlp, ModelKind::Rnn, ModelKind::Cnn];
 
-    /// `"mlp"` or `"rnn"`.
+    /// `"mlp"`, `"rnn"` or `"cnn"`.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Mlp => "mlp",
             ModelKind::Rnn => "rnn",
+            ModelKind::Cnn => "cnn",
         }
     }
 }
@@ -199,6 +205,27 @@ pub struct TrainConfig {
     pub b_std: f64,
     /// Seed of every random choice: initialisation, feedback matrices, shuffling, subsets.
     pub seed: u64,
+    /// CNN: channels of every convolution layer.
+    #[serde(skip_serializing_if = "cnn_default::is_channels")]
+    pub channels: usize,
+    /// CNN: number of convolution layers.
+    #[serde(skip_serializing_if = "cnn_default::is_conv_layers")]
+    pub conv_layers: usize,
+    /// CNN: kernel size `k` (`k × k` kernels).
+    #[serde(skip_serializing_if = "cnn_default::is_kernel")]
+    pub kernel: usize,
+    /// CNN: stride of every convolution.
+    #[serde(skip_serializing_if = "cnn_default::is_stride")]
+    pub stride: usize,
+    /// CNN: zero padding of every convolution (`same` or `valid`).
+    #[serde(skip_serializing_if = "cnn_default::is_padding")]
+    pub padding: Padding,
+    /// CNN: what the readout reads (`gap`: global average pooling, or `flatten`).
+    #[serde(skip_serializing_if = "cnn_default::is_readout")]
+    pub readout: CnnReadout,
+    /// CNN: normalisation after each convolution (`none` or `batch`).
+    #[serde(skip_serializing_if = "cnn_default::is_norm")]
+    pub norm: Norm,
     /// Align-ada/zero: cache the frozen network's per-example trace (if it fits in
     /// [`crate::FROZEN_CACHE_BUDGET`]) instead of running the frozen forward pass every step;
     /// results are identical either way (see `docs/decisions/align-zero-cache.md`).
@@ -227,8 +254,51 @@ impl Default for TrainConfig {
             w_std: 1.0,
             b_std: 0.1,
             seed: 0,
+            channels: cnn_default::CHANNELS,
+            conv_layers: cnn_default::CONV_LAYERS,
+            kernel: cnn_default::KERNEL,
+            stride: cnn_default::STRIDE,
+            padding: cnn_default::PADDING,
+            readout: cnn_default::READOUT,
+            norm: cnn_default::NORM,
             cache_frozen: true,
         }
+    }
+}
+
+/// The defaults of the CNN settings. A setting at its default is left out of the serialised
+/// config, so the identities of MLP and RNN runs written before the CNN existed are unchanged.
+mod cnn_default {
+    use widealign_models::{CnnReadout, Norm, Padding};
+
+    pub const CHANNELS: usize = 64;
+    pub const CONV_LAYERS: usize = 3;
+    pub const KERNEL: usize = 3;
+    pub const STRIDE: usize = 1;
+    pub const PADDING: Padding = Padding::Same;
+    pub const READOUT: CnnReadout = CnnReadout::Gap;
+    pub const NORM: Norm = Norm::None;
+
+    pub fn is_channels(v: &usize) -> bool {
+        *v == CHANNELS
+    }
+    pub fn is_conv_layers(v: &usize) -> bool {
+        *v == CONV_LAYERS
+    }
+    pub fn is_kernel(v: &usize) -> bool {
+        *v == KERNEL
+    }
+    pub fn is_stride(v: &usize) -> bool {
+        *v == STRIDE
+    }
+    pub fn is_padding(v: &Padding) -> bool {
+        *v == PADDING
+    }
+    pub fn is_readout(v: &CnnReadout) -> bool {
+        *v == READOUT
+    }
+    pub fn is_norm(v: &Norm) -> bool {
+        *v == NORM
     }
 }
 
@@ -245,6 +315,18 @@ impl TrainConfig {
         }
         if self.model == ModelKind::Mlp && self.depth == 0 {
             return bad("depth", "must be at least 1 hidden layer".into());
+        }
+        if self.model == ModelKind::Cnn {
+            for (field, v) in [
+                ("channels", self.channels),
+                ("conv_layers", self.conv_layers),
+                ("kernel", self.kernel),
+                ("stride", self.stride),
+            ] {
+                if v == 0 {
+                    return bad(field, "must be at least 1".into());
+                }
+            }
         }
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1".into());
@@ -312,6 +394,54 @@ pub struct DataShape {
     pub n_train: usize,
     /// Time steps per sequence (RNN), `None` for feature vectors.
     pub steps: Option<usize>,
+    /// `[H, W, C]` of image datasets (what the CNN reads), `None` otherwise.
+    pub image: Option<[usize; 3]>,
+}
+
+impl TrainConfig {
+    /// The convolutional network this run trains on images of shape `image`
+    /// (`[H, W, C]`, channel planes first if `channel_major`): `conv_layers` layers of
+    /// `channels` channels, zero-initialised biases.
+    ///
+    /// # Errors
+    /// [`RulesError::InvalidConfig`] naming `kernel` when a VALID kernel does not fit a layer;
+    /// [`RulesError::Model`] for other spec errors.
+    pub fn cnn_spec(
+        &self,
+        image: [usize; 3],
+        channel_major: bool,
+        output_dim: usize,
+    ) -> Result<CnnSpec, RulesError> {
+        let spec = CnnSpec::new(
+            image,
+            vec![self.channels; self.conv_layers],
+            output_dim,
+            self.activation,
+        )
+        .with_layout(if channel_major {
+            ImageLayout::Chw
+        } else {
+            ImageLayout::Hwc
+        })
+        .with_kernel(self.kernel)
+        .with_stride(self.stride)
+        .with_padding(self.padding)
+        .with_readout(self.readout)
+        .with_norm(self.norm)
+        .with_param(self.parameterization())
+        .with_bias_init(BiasInit::Zero);
+        match spec.validate() {
+            Err(widealign_models::ModelError::InvalidSpec { field, reason })
+                if field == "kernel" =>
+            {
+                Err(RulesError::InvalidConfig {
+                    field: "kernel",
+                    reason,
+                })
+            }
+            other => other.map(|()| spec).map_err(RulesError::from),
+        }
+    }
 }
 
 impl TrainConfig {
@@ -325,7 +455,25 @@ impl TrainConfig {
                 i * w + w + hidden * (w * w + w) + w * o + o
             }
             ModelKind::Rnn => i * w + w * w + 2.0 * w + o * w + o,
+            ModelKind::Cnn => {
+                let (k2, c) = ((self.kernel * self.kernel) as f64, self.channels as f64);
+                let c_in = d.image.map_or(1.0, |[_, _, ch]| ch as f64);
+                let layers = self.conv_layers as f64;
+                let conv = c * k2 * c_in + c + (layers - 1.0).max(0.0) * (c * k2 * c + c);
+                let n_r = match self.readout {
+                    CnnReadout::Gap => c,
+                    CnnReadout::Flatten => c * self.positions(d),
+                };
+                conv + n_r * o + o
+            }
         }
+    }
+
+    /// Spatial positions of a CNN feature map on data of shape `d` (an upper bound: stride 1,
+    /// SAME padding).
+    fn positions(&self, d: &DataShape) -> f64 {
+        d.image
+            .map_or(d.input_dim as f64, |[h, w, _]| (h * w) as f64)
     }
 
     /// The peak memory of this run beyond the loaded dataset, by part (`f32` values): the
@@ -346,10 +494,19 @@ impl TrainConfig {
             match self.model {
                 ModelKind::Mlp => format!(", depth {}", self.depth),
                 ModelKind::Rnn => String::new(),
+                ModelKind::Cnn => format!(", {} conv layers", self.conv_layers),
             },
             self.batch_size
         ));
         e.add("parameters", p).add("updates and buffers", p);
+        // hidden units per example (all layers; per step for the RNN)
+        let hidden = match self.model {
+            ModelKind::Mlp => w * self.depth.max(1) as f64,
+            ModelKind::Rnn => w,
+            ModelKind::Cnn => {
+                self.channels as f64 * self.positions(d) * self.conv_layers.max(1) as f64
+            }
+        };
         let frozen = self.rule.uses_frozen_network();
         if frozen {
             e.add("frozen initial network", p);
@@ -361,7 +518,7 @@ impl TrainConfig {
             crate::FeedbackSource::DirectRandom => {
                 e.add(
                     "direct feedback matrices",
-                    w * d.output_dim as f64 * self.depth.max(1) as f64 * F32,
+                    hidden * d.output_dim as f64 * F32,
                 );
             }
             _ => {}
@@ -371,10 +528,11 @@ impl TrainConfig {
             e.add("Adam moments", 2.0 * p);
         }
         // activity-shaped values per example: pre- and post-activation of every hidden unit
-        let (units, per_step) = match self.model {
-            ModelKind::Mlp => (w * self.depth as f64 + d.output_dim as f64, 1.0),
-            ModelKind::Rnn => (w + d.output_dim as f64, d.steps.unwrap_or(1) as f64),
+        let per_step = match self.model {
+            ModelKind::Rnn => d.steps.unwrap_or(1) as f64,
+            ModelKind::Mlp | ModelKind::Cnn => 1.0,
         };
+        let units = hidden + d.output_dim as f64;
         let rows = (self.batch_size.min(d.n_train.max(1)) as f64).max(512.0);
         let traces = if frozen { 2.0 } else { 1.0 };
         e.add(
@@ -382,7 +540,7 @@ impl TrainConfig {
             rows * units * per_step * 2.0 * traces * F32,
         );
         if self.rule.uses_frozen_trace() {
-            let cache = d.n_train as f64 * w * self.depth.max(1) as f64 * 2.0 * F32;
+            let cache = d.n_train as f64 * hidden * 2.0 * F32;
             if cache <= crate::FROZEN_CACHE_BUDGET as f64 {
                 e.add("frozen-trace cache", cache);
             }
@@ -434,9 +592,9 @@ pub struct TrainResult {
     pub dataset: String,
     /// The rule.
     pub rule: RuleKind,
-    /// Hidden width.
+    /// Hidden width (the channel count for the CNN).
     pub width: usize,
-    /// Hidden layers (1 for the RNN).
+    /// Hidden layers (1 for the RNN, the convolution layers for the CNN).
     pub depth: usize,
     /// The seed.
     pub seed: u64,
@@ -515,6 +673,7 @@ mod tests {
             output_dim: 10,
             n_train: 60_000,
             steps: None,
+            image: None,
         };
         let small = TrainConfig::default();
         // 784·1024 + 1024 + 1024·1024 + 1024 + 1024·10 + 10 parameters
@@ -548,6 +707,7 @@ mod tests {
             output_dim: 1,
             n_train: 300,
             steps: Some(100),
+            image: None,
         };
         assert_eq!(rnn.param_count(&d), 200.0 + 10_000.0 + 200.0 + 100.0 + 1.0);
         let e = rnn.memory_estimate(&d, true);

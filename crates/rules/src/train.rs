@@ -43,7 +43,7 @@ use std::borrow::{Borrow, Cow};
 
 use widealign_data::{preprocess, Dataset};
 use widealign_models::safetensors::{self, SafetensorsFile, Tensor};
-use widealign_models::{Loss, Mlp, Optimizer, OptimizerKind, Rnn, RnnSpec};
+use widealign_models::{Cnn, Loss, Mlp, Optimizer, OptimizerKind, Rnn, RnnSpec};
 
 use crate::checkpoint::{self, Checkpointing, DataPrint};
 use crate::driver::{self, Eval, StepBatch, Task};
@@ -60,6 +60,8 @@ pub enum Trained {
     Mlp(Mlp<f32>),
     /// A recurrent network.
     Rnn(Rnn<f32>),
+    /// A convolutional network.
+    Cnn(Cnn<f32>),
 }
 
 impl TrainConfig {
@@ -138,6 +140,7 @@ pub fn train_checkpointed(
     match cfg.model {
         ModelKind::Mlp => train_network::<Mlp<f32>>(cfg, data, callbacks, ckpt),
         ModelKind::Rnn => train_network::<Rnn<f32>>(cfg, data, callbacks, ckpt),
+        ModelKind::Cnn => train_network::<Cnn<f32>>(cfg, data, callbacks, ckpt),
     }
 }
 
@@ -198,7 +201,7 @@ fn train_network<M: Trainable>(
         }
         None => None,
     };
-    let result = driver::run(
+    let mut result = driver::run(
         cfg,
         M::KIND,
         M::depth(cfg),
@@ -206,6 +209,7 @@ fn train_network<M: Trainable>(
         &mut callbacks,
         driver_ckpt,
     )?;
+    result.width = M::width(cfg);
     Ok((result, M::trained(task.model)))
 }
 

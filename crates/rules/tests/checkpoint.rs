@@ -14,6 +14,7 @@ fn data(model: ModelKind) -> Dataset {
     let (name, n) = match model {
         ModelKind::Mlp => ("digits", 60),
         ModelKind::Rnn => ("add", 40),
+        ModelKind::Cnn => ("digits", 60),
     };
     load(
         name,
@@ -31,6 +32,8 @@ fn config(model: ModelKind, rule: RuleKind, optimizer: OptimizerChoice) -> Train
         (ModelKind::Mlp, OptimizerChoice::Adam) => ("digits", 0.01),
         (ModelKind::Rnn, OptimizerChoice::Sgd) => ("add", 0.001),
         (ModelKind::Rnn, OptimizerChoice::Adam) => ("add", 0.001),
+        (ModelKind::Cnn, OptimizerChoice::Sgd) => ("digits", 1.0),
+        (ModelKind::Cnn, OptimizerChoice::Adam) => ("digits", 0.01),
     };
     TrainConfig {
         model,
@@ -43,6 +46,8 @@ fn config(model: ModelKind, rule: RuleKind, optimizer: OptimizerChoice) -> Train
         optimizer,
         lr,
         seed: 3,
+        channels: 4,
+        conv_layers: 2,
         ..TrainConfig::default()
     }
 }
