@@ -82,7 +82,7 @@ pub fn gemm(a: &BenchGemmArgs) -> Result<(), CliError> {
 fn random_dataset(a: &BenchStepArgs, n: usize) -> Result<Dataset, CliError> {
     let seeds = SeedStream::new(a.seed).child("bench-step");
     let (task, train, test) = match a.model {
-        ModelKind::Mlp => {
+        ModelKind::Mlp | ModelKind::Cnn => {
             let make = |name: &str, rows: usize| -> Result<Tabular, CliError> {
                 let x: Mat<f32> =
                     seeds.gaussian_matrix(&format!("{name}.x"), rows, a.input_dim, 1.0);

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use widealign_experiments::Scale;
+use widealign_models::{CnnReadout, Norm, Padding};
 use widealign_rules::{ModelKind, OptimizerChoice, ParamKind, RuleKind};
 use widealign_tensor::Activation;
 
@@ -125,6 +126,31 @@ const MODELS: Choices<ModelKind> = &[
     (
         ModelKind::Rnn,
         "Elman recurrent network (sequence tasks such as `add`)",
+    ),
+    (
+        ModelKind::Cnn,
+        "Convolutional network on images (digits, fashion-mnist, mnist, kmnist, cifar10)",
+    ),
+];
+
+/// `--padding`.
+const PADDINGS: Choices<Padding> = &[
+    (Padding::Same, "Output ceil(n/s) per axis, zeros split evenly (TensorFlow's SAME)"),
+    (Padding::Valid, "No padding: only where the whole kernel fits"),
+];
+
+/// `--readout`.
+const READOUTS: Choices<CnnReadout> = &[
+    (CnnReadout::Gap, "Global average pooling of each channel, then a dense readout"),
+    (CnnReadout::Flatten, "The last feature maps flattened, then a dense readout"),
+];
+
+/// `--norm`.
+const NORMS: Choices<Norm> = &[
+    (Norm::None, "No normalisation"),
+    (
+        Norm::Batch,
+        "Parameter-free batch normalisation of every feature over the batch (eps 1e-6)",
     ),
 ];
 
@@ -240,6 +266,33 @@ pub struct ModelArgs {
     pub param: ParamKind,
 }
 
+/// Convolutional-network flags of `train` (`--model cnn` only; unset flags take the defaults of
+/// `TrainConfig`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct CnnArgs {
+    /// CNN: channels of every convolution layer [default: 64].
+    #[arg(long, value_name = "C")]
+    pub channels: Option<usize>,
+    /// CNN: number of convolution layers [default: 3].
+    #[arg(long, value_name = "L")]
+    pub conv_layers: Option<usize>,
+    /// CNN: kernel size k (k×k kernels) [default: 3].
+    #[arg(long, value_name = "K")]
+    pub kernel: Option<usize>,
+    /// CNN: stride of every convolution [default: 1].
+    #[arg(long, value_name = "S")]
+    pub stride: Option<usize>,
+    /// CNN: zero padding [default: same].
+    #[arg(long, value_parser = choice(PADDINGS, Padding::name))]
+    pub padding: Option<Padding>,
+    /// CNN: what the readout reads [default: gap].
+    #[arg(long, value_parser = choice(READOUTS, CnnReadout::name))]
+    pub readout: Option<CnnReadout>,
+    /// CNN: normalisation after each convolution [default: none].
+    #[arg(long, value_parser = choice(NORMS, Norm::name))]
+    pub norm: Option<Norm>,
+}
+
 /// Dataset flags shared by train, dynamics and align.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
@@ -288,6 +341,9 @@ pub struct TrainArgs {
     /// Optimisation.
     #[command(flatten)]
     pub optim: OptimArgs,
+    /// Convolutional network.
+    #[command(flatten)]
+    pub cnn: CnnArgs,
     /// Learning rule.
     #[arg(long, value_parser = choice(RULES, RuleKind::name), default_value_t = RuleKind::Bp)]
     pub rule: RuleKind,
@@ -665,6 +721,9 @@ mod tests {
             assert!(all.iter().all(|v| choices.iter().any(|c| c.0 == *v)));
         }
         check(MODELS, &ModelKind::ALL);
+        check(PADDINGS, &Padding::ALL);
+        check(READOUTS, &CnnReadout::ALL);
+        check(NORMS, &Norm::ALL);
         check(ACTIVATIONS, &Activation::ALL);
         check(PARAMS, &ParamKind::ALL);
         check(OPTIMIZERS, &OptimizerChoice::ALL);

@@ -181,6 +181,7 @@ pub fn train(a: &TrainArgs, progress: &Progress) -> Result<(), CliError> {
         width: a.width,
         ..config::from_flags(&a.model, &a.data, &a.optim)
     };
+    let cfg = config::with_cnn_flags(cfg, &a.cnn)?;
     config::validate(&cfg)?;
     if let Some(out) = &a.out {
         check_writable(out)?;

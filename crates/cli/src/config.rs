@@ -6,9 +6,9 @@
 //! identity in results files is its derived serialisation (`widealign_experiments::config`).
 
 use widealign_experiments::config;
-use widealign_rules::TrainConfig;
+use widealign_rules::{ModelKind, TrainConfig};
 
-use crate::cli::{DataArgs, ModelArgs, OptimArgs};
+use crate::cli::{CnnArgs, DataArgs, ModelArgs, OptimArgs};
 use crate::error::CliError;
 
 /// The config described by the architecture, dataset and optimisation flags (rule and width
@@ -30,6 +30,38 @@ pub fn from_flags(model: &ModelArgs, data: &DataArgs, optim: &OptimArgs) -> Trai
         seed: optim.seed,
         ..TrainConfig::default()
     }
+}
+
+/// The config with the CNN flags applied (unset ones keep their defaults).
+///
+/// # Errors
+/// [`CliError`] naming the first CNN flag given with a model other than `cnn`.
+pub fn with_cnn_flags(mut c: TrainConfig, cnn: &CnnArgs) -> Result<TrainConfig, CliError> {
+    let given = [
+        ("--channels", cnn.channels.is_some()),
+        ("--conv-layers", cnn.conv_layers.is_some()),
+        ("--kernel", cnn.kernel.is_some()),
+        ("--stride", cnn.stride.is_some()),
+        ("--padding", cnn.padding.is_some()),
+        ("--readout", cnn.readout.is_some()),
+        ("--norm", cnn.norm.is_some()),
+    ];
+    if c.model != ModelKind::Cnn {
+        if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(CliError::flag(
+                flag,
+                format!("applies to --model cnn only (the model is {})", c.model),
+            ));
+        }
+    }
+    c.channels = cnn.channels.unwrap_or(c.channels);
+    c.conv_layers = cnn.conv_layers.unwrap_or(c.conv_layers);
+    c.kernel = cnn.kernel.unwrap_or(c.kernel);
+    c.stride = cnn.stride.unwrap_or(c.stride);
+    c.padding = cnn.padding.unwrap_or(c.padding);
+    c.readout = cnn.readout.unwrap_or(c.readout);
+    c.norm = cnn.norm.unwrap_or(c.norm);
+    Ok(c)
 }
 
 /// Checks a config built from flags; a bad value is reported with its flag.

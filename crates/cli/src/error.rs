@@ -188,9 +188,12 @@ impl From<RulesError> for CliError {
             RulesError::Model(m) => m.into(),
             // the library says which model fits; the flag that chooses it is --model
             RulesError::DatasetMismatch { .. } => CliError::flag("--model", e),
-            RulesError::UnknownName { .. }
-            | RulesError::InvalidConfig { .. }
-            | RulesError::Unsupported { .. } => CliError::Input(e.to_string()),
+            RulesError::InvalidConfig { field, reason } => {
+                CliError::flag(&field_to_flag(field), reason)
+            }
+            RulesError::UnknownName { .. } | RulesError::Unsupported { .. } => {
+                CliError::Input(e.to_string())
+            }
             _ => CliError::Failure(e.to_string()),
         }
     }

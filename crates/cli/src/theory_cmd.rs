@@ -123,6 +123,12 @@ pub fn ntk(a: &NtkArgs) -> Result<(), CliError> {
             analytic_ntk(&x, &NtkConfig::new(spec))?
         }
         ModelKind::Rnn => rnn_ntk(a, &read_numeric_csv(&a.inputs)?)?,
+        ModelKind::Cnn => {
+            return Err(CliError::flag(
+                "--model",
+                "the cnn's infinite-width kernels are not implemented yet (mlp, rnn)",
+            ))
+        }
     };
     if a.json {
         let s = serde_json::to_string(&report).map_err(|e| CliError::Failure(e.to_string()))?;

@@ -62,7 +62,7 @@ pub use dataset::{
 };
 pub use error::{DataError, Position, Result};
 pub use registry::{
-    data_dir, info, list, load, DatasetEntry, DatasetInfo, DatasetSpec, LoadOptions,
+    data_dir, info, list, load, DatasetEntry, DatasetInfo, DatasetSpec, ImageShape, LoadOptions,
     REFERENCE_VALIDATION,
 };
 pub use stream::MAX_PAYLOAD_BYTES;

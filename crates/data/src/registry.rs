@@ -125,6 +125,51 @@ impl FromStr for DatasetSpec {
     }
 }
 
+/// The image shape of a dataset whose examples are images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageShape {
+    /// Rows `H`.
+    pub height: usize,
+    /// Columns `W`.
+    pub width: usize,
+    /// Channels `C`.
+    pub channels: usize,
+    /// Whether a row of the loaded data holds channel planes one after the other (`c·H·W + y·W
+    /// + x`, CIFAR-10) rather than HWC (`(y·W + x)·C + c`; the same for one channel).
+    pub channel_major: bool,
+}
+
+impl DatasetSpec {
+    /// The image shape of the built-in image datasets: digits 8×8×1, Fashion-MNIST, MNIST and
+    /// KMNIST 28×28×1, CIFAR-10 32×32×3 (channel-major as loaded). `None` for the others (an
+    /// `idx:DIR` folder's images may have any size; CSV, Add and teacher data are not images).
+    ///
+    /// ```
+    /// use widealign_data::DatasetSpec;
+    /// let s: DatasetSpec = "fashion-mnist".parse().unwrap();
+    /// assert_eq!(s.image_shape().map(|i| (i.height, i.width, i.channels)), Some((28, 28, 1)));
+    /// assert!("add".parse::<DatasetSpec>().unwrap().image_shape().is_none());
+    /// ```
+    pub fn image_shape(&self) -> Option<ImageShape> {
+        let shape = |height, width, channels, channel_major| ImageShape {
+            height,
+            width,
+            channels,
+            channel_major,
+        };
+        match self {
+            DatasetSpec::Digits => Some(shape(8, 8, 1, false)),
+            DatasetSpec::FashionMnist | DatasetSpec::Mnist | DatasetSpec::Kmnist => {
+                Some(shape(28, 28, 1, false))
+            }
+            DatasetSpec::Cifar10(_) => Some(shape(32, 32, 3, true)),
+            DatasetSpec::Idx(_) | DatasetSpec::Csv(_) | DatasetSpec::Add | DatasetSpec::Teacher => {
+                None
+            }
+        }
+    }
+}
+
 impl fmt::Display for DatasetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

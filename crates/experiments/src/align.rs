@@ -88,11 +88,11 @@ pub fn align_run(
                 &train.x,
                 |shadow, v| match v.batch {
                     rules::StepBatch::Mlp { x, err } => shadow.observe(x, err, v.lr as f32),
-                    rules::StepBatch::Rnn { .. } => Ok(()),
+                    rules::StepBatch::Rnn { .. } | rules::StepBatch::Cnn { .. } => Ok(()),
                 },
                 |t| match t {
                     rules::Trained::Mlp(m) => Some(m),
-                    rules::Trained::Rnn(_) => None,
+                    rules::Trained::Rnn(_) | rules::Trained::Cnn(_) => None,
                 },
             )
         }
@@ -129,14 +129,18 @@ pub fn align_run(
                     rules::StepBatch::Rnn { xs, errs } => {
                         shadow.observe_step(xs, Some(v.rows), errs, v.lr as f32)
                     }
-                    rules::StepBatch::Mlp { .. } => Ok(()),
+                    rules::StepBatch::Mlp { .. } | rules::StepBatch::Cnn { .. } => Ok(()),
                 },
                 |t| match t {
                     rules::Trained::Rnn(m) => Some(m),
-                    rules::Trained::Mlp(_) => None,
+                    rules::Trained::Mlp(_) | rules::Trained::Cnn(_) => None,
                 },
             )
         }
+        ModelKind::Cnn => Err(ExperimentError::setting(
+            "model",
+            "align measures the mlp and the rnn; the cnn is not supported yet",
+        )),
     }
 }
 

@@ -11,6 +11,9 @@
 //!   one pathway plus one activity choice.
 //! * [`Rnn`] — an Elman network ([`RnnSpec`]) with backpropagation through time along an
 //!   [`RnnPathway`] (live or frozen recurrent and readout weights and hidden states).
+//! * [`Cnn`] — a convolutional network ([`CnnSpec`]: `k × k` convolutions with stride and
+//!   SAME/VALID padding, optional parameter-free batch normalisation, global-average-pooling or
+//!   flatten readout) on HWC images, convolutions as im2col on the workspace GEMM.
 //! * [`Loss`] — the reference MSE (mean over batch and outputs) and softmax cross-entropy;
 //!   [`one_hot_targets`] (one-hot − 0.1) and [`accuracy`].
 //! * [`sgd_step_fused`] / [`sgd_update_fused`] — plain SGD applied layer by layer inside the
@@ -32,6 +35,8 @@
 //! ```
 
 pub mod checkpoint;
+pub mod cnn;
+mod conv;
 mod error;
 pub mod fused;
 pub mod loss;
@@ -42,6 +47,7 @@ pub mod rnn;
 pub mod spec;
 
 pub use checkpoint::{inspect as inspect_checkpoint, CheckpointInfo};
+pub use cnn::{Cnn, CnnBuffers, CnnSignals, CnnTrace};
 pub use error::ModelError;
 pub use fused::{sgd_step_fused, sgd_update_fused, FusedBuffers, FusedFeedback};
 pub use loss::{accuracy, one_hot_targets, predicted_classes, Loss};
@@ -55,4 +61,7 @@ pub use rnn::{
     rnn_backward_signals, rnn_backward_signals_into, rnn_gradients, rnn_gradients_into, Rnn,
     RnnFeedback, RnnGrads, RnnPathway, RnnSignals, RnnTrace,
 };
-pub use spec::{BiasInit, MlpSpec, Parameterization, RnnSpec};
+pub use spec::{
+    BiasInit, CnnReadout, CnnSpec, ImageLayout, MlpSpec, Norm, Padding, Parameterization, RnnSpec,
+    BATCH_NORM_EPS,
+};

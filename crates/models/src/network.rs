@@ -86,7 +86,7 @@ impl<M: Network> Copy for FeedbackPath<'_, M> {}
 
 /// A trainable network: the operations the credit-assignment rules are written against.
 ///
-/// Implemented by [`Mlp`](crate::Mlp) and [`Rnn`](crate::Rnn); `docs/extending.md` shows how to
+/// Implemented by [`Mlp`](crate::Mlp), [`Rnn`](crate::Rnn) and [`Cnn`](crate::Cnn); `docs/extending.md` shows how to
 /// add a model. Methods that take traces or errors panic if their shapes disagree with the
 /// model (they are built by the program from the model, not read from user input);
 /// [`Network::check_step`] turns a caller's shapes into a [`ModelError`] first.
@@ -243,6 +243,14 @@ pub trait Network: Clone + Debug + PartialEq + Sized {
                 elementwise::axpy(-lr, g, p);
             }
         }
+    }
+
+    /// Whether one example's trace depends on that example alone (so a frozen-trace cache can
+    /// hold per-example values). `false` for models whose forward pass mixes the batch, such as
+    /// the CNN with batch normalisation: the rules then compute the frozen trace on every batch.
+    fn per_example_trace(spec: &Self::Spec) -> bool {
+        let _ = spec;
+        true
     }
 
     /// Values per example that a frozen-trace cache holds for the batch shape of `x` (the

@@ -26,6 +26,7 @@
 //! assert!(MlpSpec::new(64, vec![0], 10, Activation::Relu).validate().is_err());
 //! ```
 
+use serde::{Deserialize, Serialize};
 use widealign_tensor::Activation;
 
 use crate::ModelError;
@@ -340,6 +341,415 @@ impl RnnSpec {
             if v == 0 {
                 return bad(field, "must be at least 1".into());
             }
+        }
+        for (field, v) in [("w_std", self.param.w_std()), ("b_std", self.param.b_std())] {
+            if !v.is_finite() || v < 0.0 {
+                return bad(field, format!("must be finite and non-negative, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Zero padding of a convolution, as TensorFlow and neural-tangents define it.
+///
+/// For an input of size `n`, kernel `k` and stride `s` along one axis:
+///
+/// * [`Padding::Same`]: output `⌈n/s⌉`; `p = max((⌈n/s⌉ − 1)·s + k − n, 0)` zeros in all, `⌊p/2⌋`
+///   before the first row (column) and the rest after the last;
+/// * [`Padding::Valid`]: no padding, output `⌊(n − k)/s⌋ + 1` (requires `k ≤ n`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Padding {
+    /// Output `⌈n/s⌉`, zeros split evenly (the extra one after).
+    Same,
+    /// No padding: only positions where the whole kernel fits.
+    Valid,
+}
+
+impl Padding {
+    /// Both, SAME first.
+    pub const ALL: [Padding; 2] = [Padding::Same, Padding::Valid];
+
+    /// `"same"` or `"valid"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Padding::Same => "same",
+            Padding::Valid => "valid",
+        }
+    }
+
+    /// Output size along an axis of `n` inputs for kernel `k` and stride `s` (0 when a VALID
+    /// kernel does not fit).
+    pub fn output_size(self, n: usize, k: usize, s: usize) -> usize {
+        match self {
+            Padding::Same => n.div_ceil(s),
+            Padding::Valid if k > n => 0,
+            Padding::Valid => (n - k) / s + 1,
+        }
+    }
+
+    /// Zeros before the first input along an axis (`⌊p/2⌋` for SAME, 0 for VALID).
+    pub fn pad_before(self, n: usize, k: usize, s: usize) -> usize {
+        match self {
+            Padding::Same => ((n.div_ceil(s).saturating_sub(1)) * s + k).saturating_sub(n) / 2,
+            Padding::Valid => 0,
+        }
+    }
+}
+
+/// What the readout of a [`CnnSpec`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CnnReadout {
+    /// Global average pooling: the mean of each channel over the last layer's pixels
+    /// (readout fan-in `C_L`), as in the reference experiments.
+    Gap,
+    /// The last layer's feature maps flattened (readout fan-in `H_L·W_L·C_L`).
+    Flatten,
+}
+
+impl CnnReadout {
+    /// Both, GAP first.
+    pub const ALL: [CnnReadout; 2] = [CnnReadout::Gap, CnnReadout::Flatten];
+
+    /// `"gap"` or `"flatten"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CnnReadout::Gap => "gap",
+            CnnReadout::Flatten => "flatten",
+        }
+    }
+}
+
+/// Normalisation after each convolution of a [`CnnSpec`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Norm {
+    /// None: `A^l = φ(H^l)`.
+    None,
+    /// Parameter-free batch normalisation of every feature (pixel and channel) over the batch,
+    /// `Z = (H − μ)/√(σ² + ε)` with the batch mean `μ`, the biased batch variance `σ²` and
+    /// `ε = 10⁻⁶`, then `A^l = φ(Z^l)` — as the reference code does (`tf.nn.moments(x, [0])`
+    /// on `NHWC` maps, then `tf.nn.batch_normalization` without offset and scale).
+    Batch,
+}
+
+impl Norm {
+    /// Both, none first.
+    pub const ALL: [Norm; 2] = [Norm::None, Norm::Batch];
+
+    /// `"none"` or `"batch"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Norm::None => "none",
+            Norm::Batch => "batch",
+        }
+    }
+}
+
+/// `Display` (the name) and `FromStr` (its inverse, listing the names otherwise) for a name
+/// enum with `ALL` and `name()`.
+macro_rules! by_name {
+    ($ty:ident) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                $ty::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
+                    format!(
+                        "unknown value `{s}` (expected one of: {})",
+                        $ty::ALL.map($ty::name).join(", ")
+                    )
+                })
+            }
+        }
+    };
+}
+
+by_name!(Padding);
+by_name!(CnnReadout);
+by_name!(Norm);
+
+/// The order of an input image's values in a row of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ImageLayout {
+    /// Column `(y·W + x)·C + c` (NHWC, as TensorFlow and neural-tangents): the convention.
+    Hwc,
+    /// Column `c·H·W + y·W + x` (channel planes one after the other), as CIFAR-10's binary
+    /// files store them and `widealign-data` loads them.
+    Chw,
+}
+
+/// The `ε` of [`Norm::Batch`] (the reference code's `0.000001`).
+pub const BATCH_NORM_EPS: f64 = 1e-6;
+
+/// A convolutional architecture: everything about a [`crate::Cnn`] except its weights.
+///
+/// # Conventions
+///
+/// * **Images** are `H × W × C` in **HWC** order, one image per row of a batch: pixel `(y, x)`,
+///   channel `c` is column `(y·W + x)·C + c` (row-major pixels, channels fastest), as NHWC in
+///   TensorFlow / neural-tangents. ([`ImageLayout::Chw`] reads channel planes instead, for data
+///   stored that way such as CIFAR-10; the network is the same.)
+/// * **Layers** `l = 1..L` are 2-D convolutions with `k × k` kernels, stride `s` and
+///   [`Padding`] as TensorFlow / neural-tangents define it, followed by the optional [`Norm`] and
+///   the activation `φ`. Kernel `K^l` is stored as a `C_l × (k·k·C_{l−1})` matrix whose column
+///   `(dy·k + dx)·C_{l−1} + c` is the HWIO kernel entry `[dy, dx, c, ·]`.
+/// * **Parameterisation** (neural-tangents' convention): in the NTK parameterisation
+///   `H^l = (s_w/√(k·k·C_{l−1}))·(K^l ⋆ A^{l−1}) + s_b·b^l` with `N(0, 1)` kernels and biases; in
+///   the standard one the multipliers are 1 and the stored entries start `N(0, s_w²/(k·k·C_{l−1}))`
+///   and `N(0, s_b²)`. Biases start at zero under [`BiasInit::Zero`].
+/// * **Readout** `f = m_R·R·W_Rᵀ + s_b·b_R` (`m_R = s_w/√n_R` in the NTK parameterisation) reads
+///   `R` = the global average of each channel ([`CnnReadout::Gap`], `n_R = C_L`) or the flattened
+///   last feature maps ([`CnnReadout::Flatten`], `n_R = H_L·W_L·C_L`).
+/// * Inside the network, feature maps are stored **channel-major** (column `c·H_l·W_l + y·W_l + x`
+///   of a `B × C_l·H_l·W_l` batch), so the flatten readout's weight columns are in that (CHW)
+///   order; all its entries are i.i.d. at initialisation, so this is only a relabelling.
+///
+/// ```
+/// use widealign_models::{CnnReadout, CnnSpec, Padding};
+/// use widealign_tensor::Activation;
+/// let spec = CnnSpec::new([28, 28, 1], vec![64, 64, 64], 10, Activation::Relu);
+/// spec.validate().unwrap();
+/// assert_eq!(spec.input_dim(), 784);
+/// assert_eq!(spec.readout_fan_in(), 64); // global average pooling
+/// let valid = spec.clone().with_padding(Padding::Valid).with_readout(CnnReadout::Flatten);
+/// assert_eq!(valid.map_shape(3), [22, 22, 64]);
+/// assert_eq!(valid.readout_fan_in(), 22 * 22 * 64);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct CnnSpec {
+    /// Input image `[H, W, C]`.
+    pub image: [usize; 3],
+    /// The order of the input's values ([`ImageLayout::Hwc`] unless the data says otherwise).
+    pub layout: ImageLayout,
+    /// Channels `C_1..C_L` of the convolution layers (at least one).
+    pub channels: Vec<usize>,
+    /// Kernel size `k` (square `k × k` kernels).
+    pub kernel: usize,
+    /// Stride `s` along both axes.
+    pub stride: usize,
+    /// Zero padding of every convolution.
+    pub padding: Padding,
+    /// What the readout reads.
+    pub readout: CnnReadout,
+    /// Normalisation after each convolution.
+    pub norm: Norm,
+    /// Output dimension `C`.
+    pub output_dim: usize,
+    /// Nonlinearity `φ` after every convolution (after the normalisation).
+    pub activation: Activation,
+    /// Parameterisation with its weight and bias standard deviations.
+    pub param: Parameterization,
+    /// How biases are initialised.
+    pub bias_init: BiasInit,
+}
+
+impl CnnSpec {
+    /// A spec with 3 × 3 kernels, stride 1, SAME padding, global average pooling, no
+    /// normalisation, NTK parameterisation (`s_w = 1`, `s_b = 0.1`) and zero biases.
+    pub fn new(
+        image: [usize; 3],
+        channels: Vec<usize>,
+        output_dim: usize,
+        activation: Activation,
+    ) -> Self {
+        CnnSpec {
+            image,
+            layout: ImageLayout::Hwc,
+            channels,
+            kernel: 3,
+            stride: 1,
+            padding: Padding::Same,
+            readout: CnnReadout::Gap,
+            norm: Norm::None,
+            output_dim,
+            activation,
+            param: Parameterization::Ntk {
+                w_std: 1.0,
+                b_std: 0.1,
+            },
+            bias_init: BiasInit::Zero,
+        }
+    }
+
+    /// Replaces the input layout.
+    pub fn with_layout(mut self, layout: ImageLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Replaces the activation.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Replaces the kernel size.
+    pub fn with_kernel(mut self, kernel: usize) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// Replaces the stride.
+    pub fn with_stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+
+    /// Replaces the padding.
+    pub fn with_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Replaces the readout.
+    pub fn with_readout(mut self, readout: CnnReadout) -> Self {
+        self.readout = readout;
+        self
+    }
+
+    /// Replaces the normalisation.
+    pub fn with_norm(mut self, norm: Norm) -> Self {
+        self.norm = norm;
+        self
+    }
+
+    /// Replaces the parameterisation.
+    pub fn with_param(mut self, param: Parameterization) -> Self {
+        self.param = param;
+        self
+    }
+
+    /// Replaces the bias initialisation.
+    pub fn with_bias_init(mut self, bias_init: BiasInit) -> Self {
+        self.bias_init = bias_init;
+        self
+    }
+
+    /// Number of convolution layers `L`.
+    pub fn conv_layers(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Number of weight layers, `L + 1` (the readout included).
+    pub fn depth(&self) -> usize {
+        self.channels.len() + 1
+    }
+
+    /// Values per input image, `H·W·C`.
+    pub fn input_dim(&self) -> usize {
+        self.image.iter().product()
+    }
+
+    /// `[H_l, W_l, C_l]` of the feature maps after layer `l` (`l = 0`: the input image).
+    ///
+    /// # Panics
+    /// If `l > L`.
+    pub fn map_shape(&self, l: usize) -> [usize; 3] {
+        assert!(
+            l <= self.conv_layers(),
+            "layer {l} of {}",
+            self.conv_layers()
+        );
+        let [mut h, mut w, c0] = self.image;
+        for _ in 0..l {
+            h = self.padding.output_size(h, self.kernel, self.stride);
+            w = self.padding.output_size(w, self.kernel, self.stride);
+        }
+        [h, w, if l == 0 { c0 } else { self.channels[l - 1] }]
+    }
+
+    /// Values per example of layer `l`'s feature maps, `H_l·W_l·C_l`.
+    pub fn map_len(&self, l: usize) -> usize {
+        self.map_shape(l).iter().product()
+    }
+
+    /// Fan-in of convolution layer `l = 1..L`: `k·k·C_{l−1}`.
+    pub fn conv_fan_in(&self, l: usize) -> usize {
+        self.kernel * self.kernel * self.map_shape(l - 1)[2]
+    }
+
+    /// Fan-in `n_R` of the readout: `C_L` (GAP) or `H_L·W_L·C_L` (flatten).
+    pub fn readout_fan_in(&self) -> usize {
+        let l = self.conv_layers();
+        match self.readout {
+            CnnReadout::Gap => self.map_shape(l)[2],
+            CnnReadout::Flatten => self.map_len(l),
+        }
+    }
+
+    /// `(fan_in, fan_out)` of every weight layer: `(k·k·C_{l−1}, C_l)` for the convolutions,
+    /// then `(n_R, C)` for the readout. Weight `l` is stored as a `fan_out × fan_in` matrix.
+    pub fn layer_dims(&self) -> Vec<(usize, usize)> {
+        let mut dims: Vec<(usize, usize)> = (1..=self.conv_layers())
+            .map(|l| (self.conv_fan_in(l), self.channels[l - 1]))
+            .collect();
+        dims.push((self.readout_fan_in(), self.output_dim));
+        dims
+    }
+
+    /// Number of trainable parameters (kernels, biases, readout).
+    pub fn parameter_count(&self) -> usize {
+        self.layer_dims().iter().map(|(i, o)| i * o + o).sum()
+    }
+
+    /// Checks the spec: every size positive, the kernel fitting every VALID layer, standard
+    /// deviations finite and non-negative.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidSpec`] naming the offending field.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |field: &str, why: String| {
+            Err(ModelError::InvalidSpec {
+                field: field.to_string(),
+                reason: why,
+            })
+        };
+        for (i, &v) in self.image.iter().enumerate() {
+            if v == 0 {
+                return bad(&format!("image[{i}]"), "must be at least 1".into());
+            }
+        }
+        if self.channels.is_empty() {
+            return bad(
+                "channels",
+                "at least one convolution layer is needed".into(),
+            );
+        }
+        if let Some(i) = self.channels.iter().position(|&c| c == 0) {
+            return bad(&format!("channels[{i}]"), "must be at least 1".into());
+        }
+        if self.kernel == 0 {
+            return bad("kernel", "must be at least 1".into());
+        }
+        if self.stride == 0 {
+            return bad("stride", "must be at least 1".into());
+        }
+        if self.output_dim == 0 {
+            return bad("output_dim", "must be at least 1".into());
+        }
+        let [mut h, mut w, _] = self.image;
+        for l in 1..=self.conv_layers() {
+            if self.padding == Padding::Valid && (self.kernel > h || self.kernel > w) {
+                return bad(
+                    "kernel",
+                    format!(
+                        "a {k}×{k} kernel does not fit layer {l}'s {h}×{w} input with VALID \
+                         padding",
+                        k = self.kernel
+                    ),
+                );
+            }
+            h = self.padding.output_size(h, self.kernel, self.stride);
+            w = self.padding.output_size(w, self.kernel, self.stride);
         }
         for (field, v) in [("w_std", self.param.w_std()), ("b_std", self.param.b_std())] {
             if !v.is_finite() || v < 0.0 {

@@ -22,7 +22,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use widealign_models::{BiasInit, MlpSpec, Parameterization};
+use widealign_models::{
+    BiasInit, CnnReadout, CnnSpec, ImageLayout, MlpSpec, Norm, Padding, Parameterization,
+};
 use widealign_tensor::Activation;
 
 use crate::{RuleKind, RulesError};
@@ -36,17 +38,21 @@ pub enum ModelKind {
     /// Elman recurrent network ([`widealign_models::Rnn`]); `depth` is ignored (one recurrent
     /// layer).
     Rnn,
+    /// Convolutional network ([`widealign_models::Cnn`]) on image datasets: `conv_layers`
+    /// convolutions of `channels` channels; `depth` and `width` are ignored.
+    Cnn,
 }
 
 impl ModelKind {
-    /// Both families, MLP first.
-    pub const ALL: [ModelKind; 2] = [ModelKind::Mlp, ModelKind::Rnn];
+    /// Every family: MLP, RNN, CNN.
+    pub const ALL: [ModelKind; 3] = [ModelKind::Mlp, ModelKind::Rnn, ModelKind::Cnn];
 
-    /// `"mlp"` or `"rnn"`.
+    /// `"mlp"`, `"rnn"` or `"cnn"`.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Mlp => "mlp",
             ModelKind::Rnn => "rnn",
+            ModelKind::Cnn => "cnn",
         }
     }
 }
@@ -198,6 +204,27 @@ pub struct TrainConfig {
     pub b_std: f64,
     /// Seed of every random choice: initialisation, feedback matrices, shuffling, subsets.
     pub seed: u64,
+    /// CNN: channels of every convolution layer.
+    #[serde(skip_serializing_if = "cnn_default::is_channels")]
+    pub channels: usize,
+    /// CNN: number of convolution layers.
+    #[serde(skip_serializing_if = "cnn_default::is_conv_layers")]
+    pub conv_layers: usize,
+    /// CNN: kernel size `k` (`k × k` kernels).
+    #[serde(skip_serializing_if = "cnn_default::is_kernel")]
+    pub kernel: usize,
+    /// CNN: stride of every convolution.
+    #[serde(skip_serializing_if = "cnn_default::is_stride")]
+    pub stride: usize,
+    /// CNN: zero padding of every convolution (`same` or `valid`).
+    #[serde(skip_serializing_if = "cnn_default::is_padding")]
+    pub padding: Padding,
+    /// CNN: what the readout reads (`gap`: global average pooling, or `flatten`).
+    #[serde(skip_serializing_if = "cnn_default::is_readout")]
+    pub readout: CnnReadout,
+    /// CNN: normalisation after each convolution (`none` or `batch`).
+    #[serde(skip_serializing_if = "cnn_default::is_norm")]
+    pub norm: Norm,
     /// Align-ada/zero: cache the frozen network's per-example trace (if it fits in
     /// [`crate::FROZEN_CACHE_BUDGET`]) instead of running the frozen forward pass every step;
     /// results are identical either way (see `docs/decisions/align-zero-cache.md`).
@@ -226,8 +253,51 @@ impl Default for TrainConfig {
             w_std: 1.0,
             b_std: 0.1,
             seed: 0,
+            channels: cnn_default::CHANNELS,
+            conv_layers: cnn_default::CONV_LAYERS,
+            kernel: cnn_default::KERNEL,
+            stride: cnn_default::STRIDE,
+            padding: cnn_default::PADDING,
+            readout: cnn_default::READOUT,
+            norm: cnn_default::NORM,
             cache_frozen: true,
         }
+    }
+}
+
+/// The defaults of the CNN settings. A setting at its default is left out of the serialised
+/// config, so the identities of MLP and RNN runs written before the CNN existed are unchanged.
+mod cnn_default {
+    use widealign_models::{CnnReadout, Norm, Padding};
+
+    pub const CHANNELS: usize = 64;
+    pub const CONV_LAYERS: usize = 3;
+    pub const KERNEL: usize = 3;
+    pub const STRIDE: usize = 1;
+    pub const PADDING: Padding = Padding::Same;
+    pub const READOUT: CnnReadout = CnnReadout::Gap;
+    pub const NORM: Norm = Norm::None;
+
+    pub fn is_channels(v: &usize) -> bool {
+        *v == CHANNELS
+    }
+    pub fn is_conv_layers(v: &usize) -> bool {
+        *v == CONV_LAYERS
+    }
+    pub fn is_kernel(v: &usize) -> bool {
+        *v == KERNEL
+    }
+    pub fn is_stride(v: &usize) -> bool {
+        *v == STRIDE
+    }
+    pub fn is_padding(v: &Padding) -> bool {
+        *v == PADDING
+    }
+    pub fn is_readout(v: &CnnReadout) -> bool {
+        *v == READOUT
+    }
+    pub fn is_norm(v: &Norm) -> bool {
+        *v == NORM
     }
 }
 
@@ -244,6 +314,18 @@ impl TrainConfig {
         }
         if self.model == ModelKind::Mlp && self.depth == 0 {
             return bad("depth", "must be at least 1 hidden layer".into());
+        }
+        if self.model == ModelKind::Cnn {
+            for (field, v) in [
+                ("channels", self.channels),
+                ("conv_layers", self.conv_layers),
+                ("kernel", self.kernel),
+                ("stride", self.stride),
+            ] {
+                if v == 0 {
+                    return bad(field, "must be at least 1".into());
+                }
+            }
         }
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1".into());
@@ -297,6 +379,52 @@ impl TrainConfig {
         .with_bias_init(BiasInit::Zero);
         spec.validate()?;
         Ok(spec)
+    }
+}
+
+impl TrainConfig {
+    /// The convolutional network this run trains on images of shape `image`
+    /// (`[H, W, C]`, channel planes first if `channel_major`): `conv_layers` layers of
+    /// `channels` channels, zero-initialised biases.
+    ///
+    /// # Errors
+    /// [`RulesError::InvalidConfig`] naming `kernel` when a VALID kernel does not fit a layer;
+    /// [`RulesError::Model`] for other spec errors.
+    pub fn cnn_spec(
+        &self,
+        image: [usize; 3],
+        channel_major: bool,
+        output_dim: usize,
+    ) -> Result<CnnSpec, RulesError> {
+        let spec = CnnSpec::new(
+            image,
+            vec![self.channels; self.conv_layers],
+            output_dim,
+            self.activation,
+        )
+        .with_layout(if channel_major {
+            ImageLayout::Chw
+        } else {
+            ImageLayout::Hwc
+        })
+        .with_kernel(self.kernel)
+        .with_stride(self.stride)
+        .with_padding(self.padding)
+        .with_readout(self.readout)
+        .with_norm(self.norm)
+        .with_param(self.parameterization())
+        .with_bias_init(BiasInit::Zero);
+        match spec.validate() {
+            Err(widealign_models::ModelError::InvalidSpec { field, reason })
+                if field == "kernel" =>
+            {
+                Err(RulesError::InvalidConfig {
+                    field: "kernel",
+                    reason,
+                })
+            }
+            other => other.map(|()| spec).map_err(RulesError::from),
+        }
     }
 }
 

@@ -56,6 +56,13 @@ pub enum StepBatch<'a> {
         /// Live error.
         err: &'a Mat<f32>,
     },
+    /// CNN: the batch of images `X` (`B × H·W·C`) and the live output error `E` (`B × C`).
+    Cnn {
+        /// Inputs.
+        x: &'a Mat<f32>,
+        /// Live error.
+        err: &'a Mat<f32>,
+    },
     /// RNN: time-major inputs and per-step live errors (`T` matrices each).
     Rnn {
         /// Inputs `x_1..x_T`, each `B × n_in`.

@@ -209,7 +209,7 @@ impl<M: Network> Rule<M> {
     /// (0 for the rules that cache nothing).
     pub fn frozen_cache_size(&self, x_train: &M::Input) -> usize {
         let recipe = self.kind.recipe();
-        if !recipe.uses_frozen_trace() {
+        if !recipe.uses_frozen_trace() || !M::per_example_trace(&self.spec) {
             return 0;
         }
         let per_example = M::cached_values(&self.spec, x_train, recipe.uses_frozen_activities());
@@ -228,7 +228,8 @@ impl<M: Network> Rule<M> {
     /// [`RulesError::Model`] if `x_train` does not fit the network.
     pub fn cache_frozen_trace(&mut self, x_train: &M::Input) -> Result<usize, RulesError> {
         let recipe = self.kind.recipe();
-        let (Some(frozen), true) = (&self.frozen, recipe.uses_frozen_trace()) else {
+        let cacheable = recipe.uses_frozen_trace() && M::per_example_trace(&self.spec);
+        let (Some(frozen), true) = (&self.frozen, cacheable) else {
             return Ok(0);
         };
         let with_activities = recipe.uses_frozen_activities();

@@ -42,7 +42,7 @@
 use std::borrow::{Borrow, Cow};
 
 use widealign_data::{preprocess, Dataset};
-use widealign_models::{Loss, Mlp, Optimizer, OptimizerKind, Rnn, RnnSpec};
+use widealign_models::{Cnn, Loss, Mlp, Optimizer, OptimizerKind, Rnn, RnnSpec};
 
 use crate::driver::{self, Eval, StepBatch, Task};
 use crate::trainable::Trainable;
@@ -58,6 +58,8 @@ pub enum Trained {
     Mlp(Mlp<f32>),
     /// A recurrent network.
     Rnn(Rnn<f32>),
+    /// A convolutional network.
+    Cnn(Cnn<f32>),
 }
 
 impl TrainConfig {
@@ -109,6 +111,7 @@ pub fn train_model(
     match cfg.model {
         ModelKind::Mlp => train_network::<Mlp<f32>>(cfg, data, callbacks),
         ModelKind::Rnn => train_network::<Rnn<f32>>(cfg, data, callbacks),
+        ModelKind::Cnn => train_network::<Cnn<f32>>(cfg, data, callbacks),
     }
 }
 

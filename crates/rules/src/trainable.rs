@@ -3,12 +3,15 @@
 //! The loop in [`crate::train`] is written once, for every model; what differs between models is
 //! only the shape of their data (feature vectors for the MLP, time-major sequences for the RNN)
 //! and of their loss (one output per example, or one per time step). This trait is that link,
-//! implemented for `Mlp<f32>` and `Rnn<f32>`.
+//! implemented for `Rnn<f32>` and, through [`TabularModel`] (feature vectors or images, one
+//! example per row), for `Mlp<f32>` and `Cnn<f32>`.
 
 use std::borrow::Borrow;
 
-use widealign_data::{Batch, Dataset, SeqBatch, Sequences, Split, Tabular};
-use widealign_models::{predicted_classes, Loss, Mlp, Network, Rnn, RnnTrace, Trace};
+use widealign_data::{Batch, Dataset, DatasetSpec, SeqBatch, Sequences, Split, Tabular};
+use widealign_models::{
+    predicted_classes, Cnn, CnnSpec, CnnTrace, Loss, Mlp, MlpSpec, Network, Rnn, RnnTrace, Trace,
+};
 use widealign_tensor::Mat;
 
 use crate::driver::{Eval, StepBatch};
@@ -78,13 +81,119 @@ fn shape_mismatch(cfg: &TrainConfig, model: &'static str, reason: String) -> Rul
     }
 }
 
-impl Trainable for Mlp<f32> {
+/// A model that reads feature vectors (one example per row of a [`Tabular`] split) and gives
+/// one output per example: the MLP and the CNN share the whole data link but for these items.
+pub(crate) trait TabularModel:
+    Network<Scalar = f32, Input = Mat<f32>, Error = Mat<f32>>
+{
+    /// The run record's model name.
+    const TABULAR_KIND: ModelKind;
+    /// Why a sequence dataset does not fit.
+    const SEQUENCES: &'static str;
+    /// The output `f(X)` of a trace.
+    fn trace_output(trace: &Self::Trace) -> &Mat<f32>;
+    /// Inference on a chunk of rows.
+    fn predict_chunk(&self, x: &Mat<f32>) -> Result<Mat<f32>, RulesError>;
+    /// The architecture this run trains on this data.
+    fn tabular_spec(cfg: &TrainConfig, train: &Tabular) -> Result<Self::Spec, RulesError>;
+    /// The depth the run record reports.
+    fn tabular_depth(cfg: &TrainConfig) -> usize;
+    /// The trained network, for the caller.
+    fn tabular_trained(self) -> Trained;
+    /// The per-step hook's view of a batch.
+    fn tabular_step<'a>(x: &'a Mat<f32>, err: &'a Mat<f32>) -> StepBatch<'a>;
+}
+
+impl TabularModel for Mlp<f32> {
+    const TABULAR_KIND: ModelKind = ModelKind::Mlp;
+    const SEQUENCES: &'static str =
+        "it holds sequences; use the rnn model (or a feature-vector dataset)";
+
+    fn trace_output(trace: &Trace<f32>) -> &Mat<f32> {
+        trace.output()
+    }
+
+    fn predict_chunk(&self, x: &Mat<f32>) -> Result<Mat<f32>, RulesError> {
+        Ok(self.predict(x)?)
+    }
+
+    fn tabular_spec(cfg: &TrainConfig, train: &Tabular) -> Result<MlpSpec, RulesError> {
+        cfg.mlp_spec(train.input_dim(), train.output_dim())
+    }
+
+    fn tabular_depth(cfg: &TrainConfig) -> usize {
+        cfg.depth
+    }
+
+    fn tabular_trained(self) -> Trained {
+        Trained::Mlp(self)
+    }
+
+    fn tabular_step<'a>(x: &'a Mat<f32>, err: &'a Mat<f32>) -> StepBatch<'a> {
+        StepBatch::Mlp { x, err }
+    }
+}
+
+impl TabularModel for Cnn<f32> {
+    const TABULAR_KIND: ModelKind = ModelKind::Cnn;
+    const SEQUENCES: &'static str =
+        "it holds sequences; the cnn model reads images (digits, fashion-mnist, mnist, kmnist, cifar10)";
+
+    fn trace_output(trace: &CnnTrace<f32>) -> &Mat<f32> {
+        trace.output()
+    }
+
+    fn predict_chunk(&self, x: &Mat<f32>) -> Result<Mat<f32>, RulesError> {
+        Ok(self.predict(x)?)
+    }
+
+    fn tabular_spec(cfg: &TrainConfig, train: &Tabular) -> Result<CnnSpec, RulesError> {
+        let mismatch = |reason: String| shape_mismatch(cfg, "cnn", reason);
+        let image = cfg
+            .dataset
+            .parse::<DatasetSpec>()
+            .ok()
+            .and_then(|d| d.image_shape())
+            .ok_or_else(|| {
+                mismatch(
+                    "the cnn model reads images: digits (8×8×1), fashion-mnist, mnist, kmnist \
+                     (28×28×1) or cifar10 (32×32×3)"
+                        .into(),
+                )
+            })?;
+        let hwc = [image.height, image.width, image.channels];
+        let values: usize = hwc.iter().product();
+        if train.input_dim() != values {
+            return Err(mismatch(format!(
+                "its examples have {} values, a {}×{}×{} image has {values}",
+                train.input_dim(),
+                hwc[0],
+                hwc[1],
+                hwc[2]
+            )));
+        }
+        cfg.cnn_spec(hwc, image.channel_major, train.output_dim())
+    }
+
+    fn tabular_depth(cfg: &TrainConfig) -> usize {
+        cfg.conv_layers
+    }
+
+    fn tabular_trained(self) -> Trained {
+        Trained::Cnn(self)
+    }
+
+    fn tabular_step<'a>(x: &'a Mat<f32>, err: &'a Mat<f32>) -> StepBatch<'a> {
+        StepBatch::Cnn { x, err }
+    }
+}
+
+impl<M: TabularModel> Trainable for M {
     type Split = Tabular;
     type Batch = Batch;
     type ErrorBuf = Mat<f32>;
-    const KIND: ModelKind = ModelKind::Mlp;
-    const WRONG_DATA: &'static str =
-        "it holds sequences; use the rnn model (or a feature-vector dataset)";
+    const KIND: ModelKind = M::TABULAR_KIND;
+    const WRONG_DATA: &'static str = M::SEQUENCES;
 
     fn splits(data: &Dataset) -> Option<(&Tabular, &Tabular)> {
         match (&data.train, &data.test) {
@@ -113,7 +222,7 @@ impl Trainable for Mlp<f32> {
         if test.input_dim() != train.input_dim() || test.output_dim() != train.output_dim() {
             return Err(shape_mismatch(
                 cfg,
-                "mlp",
+                M::TABULAR_KIND.name(),
                 format!(
                     "train split is {} → {}, test split {} → {}",
                     train.input_dim(),
@@ -127,11 +236,11 @@ impl Trainable for Mlp<f32> {
     }
 
     fn spec_for(cfg: &TrainConfig, train: &Tabular) -> Result<Self::Spec, RulesError> {
-        cfg.mlp_spec(train.input_dim(), train.output_dim())
+        M::tabular_spec(cfg, train)
     }
 
     fn depth(cfg: &TrainConfig) -> usize {
-        cfg.depth
+        M::tabular_depth(cfg)
     }
 
     fn batch_into(split: &Tabular, rows: &[usize], batch: &mut Batch) {
@@ -144,15 +253,15 @@ impl Trainable for Mlp<f32> {
 
     fn loss_into(
         loss: Loss,
-        trace: &Trace<f32>,
+        trace: &Self::Trace,
         batch: &Batch,
         err: &mut Mat<f32>,
     ) -> Result<f64, RulesError> {
-        Ok(loss.evaluate_into(trace.output(), &batch.y, err)?)
+        Ok(loss.evaluate_into(M::trace_output(trace), &batch.y, err)?)
     }
 
     fn step_batch<'a>(x: &'a Mat<f32>, err: &'a Mat<f32>) -> StepBatch<'a> {
-        StepBatch::Mlp { x, err }
+        M::tabular_step(x, err)
     }
 
     fn evaluate(&self, loss: Loss, split: &Tabular) -> Result<Eval, RulesError> {
@@ -161,7 +270,7 @@ impl Trainable for Mlp<f32> {
         let mut start = 0;
         while start < n {
             let rows = EVAL_CHUNK.min(n - start);
-            let out = self.predict(&split.x.rows(start, rows).into_owned())?;
+            let out = self.predict_chunk(&split.x.rows(start, rows).into_owned())?;
             let (l, _) = loss.evaluate(&out, &split.y.rows(start, rows).into_owned())?;
             total += l * rows as f64;
             if let Some(labels) = &split.labels {
@@ -181,7 +290,7 @@ impl Trainable for Mlp<f32> {
     }
 
     fn trained(self) -> Trained {
-        Trained::Mlp(self)
+        M::tabular_trained(self)
     }
 }
 

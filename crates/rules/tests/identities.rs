@@ -1,7 +1,10 @@
-//! The exact identities of docs/theory.md §2 between the rules, for the MLP and the RNN.
+//! The exact identities of docs/theory.md §2 between the rules, for the MLP, the RNN and the CNN.
 
-use widealign_models::{Grads, Loss, Mlp, MlpSpec, Parameterization, Rnn, RnnGrads, RnnSpec};
-use widealign_rules::{MlpRule, RnnRule, RuleKind, StepInput};
+use widealign_models::{
+    Cnn, CnnReadout, CnnSpec, Grads, Loss, Mlp, MlpSpec, Norm, Padding, Parameterization, Rnn,
+    RnnGrads, RnnSpec,
+};
+use widealign_rules::{MlpRule, Network as _, RnnRule, RuleKind, StepInput};
 use widealign_tensor::{rng::SeedStream, Activation, Float, Mat};
 
 const ALIGN: [RuleKind; 3] = [RuleKind::AlignProp, RuleKind::AlignAda, RuleKind::AlignZero];
@@ -871,8 +874,247 @@ fn generic_rule_checks<M: widealign_rules::Network>(
     }
 }
 
+/// One step of `rule` on `net` through the trait: live forward, the error, the update, SGD.
+fn generic_step<M: widealign_rules::Network>(
+    rule: &mut widealign_rules::Rule<M>,
+    net: &mut M,
+    x: &M::Input,
+    error: &impl Fn(&M::Trace) -> Box<M::Error>,
+    lr: f64,
+) -> M::Grads {
+    let mut live = M::Trace::default();
+    net.forward_into(x, &mut live).unwrap();
+    let err = error(&live);
+    let step = StepInput {
+        x,
+        rows: None,
+        live: &live,
+        err: &*err,
+    };
+    let g = rule.update(net, &step).unwrap().clone();
+    net.apply_update(&g, <M::Scalar as Float>::cast(lr));
+    g
+}
+
+fn generic_grads<M: widealign_rules::Network>(g: &M::Grads) -> Vec<&[M::Scalar]> {
+    M::grad_slices(g)
+        .into_iter()
+        .map(|s| s.unwrap_or(&[]))
+        .collect()
+}
+
+/// The identities of docs/theory.md §2 for any model, in f64: every Align rule equals backprop
+/// at step 0 and no longer after backprop has moved the network; Align-prop equals feedback
+/// alignment whose fixed matrices are the initial weights (`initial_feedback`); the frozen
+/// network is never written; the readout rule trains only the readout (the last two tensors).
+fn generic_identities<M: widealign_rules::Network<Scalar = f64>>(
+    init: &M,
+    x: &M::Input,
+    error: impl Fn(&M::Trace) -> Box<M::Error>,
+    initial_feedback: M::FixedFeedback,
+) {
+    use widealign_rules::Rule;
+    let name = M::NAME;
+    // Align rules = bp at step 0 ...
+    let mut live = M::Trace::default();
+    init.forward_into(x, &mut live).unwrap();
+    let err = error(&live);
+    let step = StepInput {
+        x,
+        rows: None,
+        live: &live,
+        err: &*err,
+    };
+    let bp = Rule::new(RuleKind::Bp, init)
+        .unwrap()
+        .update(init, &step)
+        .unwrap()
+        .clone();
+    assert!(generic_grads::<M>(&bp)
+        .iter()
+        .any(|g| g.iter().any(|&v| v != 0.0)));
+    for kind in ALIGN {
+        let g = Rule::new(kind, init)
+            .unwrap()
+            .update(init, &step)
+            .unwrap()
+            .clone();
+        let d = rel_diff(&generic_grads::<M>(&g), &generic_grads::<M>(&bp));
+        assert!(
+            d <= 1e-12,
+            "{name}: {kind} vs bp at step 0: relative difference {d}"
+        );
+    }
+    // ... and not after backprop has moved the network.
+    let mut moved = init.clone();
+    let mut bp_rule = Rule::new(RuleKind::Bp, init).unwrap();
+    for _ in 0..3 {
+        generic_step(&mut bp_rule, &mut moved, x, &error, 0.5);
+    }
+    let mut live = M::Trace::default();
+    moved.forward_into(x, &mut live).unwrap();
+    let err = error(&live);
+    let step = StepInput {
+        x,
+        rows: None,
+        live: &live,
+        err: &*err,
+    };
+    let bp = bp_rule.update(&moved, &step).unwrap().clone();
+    for kind in ALIGN {
+        let g = Rule::new(kind, init)
+            .unwrap()
+            .update(&moved, &step)
+            .unwrap()
+            .clone();
+        let d = rel_diff(&generic_grads::<M>(&g), &generic_grads::<M>(&bp));
+        assert!(
+            d > 1e-4,
+            "{name}: {kind} still equals bp after training: {d}"
+        );
+    }
+    // Align-prop = FA with B = W_0, step by step.
+    let (mut a, mut b) = (init.clone(), init.clone());
+    let mut prop = Rule::new(RuleKind::AlignProp, init).unwrap();
+    let mut fa = Rule::<M>::fa_with_feedback(init.spec(), initial_feedback).unwrap();
+    for k in 0..4 {
+        let ga = generic_step(&mut prop, &mut a, x, &error, 0.3);
+        let gb = generic_step(&mut fa, &mut b, x, &error, 0.3);
+        let d = rel_diff(&generic_grads::<M>(&ga), &generic_grads::<M>(&gb));
+        assert!(d <= 1e-12, "{name} step {k}: align-prop vs fa(B = W0): {d}");
+    }
+    assert!(&a != init, "{name}: align-prop did not train");
+    // The frozen network is never written.
+    for kind in ALIGN {
+        let mut net = init.clone();
+        let mut rule = Rule::new(kind, init).unwrap();
+        for _ in 0..4 {
+            generic_step(&mut rule, &mut net, x, &error, 0.5);
+        }
+        let fresh = M::from_seed(init.spec(), init.seed()).unwrap();
+        assert!(
+            rule.frozen().unwrap() == &fresh,
+            "{name}: {kind} wrote the frozen network"
+        );
+        assert!(net != fresh, "{name}: {kind} did not train");
+    }
+    // The readout rule trains the readout's weight and bias only.
+    let mut net = init.clone();
+    let mut rule = Rule::new(RuleKind::Readout, init).unwrap();
+    for _ in 0..3 {
+        generic_step(&mut rule, &mut net, x, &error, 0.5);
+    }
+    let (after, before) = (net.params(), init.params());
+    let n = after.len();
+    for (k, (p, q)) in after.iter().zip(&before).enumerate() {
+        assert_eq!(p == q, k < n - 2, "{name}: readout rule, tensor {k}");
+    }
+}
+
+/// The CNN architectures the identities run on: SAME/GAP, VALID/flatten with a 2×2 kernel,
+/// stride 2 with batch norm, and the standard parameterisation with batch norm and flatten.
+fn cnn_specs() -> Vec<CnnSpec> {
+    let base = CnnSpec::new([6, 5, 2], vec![5, 4], 3, Activation::Tanh)
+        .with_bias_init(widealign_models::BiasInit::Gaussian);
+    vec![
+        base.clone(),
+        base.clone()
+            .with_kernel(2)
+            .with_padding(Padding::Valid)
+            .with_readout(CnnReadout::Flatten),
+        base.clone().with_stride(2).with_norm(Norm::Batch),
+        base.with_activation(Activation::Relu)
+            .with_norm(Norm::Batch)
+            .with_readout(CnnReadout::Flatten)
+            .with_param(Parameterization::Standard {
+                w_std: 1.2,
+                b_std: 0.2,
+            }),
+    ]
+}
+
 #[test]
-fn every_rule_written_once_works_for_the_mlp_and_the_rnn() {
+fn cnn_satisfies_the_identities_of_every_rule() {
+    for spec in cnn_specs() {
+        let net = Cnn::<f64>::new(&spec, 3).unwrap();
+        let s = SeedStream::new(4);
+        let x: Mat<f64> = s.gaussian_matrix("x", 5, spec.input_dim(), 1.0);
+        let y: Mat<f64> = s.gaussian_matrix("y", 5, 3, 1.0);
+        let error = |t: &widealign_models::CnnTrace<f64>| {
+            Box::new(Loss::Mse.evaluate(t.output(), &y).unwrap().1)
+        };
+        generic_identities(&net, &x, error, net.weights.clone());
+    }
+}
+
+#[test]
+fn mlp_identities_through_the_generic_checks() {
+    for spec in mlp_specs() {
+        let net = Mlp::<f64>::new(&spec, 3).unwrap();
+        let (x, y) = mlp_data::<f64>(&spec, 6, 5);
+        let error = |t: &widealign_models::Trace<f64>| {
+            Box::new(Loss::Mse.evaluate(t.output(), &y).unwrap().1)
+        };
+        generic_identities(&net, &x, error, net.weights.clone());
+    }
+}
+
+#[test]
+fn cnn_cached_frozen_trace_gives_the_same_updates() {
+    let s = SeedStream::new(8);
+    for spec in cnn_specs() {
+        let x_train: Mat<f32> = s.gaussian_matrix("x", 20, spec.input_dim(), 1.0);
+        let rows = [3usize, 17, 0, 19, 8, 8];
+        let x = Mat::from_fn(rows.len(), spec.input_dim(), |i, j| x_train[(rows[i], j)]);
+        let y: Mat<f32> = s.gaussian_matrix("y", rows.len(), 3, 1.0);
+        for kind in [RuleKind::AlignAda, RuleKind::AlignZero] {
+            let init = Cnn::<f32>::new(&spec, 6).unwrap();
+            let mut plain = widealign_rules::Rule::new(kind, &init).unwrap();
+            let mut cached = widealign_rules::Rule::new(kind, &init).unwrap();
+            let bytes = cached.cache_frozen_trace(&x_train).unwrap();
+            assert_eq!(bytes, plain.frozen_cache_size(&x_train));
+            if spec.norm == Norm::Batch {
+                // a batch-normalised trace depends on the whole batch: nothing is cached
+                assert_eq!(bytes, 0);
+            } else {
+                let maps: usize = (1..=2).map(|l| spec.map_len(l)).sum();
+                let per_row = if kind == RuleKind::AlignZero {
+                    2 * maps
+                } else {
+                    maps
+                };
+                assert_eq!(bytes, 20 * (per_row * 4 + 16));
+            }
+            let (mut a, mut b) = (init.clone(), init.clone());
+            for _ in 0..3 {
+                let live = a.forward(&x).unwrap();
+                let (_, err) = Loss::Mse.evaluate(live.output(), &y).unwrap();
+                let step = StepInput {
+                    x: &x,
+                    rows: None,
+                    live: &live,
+                    err: &err,
+                };
+                let g1 = plain.update(&a, &step).unwrap().clone();
+                a.apply_update(&g1, 0.5);
+                let live = b.forward(&x).unwrap();
+                let (_, err) = Loss::Mse.evaluate(live.output(), &y).unwrap();
+                let step = StepInput {
+                    x: &x,
+                    rows: Some(&rows),
+                    live: &live,
+                    err: &err,
+                };
+                let g2 = cached.update(&b, &step).unwrap().clone();
+                b.apply_update(&g2, 0.5);
+                assert_eq!(g1, g2, "{kind}: cached and computed frozen traces disagree");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_rule_written_once_works_for_every_model() {
     let spec = MlpSpec::new(4, vec![16, 12], 3, Activation::Tanh);
     let net = Mlp::<f64>::new(&spec, 5).unwrap();
     let (x, y) = mlp_data::<f64>(&spec, 6, 2);
@@ -893,4 +1135,13 @@ fn every_rule_written_once_works_for_the_mlp_and_the_rnn() {
                 .into_boxed_slice()
         },
     );
+    for spec in cnn_specs() {
+        let cnet = Cnn::<f64>::new(&spec, 5).unwrap();
+        let s = SeedStream::new(6);
+        let x: Mat<f64> = s.gaussian_matrix("x", 4, spec.input_dim(), 1.0);
+        let y: Mat<f64> = s.gaussian_matrix("y", 4, 3, 1.0);
+        generic_rule_checks(&cnet, &x, |t: &widealign_models::CnnTrace<f64>| {
+            Box::new(Loss::Mse.evaluate(t.output(), &y).unwrap().1)
+        });
+    }
 }
