@@ -81,16 +81,19 @@ changes with the predicted update, with shuffled and random controls; (5) the la
 dynamics errors against width with fitted log-log slopes. The quick scale on the embedded
 digits takes a few minutes on a 2-core machine; --scale tiny (seconds) only tests the pipeline.")]
     Reproduce(ReproduceArgs),
-    /// Infinite-width NNGP and NTK kernels of an MLP or an RNN on inputs from a CSV file.
+    /// Infinite-width NNGP and NTK kernels of an MLP, an RNN or a CNN on inputs from a CSV file.
     #[command(after_help = "\
 Examples:
   widealign ntk --inputs x.csv --depth 2 --activation relu --w-std 1.4 --b-std 0.1 --json
   widealign ntk --model rnn --inputs seqs.csv --seq-len 5 --activation erf --json
+  widealign ntk --model cnn --inputs images.csv --image 8,8,1 --conv-layers 3 --readout gap --json
 
 MLP: one input per CSV row; --depth hidden layers, scalar output. RNN (Elman, NTK
 parameterisation, Gaussian initial biases): one sequence per CSV row, T·d numbers, time-major
 (the d inputs of step 1, then of step 2, ...), T = --seq-len; kernels of the scalar output at
-the last step (--depth does not apply). Prints {\"nngp\": [[..]], \"ntk\": [[..]],
+the last step (--depth does not apply). CNN (no normalisation, NTK parameterisation, Gaussian
+initial biases): one HWC-flattened image per row, --conv-layers convolutions of --kernel × --kernel
+filters, stride 1, SAME padding, then --readout gap or flatten and a scalar output. Prints {\"nngp\": [[..]], \"ntk\": [[..]],
 \"seconds\": ..} with full f64 precision.")]
     Ntk(NtkArgs),
     /// Compare the closed-form layerwise weight dynamics with finite networks across widths.
@@ -135,14 +138,26 @@ const MODELS: Choices<ModelKind> = &[
 
 /// `--padding`.
 const PADDINGS: Choices<Padding> = &[
-    (Padding::Same, "Output ceil(n/s) per axis, zeros split evenly (TensorFlow's SAME)"),
-    (Padding::Valid, "No padding: only where the whole kernel fits"),
+    (
+        Padding::Same,
+        "Output ceil(n/s) per axis, zeros split evenly (TensorFlow's SAME)",
+    ),
+    (
+        Padding::Valid,
+        "No padding: only where the whole kernel fits",
+    ),
 ];
 
 /// `--readout`.
 const READOUTS: Choices<CnnReadout> = &[
-    (CnnReadout::Gap, "Global average pooling of each channel, then a dense readout"),
-    (CnnReadout::Flatten, "The last feature maps flattened, then a dense readout"),
+    (
+        CnnReadout::Gap,
+        "Global average pooling of each channel, then a dense readout",
+    ),
+    (
+        CnnReadout::Flatten,
+        "The last feature maps flattened, then a dense readout",
+    ),
 ];
 
 /// `--norm`.
@@ -463,6 +478,18 @@ pub struct NtkArgs {
     /// Number of hidden layers (MLP).
     #[arg(long, default_value_t = 1, value_name = "L")]
     pub depth: usize,
+    /// CNN (required): the image shape H,W,C; each row holds H·W·C numbers in HWC order.
+    #[arg(long, value_name = "H,W,C")]
+    pub image: Option<ImageShape>,
+    /// CNN: number of convolution layers (stride 1, SAME padding) [default: 3].
+    #[arg(long, value_name = "L")]
+    pub conv_layers: Option<usize>,
+    /// CNN: filter size k (k×k filters) [default: 3].
+    #[arg(long, value_name = "K")]
+    pub kernel: Option<usize>,
+    /// CNN: what the readout reads [default: gap].
+    #[arg(long, value_parser = choice(READOUTS, CnnReadout::name))]
+    pub readout: Option<CnnReadout>,
     /// Nonlinearity.
     #[arg(long, value_parser = choice(ACTIVATIONS, Activation::name), default_value_t = Activation::Relu)]
     pub activation: Activation,
@@ -485,6 +512,29 @@ pub struct NtkArgs {
     /// Print one JSON object (otherwise a readable table).
     #[arg(long)]
     pub json: bool,
+}
+
+/// An image shape `H,W,C` (`--image`), each at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageShape(pub [usize; 3]);
+
+impl std::str::FromStr for ImageShape {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let bad = || format!("`{s}` is not an image shape H,W,C of three positive integers");
+        if parts.len() != 3 {
+            return Err(bad());
+        }
+        let mut out = [0usize; 3];
+        for (o, p) in out.iter_mut().zip(&parts) {
+            *o = p.parse().map_err(|_| bad())?;
+            if *o == 0 {
+                return Err(bad());
+            }
+        }
+        Ok(ImageShape(out))
+    }
 }
 
 /// Comma-separated list of widths, e.g. `64,256,1024`.

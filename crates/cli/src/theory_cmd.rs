@@ -1,17 +1,18 @@
-//! `widealign ntk` (MLP and RNN) and `bench ntk`: infinite-width kernels from `widealign-ntk`.
+//! `widealign ntk` (MLP, RNN and CNN) and `bench ntk`: infinite-width kernels from `widealign-ntk`.
 
 use std::path::Path;
 use std::time::Instant;
 
-use widealign_models::{BiasInit, MlpSpec, Parameterization, RnnSpec};
+use widealign_models::{BiasInit, CnnReadout, CnnSpec, MlpSpec, Parameterization, RnnSpec};
 use widealign_ntk::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
 use widealign_ntk::experiment::{
-    analytic_ntk, analytic_rnn_ntk, NtkConfig, NtkReport, RnnNtkConfig,
+    analytic_cnn_ntk, analytic_ntk, analytic_rnn_ntk, NtkConfig, NtkReport, RnnNtkConfig,
 };
+use widealign_ntk::quadrature::Quadrature;
 use widealign_rules::ModelKind;
 use widealign_tensor::{rng::SeedStream, Activation, Mat};
 
-use crate::cli::{BenchNtkArgs, NtkArgs};
+use crate::cli::{BenchNtkArgs, ImageShape, NtkArgs};
 use crate::emit;
 use crate::error::CliError;
 
@@ -111,8 +112,62 @@ fn rnn_ntk(a: &NtkArgs, x: &Mat<f64>) -> Result<NtkReport, CliError> {
     Ok(analytic_rnn_ntk(x, steps, &RnnNtkConfig::new(spec))?)
 }
 
+/// `widealign ntk --model cnn`: checks `--image` against the CSV rows, then the library call
+/// for `--conv-layers` convolutions (stride 1, SAME padding, no normalisation, Gaussian initial
+/// biases, one channel each: the channel counts do not enter the infinite-width kernels).
+fn cnn_ntk(a: &NtkArgs, x: &Mat<f64>) -> Result<NtkReport, CliError> {
+    if a.seq_len.is_some() {
+        return Err(CliError::flag("--seq-len", "applies to --model rnn only"));
+    }
+    let Some(ImageShape([h, w, c])) = a.image else {
+        return Err(CliError::flag(
+            "--image",
+            "is required with --model cnn (H,W,C)",
+        ));
+    };
+    if x.ncols() != h * w * c {
+        return Err(CliError::input(
+            &a.inputs,
+            format!(
+                "rows have {} numbers, but --image {h},{w},{c} needs {} (one HWC image per row)",
+                x.ncols(),
+                h * w * c
+            ),
+        ));
+    }
+    let layers = a.conv_layers.unwrap_or(3);
+    if layers == 0 {
+        return Err(CliError::flag("--conv-layers", "must be at least 1"));
+    }
+    let kernel = a.kernel.unwrap_or(3);
+    if kernel == 0 {
+        return Err(CliError::flag("--kernel", "must be at least 1"));
+    }
+    let spec = CnnSpec::new([h, w, c], vec![1; layers], 1, a.activation)
+        .with_kernel(kernel)
+        .with_readout(a.readout.unwrap_or(CnnReadout::Gap))
+        .with_param(Parameterization::Ntk {
+            w_std: a.w_std,
+            b_std: a.b_std,
+        })
+        .with_bias_init(BiasInit::Gaussian);
+    Ok(analytic_cnn_ntk(x, &spec, Quadrature::default())?)
+}
+
 /// `widealign ntk`.
 pub fn ntk(a: &NtkArgs) -> Result<(), CliError> {
+    if a.model != ModelKind::Cnn {
+        for (flag, set) in [
+            ("--image", a.image.is_some()),
+            ("--conv-layers", a.conv_layers.is_some()),
+            ("--kernel", a.kernel.is_some()),
+            ("--readout", a.readout.is_some()),
+        ] {
+            if set {
+                return Err(CliError::flag(flag, "applies to --model cnn only"));
+            }
+        }
+    }
     let report = match a.model {
         ModelKind::Mlp => {
             if a.seq_len.is_some() {
@@ -123,12 +178,7 @@ pub fn ntk(a: &NtkArgs) -> Result<(), CliError> {
             analytic_ntk(&x, &NtkConfig::new(spec))?
         }
         ModelKind::Rnn => rnn_ntk(a, &read_numeric_csv(&a.inputs)?)?,
-        ModelKind::Cnn => {
-            return Err(CliError::flag(
-                "--model",
-                "the cnn's infinite-width kernels are not implemented yet (mlp, rnn)",
-            ))
-        }
+        ModelKind::Cnn => cnn_ntk(a, &read_numeric_csv(&a.inputs)?)?,
     };
     if a.json {
         let s = serde_json::to_string(&report).map_err(|e| CliError::Failure(e.to_string()))?;

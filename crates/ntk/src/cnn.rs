@@ -1,7 +1,7 @@
 //! Kernels of the convolutional network without batch normalisation: infinite-width NNGP and NTK
 //! (with each layer's share) for a flatten or a global-average-pooling readout.
 //!
-//! The network (docs/theory.md §3.8) takes `H × W × C_0` images (HWC order) through `L`
+//! The network ([`CnnSpec`], docs/theory.md §3.8) takes `H × W × C_0` images through `L`
 //! convolutions of `k × k` filters, stride 1, SAME zero padding, NTK parameterisation with
 //! neural-tangents' convention — `h^l(p) = (s_w/√(k²C_{l−1})) Σ_{d,c'} W^l_{d,c'} a^{l−1}(p+d, c')
 //! + s_b b^l`, `a^l = φ(h^l)`, `N(0,1)` parameters — and one scalar output, either
@@ -32,166 +32,32 @@
 //! `N × M` outputs are allocated.
 //!
 //! ```
+//! use widealign_models::{CnnReadout, CnnSpec};
 //! use widealign_ntk::analytic::KernelOptions;
-//! use widealign_ntk::cnn::{CnnArch, CnnReadout, InfiniteCnn};
+//! use widealign_ntk::cnn::InfiniteCnn;
 //! use widealign_tensor::{rng::SeedStream, Activation, Mat};
-//! // three 4×4 grey images, two relu conv layers of 3×3 filters, GAP readout
-//! let arch = CnnArch::new((4, 4, 1), 2, Activation::Relu).with_readout(CnnReadout::Gap);
+//! // three 4×4 grey images, two relu conv layers of 3×3 filters (their channel counts do not
+//! // enter), GAP readout
+//! let spec = CnnSpec::new([4, 4, 1], vec![1, 1], 1, Activation::Relu).with_readout(CnnReadout::Gap);
 //! let x: Mat<f64> = SeedStream::new(0).gaussian_matrix("x", 3, 16, 1.0);
-//! let k = InfiniteCnn::new(arch).unwrap().kernels(&x, None, true, &KernelOptions::default()).unwrap();
+//! let k = InfiniteCnn::from_spec(&spec).unwrap()
+//!     .kernels(&x, None, true, &KernelOptions::default()).unwrap();
 //! assert_eq!(k.ntk[(0, 2)], k.ntk[(2, 0)]);
 //! let shares = k.shares.unwrap();
 //! assert!((shares.total() - &k.ntk).abs().max() < 1e-12 * k.ntk.abs().max());
 //! ```
 
 use rayon::prelude::*;
-use widealign_models::BiasInit;
-use widealign_tensor::{Activation, Mat};
+use widealign_models::{
+    BiasInit, Cnn, CnnReadout, CnnSignals, CnnSpec, FeedbackPath, Grads, ImageLayout, Network,
+    Norm, Padding, Parameterization,
+};
+use widealign_tensor::{gemm, Activation, Float, Mat};
 
 use crate::analytic::KernelOptions;
 use crate::dual::DualKernel;
 use crate::error::{check_finite, shape_err};
 use crate::NtkError;
-
-/// How the last convolution's feature maps reach the scalar output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CnnReadout {
-    /// Global average pooling over the positions, then a dense readout of the `C_L` channels.
-    Gap,
-    /// The `H·W·C_L` feature values flattened, then a dense readout.
-    Flatten,
-}
-
-impl CnnReadout {
-    /// `"gap"` or `"flatten"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            CnnReadout::Gap => "gap",
-            CnnReadout::Flatten => "flatten",
-        }
-    }
-}
-
-/// The architecture whose infinite-width limit [`InfiniteCnn`] computes: image shape, number of
-/// convolutions, filter size, readout, activation, `s_w`, `s_b` and the bias initialisation
-/// (`β`). Stride 1, SAME zero padding, NTK parameterisation; the channel counts do not enter.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CnnArch {
-    /// Image height `H`.
-    pub height: usize,
-    /// Image width `W`.
-    pub width: usize,
-    /// Input channels `C_0`.
-    pub channels: usize,
-    /// Number of convolution layers `L` (each followed by the activation).
-    pub conv_layers: usize,
-    /// Filter size `k` (filters are `k × k`).
-    pub kernel: usize,
-    /// The readout.
-    pub readout: CnnReadout,
-    /// The activation `φ`.
-    pub activation: Activation,
-    /// Weight standard deviation `s_w`.
-    pub w_std: f64,
-    /// Bias standard deviation `s_b`.
-    pub b_std: f64,
-    /// Initial biases: Gaussian (`β = 1`, neural-tangents' convention) or zero (`β = 0`).
-    pub bias_init: BiasInit,
-}
-
-impl CnnArch {
-    /// `conv_layers` convolutions of 3×3 filters on `(H, W, C)` images, GAP readout, `s_w = 1`,
-    /// `s_b = 0.1`, Gaussian initial biases.
-    pub fn new(image: (usize, usize, usize), conv_layers: usize, activation: Activation) -> Self {
-        CnnArch {
-            height: image.0,
-            width: image.1,
-            channels: image.2,
-            conv_layers,
-            kernel: 3,
-            readout: CnnReadout::Gap,
-            activation,
-            w_std: 1.0,
-            b_std: 0.1,
-            bias_init: BiasInit::Gaussian,
-        }
-    }
-
-    /// With filter size `k`.
-    pub fn with_kernel(mut self, k: usize) -> Self {
-        self.kernel = k;
-        self
-    }
-
-    /// With the given readout.
-    pub fn with_readout(mut self, readout: CnnReadout) -> Self {
-        self.readout = readout;
-        self
-    }
-
-    /// With `s_w` and `s_b`.
-    pub fn with_stds(mut self, w_std: f64, b_std: f64) -> Self {
-        self.w_std = w_std;
-        self.b_std = b_std;
-        self
-    }
-
-    /// With the given bias initialisation.
-    pub fn with_bias_init(mut self, bias_init: BiasInit) -> Self {
-        self.bias_init = bias_init;
-        self
-    }
-
-    /// Numbers per image, `H·W·C_0`.
-    pub fn image_len(&self) -> usize {
-        self.height * self.width * self.channels
-    }
-
-    /// Checks every field.
-    ///
-    /// # Errors
-    /// [`NtkError::InvalidOption`] naming the field (`height`, `width`, `channels`,
-    /// `conv_layers`, `kernel`, `w_std`, `b_std`).
-    pub fn validate(&self) -> Result<(), NtkError> {
-        for (name, v) in [
-            ("height", self.height),
-            ("width", self.width),
-            ("channels", self.channels),
-            ("conv_layers", self.conv_layers),
-            ("kernel", self.kernel),
-        ] {
-            if v == 0 {
-                return Err(NtkError::InvalidOption {
-                    name: name.into(),
-                    reason: "must be at least 1".into(),
-                });
-            }
-        }
-        // each side is bounded by the image length of the inputs, which exist in memory; the
-        // filter by the image (a larger filter sees only padding)
-        if self.kernel > 2 * self.height.max(self.width) + 1 {
-            return Err(NtkError::InvalidOption {
-                name: "kernel".into(),
-                reason: format!(
-                    "a {k}×{k} filter on {h}×{w} images: at most {m}",
-                    k = self.kernel,
-                    h = self.height,
-                    w = self.width,
-                    m = 2 * self.height.max(self.width) + 1
-                ),
-            });
-        }
-        for (name, v) in [("w_std", self.w_std), ("b_std", self.b_std)] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(NtkError::InvalidOption {
-                    name: name.into(),
-                    reason: format!("must be finite and non-negative, got {v}"),
-                });
-            }
-        }
-        Ok(())
-    }
-}
 
 /// The NTK split by parameter tensor. Each matrix is `N × M`.
 #[derive(Clone, Debug, PartialEq)]
@@ -240,10 +106,32 @@ pub struct CnnKernels {
     pub shares: Option<CnnShares>,
 }
 
-/// The infinite-width limit of a [`CnnArch`] (see the module docs).
+/// The infinite-width limit of a [`CnnSpec`] (see the module docs).
+///
+/// Built only from a spec, like [`crate::analytic::InfiniteMlp`], so a finite [`widealign_models::Cnn`]
+/// and its kernels cannot describe different networks. The kernels depend on the image shape,
+/// the number of convolutions, the filter size, the readout, the activation, `s_w`, `s_b` and
+/// the bias initialisation (`β`); the channel counts and the number of outputs do not enter
+/// (the output NTK is `Θ ⊗ I_C`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct InfiniteCnn {
-    arch: CnnArch,
+    spec: CnnSpec,
+    w_std: f64,
+    b_std: f64,
+}
+
+/// The numbers of a [`CnnSpec`] that enter the kernels.
+#[derive(Clone, Copy, Debug)]
+struct Arch {
+    height: usize,
+    width: usize,
+    channels: usize,
+    conv_layers: usize,
+    kernel: usize,
+    readout: CnnReadout,
+    activation: Activation,
+    w_std: f64,
+    b_std: f64,
 }
 
 /// One output entry: NNGP, NTK and (if requested) the shares in the order
@@ -384,23 +272,66 @@ type Variances = Vec<Vec<f64>>;
 type PairVariances<'a> = Option<(&'a Variances, &'a Variances)>;
 
 impl InfiniteCnn {
-    /// The infinite-width limit of `arch`.
+    /// The infinite-width limit of `spec`.
     ///
     /// # Errors
-    /// As [`CnnArch::validate`].
-    pub fn new(arch: CnnArch) -> Result<Self, NtkError> {
-        arch.validate()?;
-        Ok(InfiniteCnn { arch })
+    /// [`NtkError::Model`] for a spec that does not validate; [`NtkError::Architecture`] for
+    /// batch normalisation, a stride other than 1, VALID padding or the standard
+    /// parameterisation (the kernels here are those of stride-1 SAME convolutions without
+    /// normalisation in the NTK parameterisation).
+    pub fn from_spec(spec: &CnnSpec) -> Result<Self, NtkError> {
+        spec.validate()?;
+        let unsupported = |what: &str| {
+            Err(NtkError::Architecture(format!(
+                "the infinite-width CNN kernels are computed for stride 1, SAME padding, no \
+                 normalisation and the NTK parameterisation; this spec has {what}"
+            )))
+        };
+        if spec.norm != Norm::None {
+            return unsupported("batch normalisation");
+        }
+        if spec.stride != 1 {
+            return unsupported(&format!("stride {}", spec.stride));
+        }
+        if spec.padding != Padding::Same {
+            return unsupported("VALID padding");
+        }
+        match spec.param {
+            Parameterization::Ntk { w_std, b_std } => Ok(InfiniteCnn {
+                spec: spec.clone(),
+                w_std,
+                b_std,
+            }),
+            Parameterization::Standard { .. } => {
+                unsupported("the standard parameterisation (no width-independent NTK)")
+            }
+        }
     }
 
-    /// The architecture.
-    pub fn arch(&self) -> &CnnArch {
-        &self.arch
+    /// The spec this limit was built from.
+    pub fn spec(&self) -> &CnnSpec {
+        &self.spec
+    }
+
+    /// The numbers of the spec the recursion reads.
+    fn arch(&self) -> Arch {
+        let [height, width, channels] = self.spec.image;
+        Arch {
+            height,
+            width,
+            channels,
+            conv_layers: self.spec.conv_layers(),
+            kernel: self.spec.kernel,
+            readout: self.spec.readout,
+            activation: self.spec.activation,
+            w_std: self.w_std,
+            b_std: self.b_std,
+        }
     }
 
     /// `β`: 1 for Gaussian initial biases, 0 for zero initial biases.
     pub fn beta(&self) -> f64 {
-        match self.arch.bias_init {
+        match self.spec.bias_init {
             BiasInit::Gaussian => 1.0,
             BiasInit::Zero => 0.0,
         }
@@ -409,22 +340,19 @@ impl InfiniteCnn {
     /// The window offsets `lo..=hi` of SAME padding (XLA's: `⌊(k − 1)/2⌋` before, the rest
     /// after).
     fn window(&self) -> (isize, isize) {
-        let k = self.arch.kernel as isize;
+        let k = self.spec.kernel as isize;
         let before = (k - 1) / 2;
         (-before, k - 1 - before)
     }
 
     fn check_inputs(&self, what: &str, x: &Mat<f64>) -> Result<(), NtkError> {
-        let a = &self.arch;
-        if x.ncols() != a.image_len() {
+        let [h, w, c] = self.spec.image;
+        if x.ncols() != self.spec.input_dim() {
             return Err(shape_err(
                 what,
                 format!(
-                    "N × {} (one {}×{}×{} image per row, HWC order)",
-                    a.image_len(),
-                    a.height,
-                    a.width,
-                    a.channels
+                    "N × {} (one {h}×{w}×{c} image per row)",
+                    self.spec.input_dim()
                 ),
                 x.shape(),
             ));
@@ -455,7 +383,7 @@ impl InfiniteCnn {
         mut shares: Option<&mut [f64]>,
         mut own: Option<&mut Variances>,
     ) -> (f64, f64) {
-        let a = &self.arch;
+        let a = self.arch();
         let (wd, c0) = (a.width, a.channels);
         let big_l = a.conv_layers;
         let n = ch.len();
@@ -587,7 +515,7 @@ impl InfiniteCnn {
 
     /// `Σ^l(x, x)(p, p)` of one image.
     fn variances(&self, x: &[f64], dual: &DualKernel, w: &mut Work) -> Variances {
-        let a = &self.arch;
+        let a = self.arch();
         let mut own = vec![vec![0.0; a.height * a.width]; a.conv_layers];
         let ch = Chain::new(0, 0, a.height, a.width);
         self.chain(x, x, ch, None, dual, w, None, Some(&mut own));
@@ -606,7 +534,7 @@ impl InfiniteCnn {
         w: &mut Work,
         want_shares: bool,
     ) -> Entry {
-        let a = &self.arch;
+        let a = self.arch();
         let (h, wd, big_l) = (a.height as isize, a.width as isize, a.conv_layers);
         let sw2 = a.w_std * a.w_std;
         let sb2 = a.b_std * a.b_std;
@@ -676,15 +604,23 @@ impl InfiniteCnn {
         if let Some(x2) = x2 {
             self.check_inputs("second inputs", x2)?;
         }
-        let a = &self.arch;
+        let a = self.arch();
         let dual = DualKernel::new(a.activation, options.quadrature, options.force_quadrature)?;
         let symmetric = x2.is_none();
         let x2m = x2.unwrap_or(x1);
         let (n, m) = (x1.nrows(), x2m.nrows());
         let (hw, big_l) = (a.height * a.width, a.conv_layers);
+        // each image as an HWC slice, whatever the spec's input layout
+        let (pixels, c0) = (hw, a.channels);
+        let layout = self.spec.layout;
         let images = |x: &Mat<f64>| -> Vec<Vec<f64>> {
             (0..x.nrows())
-                .map(|i| x.row(i).iter().copied().collect())
+                .map(|i| match layout {
+                    ImageLayout::Hwc => x.row(i).iter().copied().collect(),
+                    ImageLayout::Chw => (0..pixels * c0)
+                        .map(|v| x[(i, (v % c0) * pixels + v / c0)])
+                        .collect(),
+                })
                 .collect()
         };
         let ia = images(x1);
@@ -744,13 +680,137 @@ impl InfiniteCnn {
     }
 }
 
+/// Per-example gradients of output `output` of `net`, one `N × |θ_t|` matrix per parameter
+/// tensor `t` in the order of [`Cnn::params`], in `f64`.
+fn per_example_gradients<T: Float>(
+    net: &Cnn<T>,
+    x: &Mat<T>,
+    output: usize,
+) -> Result<Vec<Mat<f64>>, NtkError> {
+    let grads: Vec<Vec<Vec<f64>>> = (0..x.nrows())
+        .into_par_iter()
+        .map(|i| {
+            let trace = net.forward(&x.rows(i, 1).into_owned())?;
+            let mut err = Mat::zeros(1, net.spec.output_dim);
+            err[(0, output)] = T::one();
+            let mut signals = CnnSignals::default();
+            net.backward_signals_into(FeedbackPath::Live, &trace, &err, &mut signals);
+            let mut g = Grads::new();
+            Cnn::gradients_into(&net.spec, &signals, &err, &trace, &mut g);
+            Ok(Cnn::<T>::grad_slices(&g)
+                .into_iter()
+                .map(|s| {
+                    s.expect("backprop trains every tensor")
+                        .iter()
+                        .map(|v| v.as_f64())
+                        .collect()
+                })
+                .collect())
+        })
+        .collect::<Result<_, NtkError>>()?;
+    let tensors = grads.first().map_or(0, Vec::len);
+    Ok((0..tensors)
+        .map(|t| {
+            let len = grads[0][t].len();
+            Mat::from_fn(grads.len(), len, |i, k| grads[i][t][k])
+        })
+        .collect())
+}
+
+/// The empirical NTK of the finite network `net` (no batch normalisation) for output unit
+/// `output`, between the images in the rows of `x1` and of `x2` (`None`: `x1`), split by
+/// parameter tensor like [`CnnKernels::shares`].
+///
+/// Each share is the Gram matrix of the per-example gradients of that tensor
+/// (`Θ_t(x, x') = ∂f(x)/∂θ_t · ∂f(x')/∂θ_t`), taken from the model's own backward pass
+/// ([`Network::backward_signals_into`] with the live weights and [`Network::gradients_into`]) one
+/// image at a time. Memory: the gradients of all images, `(N + M)·|θ|` values of `f64`.
+/// Deterministic for any thread count.
+///
+/// ```
+/// use widealign_models::{BiasInit, Cnn, CnnSpec};
+/// use widealign_ntk::analytic::KernelOptions;
+/// use widealign_ntk::cnn::{empirical_cnn_ntk, InfiniteCnn};
+/// use widealign_tensor::{rng::SeedStream, Activation, Mat};
+/// let spec = CnnSpec::new([4, 4, 1], vec![256, 256], 1, Activation::Erf)
+///     .with_bias_init(BiasInit::Gaussian);
+/// let x: Mat<f64> = SeedStream::new(0).gaussian_matrix("x", 3, 16, 1.0);
+/// let finite = empirical_cnn_ntk(&Cnn::<f64>::new(&spec, 1).unwrap(), &x, None, 0).unwrap();
+/// let k = InfiniteCnn::from_spec(&spec).unwrap()
+///     .kernels(&x, None, false, &KernelOptions::default()).unwrap();
+/// assert!((finite.total() - &k.ntk).norm() / k.ntk.norm() < 0.2); // O(1/√channels)
+/// ```
+///
+/// # Errors
+/// [`NtkError::Architecture`] for batch normalisation (the kernel of a batch-normalised network
+/// depends on the whole batch); [`NtkError::InvalidOption`] naming `output` for an output unit
+/// `≥ C`; model errors for images that do not fit the network.
+pub fn empirical_cnn_ntk<T: Float>(
+    net: &Cnn<T>,
+    x1: &Mat<T>,
+    x2: Option<&Mat<T>>,
+    output: usize,
+) -> Result<CnnShares, NtkError> {
+    let spec = &net.spec;
+    if spec.norm != Norm::None {
+        return Err(NtkError::Architecture(
+            "the empirical NTK per image pair is defined without batch normalisation".into(),
+        ));
+    }
+    if output >= spec.output_dim {
+        return Err(NtkError::InvalidOption {
+            name: "output".into(),
+            reason: format!(
+                "must be below the {} outputs, got {output}",
+                spec.output_dim
+            ),
+        });
+    }
+    let g1 = per_example_gradients(net, x1, output)?;
+    let g2 = match x2 {
+        Some(x2) => per_example_gradients(net, x2, output)?,
+        None => g1.clone(),
+    };
+    let mut grams = g1.iter().zip(&g2).map(|(a, b)| gemm::matmul_nt(a, b));
+    let big_l = spec.conv_layers();
+    let mut conv_weights = Vec::with_capacity(big_l);
+    let mut conv_biases = Vec::with_capacity(big_l);
+    for _ in 0..big_l {
+        conv_weights.push(grams.next().expect("a kernel per layer"));
+        conv_biases.push(grams.next().expect("a bias per layer"));
+    }
+    Ok(CnnShares {
+        conv_weights,
+        conv_biases,
+        readout: grams.next().expect("readout weights"),
+        readout_bias: grams.next().expect("readout bias"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::analytic::{InfiniteMlp, KernelRequest};
     use nalgebra::SymmetricEigen;
-    use widealign_models::{MlpSpec, Parameterization};
+    use widealign_models::MlpSpec;
     use widealign_tensor::rng::SeedStream;
+
+    /// `layers` convolutions on `(H, W, C)` images (one channel each: the channel counts do not
+    /// enter), 3×3 filters, GAP, Gaussian biases, `s_w = 1`, `s_b = 0.1`.
+    fn spec(image: (usize, usize, usize), layers: usize, act: Activation) -> CnnSpec {
+        CnnSpec::new([image.0, image.1, image.2], vec![1; layers], 1, act)
+            .with_bias_init(BiasInit::Gaussian)
+    }
+
+    trait WithStds {
+        fn with_stds(self, w_std: f64, b_std: f64) -> Self;
+    }
+
+    impl WithStds for CnnSpec {
+        fn with_stds(self, w_std: f64, b_std: f64) -> Self {
+            self.with_param(Parameterization::Ntk { w_std, b_std })
+        }
+    }
 
     const ACTS: [Activation; 5] = [
         Activation::Relu,
@@ -780,13 +840,15 @@ mod tests {
     /// An independent, literal implementation of the recursion: full `(HW)²` position-pair
     /// arrays per layer, the window average written as a sum over all `k²` offsets with zero
     /// outside the image.
-    fn brute_force(arch: &CnnArch, xa: &[f64], xb: &[f64]) -> (f64, f64) {
+    fn brute_force(sp: &CnnSpec, xa: &[f64], xb: &[f64]) -> (f64, f64) {
+        let arch = InfiniteCnn::from_spec(sp).unwrap().arch();
+        let bias_init = sp.bias_init;
         let (h, w, c) = (arch.height, arch.width, arch.channels);
         let hw = h * w;
         let dual = DualKernel::new(arch.activation, Default::default(), false).unwrap();
         let sw2 = arch.w_std * arch.w_std;
         let sb2 = arch.b_std * arch.b_std;
-        let beta = if arch.bias_init == BiasInit::Gaussian {
+        let beta = if bias_init == BiasInit::Gaussian {
             1.0
         } else {
             0.0
@@ -914,7 +976,7 @@ mod tests {
             ),
             (
                 5,
-                (3, 3, 3),
+                (2, 2, 2),
                 CnnReadout::Gap,
                 Activation::Tanh,
                 BiasInit::Zero,
@@ -927,13 +989,13 @@ mod tests {
                 BiasInit::Gaussian,
             ),
         ] {
-            let arch = CnnArch::new((h, w, c), 3, act)
+            let arch = spec((h, w, c), 3, act)
                 .with_kernel(k)
                 .with_readout(readout)
                 .with_stds(1.4, 0.3)
                 .with_bias_init(bias);
             let x = images(5, h, w, c, 1);
-            let got = InfiniteCnn::new(arch.clone())
+            let got = InfiniteCnn::from_spec(&arch.clone())
                 .unwrap()
                 .kernels(&x, None, false, &KernelOptions::default())
                 .unwrap();
@@ -957,20 +1019,21 @@ mod tests {
     #[test]
     fn symmetric_psd_and_shares_sum_to_ntk() {
         for act in ACTS {
-            // the quadratures cost thousands of activation calls per entry: smaller images
+            // the quadratures cost thousands of activation calls per dual-kernel value (about
+            // 1 ms for gelu): 2×2 images, where GAP has 9 offsets
             let side = if matches!(act, Activation::Tanh | Activation::Gelu) {
-                3
+                2
             } else {
                 4
             };
             let x = images(6, side, side, 2, 2);
             for readout in [CnnReadout::Gap, CnnReadout::Flatten] {
                 for bias in [BiasInit::Gaussian, BiasInit::Zero] {
-                    let arch = CnnArch::new((side, side, 2), 3, act)
+                    let arch = spec((side, side, 2), 3, act)
                         .with_readout(readout)
                         .with_stds(1.3, 0.2)
                         .with_bias_init(bias);
-                    let inf = InfiniteCnn::new(arch).unwrap();
+                    let inf = InfiniteCnn::from_spec(&arch).unwrap();
                     let k = inf
                         .kernels(&x, None, true, &KernelOptions::default())
                         .unwrap();
@@ -1049,12 +1112,12 @@ mod tests {
                 let rel = if quad { 2e-5 } else { 1e-13 };
                 let tol = rel * mt.abs().max();
                 for readout in [CnnReadout::Gap, CnnReadout::Flatten] {
-                    let arch = CnnArch::new((h, w, c), 2, act)
+                    let arch = spec((h, w, c), 2, act)
                         .with_kernel(1)
                         .with_readout(readout)
                         .with_stds(1.2, 0.3)
                         .with_bias_init(bias);
-                    let k = InfiniteCnn::new(arch)
+                    let k = InfiniteCnn::from_spec(&arch)
                         .unwrap()
                         .kernels(&x, None, false, &KernelOptions::default())
                         .unwrap();
@@ -1079,8 +1142,8 @@ mod tests {
                 }
                 // a 1×1 image: the MLP, share by share
                 let x1 = x.columns(0, c).into_owned();
-                let k1 = InfiniteCnn::new(
-                    CnnArch::new((1, 1, c), 2, act)
+                let k1 = InfiniteCnn::from_spec(
+                    &spec((1, 1, c), 2, act)
                         .with_kernel(1)
                         .with_stds(1.2, 0.3)
                         .with_bias_init(bias),
@@ -1115,9 +1178,121 @@ mod tests {
     }
 
     #[test]
+    fn channel_planes_layout_gives_the_kernels_of_the_same_images() {
+        let (h, w, c) = (3, 4, 2);
+        let x = images(4, h, w, c, 6);
+        let planes = Mat::from_fn(4, h * w * c, |i, v| x[(i, (v % (h * w)) * c + v / (h * w))]);
+        let hwc = spec((h, w, c), 2, Activation::Erf);
+        let chw = hwc.clone().with_layout(ImageLayout::Chw);
+        let o = KernelOptions::default();
+        let a = InfiniteCnn::from_spec(&hwc)
+            .unwrap()
+            .kernels(&x, None, false, &o)
+            .unwrap();
+        let b = InfiniteCnn::from_spec(&chw)
+            .unwrap()
+            .kernels(&planes, None, false, &o)
+            .unwrap();
+        assert_eq!(a, b);
+    }
+
+    /// `Θ(x_i, x_j) = ∇f(x_i)·∇f(x_j)` is the derivative of `f(x_i)` along `∇f(x_j)`: a central
+    /// difference of two forward passes, independent of the Gram computation.
+    #[test]
+    fn empirical_ntk_equals_directional_derivatives() {
+        let sp = spec((4, 3, 2), 2, Activation::Tanh)
+            .with_stds(1.3, 0.4)
+            .with_readout(CnnReadout::Flatten);
+        let sp = CnnSpec {
+            channels: vec![3, 5],
+            output_dim: 2,
+            ..sp
+        };
+        let net = Cnn::<f64>::new(&sp, 7).unwrap();
+        let x = images(4, 4, 3, 2, 8);
+        let k = empirical_cnn_ntk(&net, &x, None, 1).unwrap().total();
+        let grads = per_example_gradients(&net, &x, 1).unwrap();
+        let eps = 1e-5;
+        for j in 0..4 {
+            let shifted = |sign: f64| {
+                let mut n = net.clone();
+                for (p, g) in n.params_mut().into_iter().zip(&grads) {
+                    for (v, d) in p.iter_mut().zip(g.row(j).iter()) {
+                        *v += sign * eps * d;
+                    }
+                }
+                n.predict(&x).unwrap()
+            };
+            let (up, down) = (shifted(1.0), shifted(-1.0));
+            for i in 0..4 {
+                let fd = (up[(i, 1)] - down[(i, 1)]) / (2.0 * eps);
+                assert!(
+                    (fd - k[(i, j)]).abs() < 1e-7 * (1.0 + k[(i, j)].abs()),
+                    "({i}, {j}): {fd} vs {}",
+                    k[(i, j)]
+                );
+            }
+        }
+        let other = images(4, 4, 3, 2, 9).rows(0, 2).into_owned();
+        let cross = empirical_cnn_ntk(&net, &x, Some(&other), 0).unwrap();
+        assert_eq!(cross.total().shape(), (4, 2));
+        assert!(empirical_cnn_ntk(&net, &x, None, 2).is_err());
+        let bn = Cnn::<f64>::new(&sp.clone().with_norm(Norm::Batch), 7).unwrap();
+        assert!(empirical_cnn_ntk(&bn, &x, None, 0).is_err());
+    }
+
+    /// Mean over seeds of `‖Θ_emp − Θ‖_F/‖Θ‖_F` and the worst share's error at `channels`.
+    fn channel_error(sp: &CnnSpec, channels: usize, x: &Mat<f64>, ana: &CnnKernels) -> (f64, f64) {
+        let sp = CnnSpec {
+            channels: vec![channels; sp.conv_layers()],
+            ..sp.clone()
+        };
+        let rel = |a: &Mat<f64>, b: &Mat<f64>| (a - b).norm() / b.norm();
+        let seeds = 0..3u64;
+        let (mut total, mut worst) = (0.0, 0.0f64);
+        for seed in seeds.clone() {
+            let emp = empirical_cnn_ntk(&Cnn::<f64>::new(&sp, seed).unwrap(), x, None, 0).unwrap();
+            total += rel(&emp.total(), &ana.ntk);
+            let shares = ana.shares.as_ref().unwrap();
+            for ((_, e), (_, a)) in emp.named().into_iter().zip(shares.named()) {
+                worst = worst.max(rel(e, a));
+            }
+        }
+        (total / seeds.count() as f64, worst)
+    }
+
+    #[test]
+    fn empirical_ntk_approaches_analytic_with_channels() {
+        let x = images(4, 5, 5, 1, 10);
+        for (act, readout, bias) in [
+            (Activation::Relu, CnnReadout::Gap, BiasInit::Zero),
+            (Activation::Erf, CnnReadout::Flatten, BiasInit::Gaussian),
+        ] {
+            let sp = spec((5, 5, 1), 2, act)
+                .with_readout(readout)
+                .with_stds(1.3, 0.2)
+                .with_bias_init(bias);
+            let ana = InfiniteCnn::from_spec(&sp)
+                .unwrap()
+                .kernels(&x, None, true, &KernelOptions::default())
+                .unwrap();
+            let errs: Vec<(f64, f64)> = [16, 64, 256]
+                .iter()
+                .map(|&c| channel_error(&sp, c, &x, &ana))
+                .collect();
+            assert!(
+                errs[0].0 > errs[1].0 && errs[1].0 > errs[2].0,
+                "{act} {readout:?}: {errs:?}"
+            );
+            assert!(errs[2].0 < 0.1, "{act} {readout:?}: {errs:?}");
+            assert!(errs[2].1 < 0.25, "{act} {readout:?}: every share {errs:?}");
+        }
+    }
+
+    #[test]
     fn same_numbers_for_any_thread_count() {
         let x = images(7, 5, 4, 1, 4);
-        let inf = InfiniteCnn::new(CnnArch::new((5, 4, 1), 2, Activation::Relu)).unwrap();
+        let inf = InfiniteCnn::from_spec(&spec((5, 4, 1), 2, Activation::Relu)).unwrap();
         let run = |t: usize| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(t)
@@ -1135,23 +1310,34 @@ mod tests {
     fn refuses_bad_shapes_values_and_architectures() {
         let x = images(4, 3, 3, 1, 5);
         let o = KernelOptions::default();
-        let inf = InfiniteCnn::new(CnnArch::new((3, 3, 2), 1, Activation::Relu)).unwrap();
+        let inf = InfiniteCnn::from_spec(&spec((3, 3, 2), 1, Activation::Relu)).unwrap();
         let msg = inf.kernels(&x, None, false, &o).unwrap_err().to_string();
         assert!(msg.contains("3×3×2"), "{msg}");
-        let ok = InfiniteCnn::new(CnnArch::new((3, 3, 1), 1, Activation::Relu)).unwrap();
+        let ok = InfiniteCnn::from_spec(&spec((3, 3, 1), 1, Activation::Relu)).unwrap();
         let mut nan = x.clone();
         nan[(2, 4)] = f64::NAN;
         assert!(ok.kernels(&nan, None, false, &o).is_err());
         assert!(ok.kernels(&Mat::zeros(0, 9), None, false, &o).is_err());
         for bad in [
-            CnnArch::new((0, 3, 1), 1, Activation::Relu),
-            CnnArch::new((3, 3, 1), 0, Activation::Relu),
-            CnnArch::new((3, 3, 1), 1, Activation::Relu).with_kernel(0),
-            CnnArch::new((3, 3, 1), 1, Activation::Relu).with_kernel(8),
-            CnnArch::new((3, 3, 1), 1, Activation::Relu).with_stds(-1.0, 0.1),
-            CnnArch::new((3, 3, 1), 1, Activation::Relu).with_stds(1.0, f64::NAN),
+            spec((0, 3, 1), 1, Activation::Relu),
+            spec((3, 3, 1), 0, Activation::Relu),
+            spec((3, 3, 1), 1, Activation::Relu).with_kernel(0),
+            spec((3, 3, 1), 1, Activation::Relu).with_stds(-1.0, 0.1),
+            spec((3, 3, 1), 1, Activation::Relu).with_stds(1.0, f64::NAN),
         ] {
-            assert!(InfiniteCnn::new(bad).is_err());
+            assert!(InfiniteCnn::from_spec(&bad).is_err());
+        }
+        for unsupported in [
+            spec((4, 4, 1), 1, Activation::Relu).with_norm(Norm::Batch),
+            spec((4, 4, 1), 1, Activation::Relu).with_stride(2),
+            spec((4, 4, 1), 1, Activation::Relu).with_padding(Padding::Valid),
+            spec((4, 4, 1), 1, Activation::Relu).with_param(Parameterization::Standard {
+                w_std: 1.0,
+                b_std: 0.1,
+            }),
+        ] {
+            let e = InfiniteCnn::from_spec(&unsupported).unwrap_err();
+            assert!(matches!(e, NtkError::Architecture(_)), "{e}");
         }
     }
 }
