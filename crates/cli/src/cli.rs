@@ -73,13 +73,16 @@ in the order its list is written. --shard I/N runs runs I, I+N, I+2N, ... (0 <= 
     #[command(after_help = "\
 Example:
   widealign reproduce --dataset digits --scale quick --out reproduction/
+  widealign reproduce --dataset digits --scale quick --seeds 3 --out reproduction-3/
 
 Experiments: (1) test accuracy against width for all seven rules, with training curves;
 (2) the Add task against width (bp, align-ada, align-zero, readout) and the loss of always
 predicting 0.5; (3) low data (100, 300, 1000 examples); (4) alignment of backprop's weight
 changes with the predicted update, with shuffled and random controls; (5) the layerwise
 dynamics errors against width with fitted log-log slopes. The quick scale on the embedded
-digits takes a few minutes on a 2-core machine; --scale tiny (seconds) only tests the pipeline.")]
+digits takes a few minutes on a 2-core machine; --scale tiny (seconds) only tests the pipeline.
+With --seeds K every cell runs K seeds and the report shows mean ± 95% interval (t distribution);
+differences are read only where intervals are disjoint.")]
     Reproduce(ReproduceArgs),
     /// Infinite-width NNGP and NTK kernels of an MLP, an RNN or a CNN on inputs from a CSV file.
     #[command(after_help = "\
@@ -448,15 +451,22 @@ pub struct ReproduceArgs {
     /// Output folder (created): results.jsonl, report.md, *.svg.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub out: PathBuf,
-    /// Seed of every run.
+    /// First seed: the runs of every cell have the seeds S, S+1, …, S+K−1.
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
+    /// Seeds per cell (K): the report shows each cell's mean with its 95% t interval.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub seeds: usize,
     /// Experiment size.
     #[arg(long, value_parser = choice(SCALES, Scale::name), default_value_t = Scale::Quick)]
     pub scale: Scale,
     /// Keep the runs already in DIR/results.jsonl and run only the missing ones.
     #[arg(long)]
     pub resume: bool,
+    /// Run nothing: render DIR/report.md and the plots from DIR/results.jsonl as it is (cells
+    /// without results show `–`), e.g. after the runs were made by `widealign sweep` shards.
+    #[arg(long, conflicts_with = "resume")]
+    pub report_only: bool,
     /// Print a JSON summary as the last stdout line.
     #[arg(long)]
     pub json: bool,

@@ -99,6 +99,9 @@ pub struct Series {
     pub color: usize,
     /// Draw a marker at every point.
     pub markers: bool,
+    /// A shaded band `(x, low, high)` in the series' colour (a 95% interval over seeds); empty
+    /// for none. Non-finite ends break the band.
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 impl Series {
@@ -110,7 +113,14 @@ impl Series {
             dashed: false,
             color,
             markers: true,
+            band: Vec::new(),
         }
+    }
+
+    /// The same series with a shaded band `(x, low, high)` around it.
+    pub fn with_band(mut self, band: Vec<(f64, f64, f64)>) -> Self {
+        self.band = band;
+        self
     }
 
     /// The same series drawn dashed.
@@ -217,11 +227,42 @@ impl Chart {
         out
     }
 
+    /// Mapped band polygons of a series: each run of drawable `(x, low, high)` as the closed
+    /// outline low edge left to right, high edge right to left.
+    fn band_polygons(&self, s: &Series) -> Vec<Vec<(f64, f64)>> {
+        let mut runs: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new()];
+        for &(x, lo, hi) in &s.band {
+            match (self.x_axis.map(x), self.y_axis.map(lo), self.y_axis.map(hi)) {
+                (Some(a), Some(l), Some(h)) => {
+                    runs.last_mut().map(|v| v.push((a, l, h))).unwrap_or(())
+                }
+                _ => {
+                    if runs.last().is_some_and(|v| !v.is_empty()) {
+                        runs.push(Vec::new());
+                    }
+                }
+            }
+        }
+        runs.into_iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let mut poly: Vec<(f64, f64)> = r.iter().map(|&(x, l, _)| (x, l)).collect();
+                poly.extend(r.iter().rev().map(|&(x, _, h)| (x, h)));
+                poly
+            })
+            .collect()
+    }
+
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
         let pts: Vec<(f64, f64)> = self
             .series
             .iter()
-            .flat_map(|s| self.segments(s).into_iter().flatten())
+            .flat_map(|s| {
+                self.segments(s)
+                    .into_iter()
+                    .flatten()
+                    .chain(self.band_polygons(s).into_iter().flatten())
+            })
             .collect();
         let span = |v: &mut dyn Iterator<Item = f64>| {
             v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
@@ -322,6 +363,18 @@ impl Chart {
             .bold_line_style(RGBColor(222, 222, 222))
             .draw()
             .map_err(draw_err)?;
+        // bands first, so every line is drawn over them
+        for s in &self.series {
+            let color = PALETTE[s.color % PALETTE.len()];
+            for poly in self.band_polygons(s) {
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        poly,
+                        color.mix(0.18).filled(),
+                    )))
+                    .map_err(draw_err)?;
+            }
+        }
         for s in &self.series {
             let color = PALETTE[s.color % PALETTE.len()];
             let style = color.stroke_width(2);
@@ -425,6 +478,33 @@ mod tests {
                 "missing {text}"
             );
         }
+    }
+
+    /// A band is drawn as one filled polygon per unbroken run, under the lines, and widens the
+    /// fitted y range.
+    #[test]
+    fn bands_are_polygons_and_widen_the_range() {
+        let mut c = Chart::new("t", "x", Axis::Log2, "y", Axis::Linear);
+        let s = Series::new("a", vec![(8.0, 1.0), (16.0, 2.0), (32.0, 3.0)], 0).with_band(vec![
+            (8.0, 0.5, 1.5),
+            (16.0, f64::NAN, 2.5),
+            (32.0, -1.0, 7.0),
+            (64.0, 2.0, 4.0),
+        ]);
+        let polys = c.band_polygons(&s);
+        assert_eq!(polys.len(), 2, "the NaN end breaks the band");
+        assert_eq!(polys[0], [(3.0, 0.5), (3.0, 1.5)]);
+        assert_eq!(polys[1], [(5.0, -1.0), (6.0, 2.0), (6.0, 4.0), (5.0, 7.0)]);
+        c.series.push(s);
+        let (_, (y0, y1)) = c.ranges();
+        assert!(y0 < -1.0 && y1 > 7.0, "{y0} {y1}");
+        let svg = c.to_svg().unwrap();
+        assert!(svg.contains("<polygon"), "no band drawn");
+        let plain = Chart {
+            series: vec![Series::new("a", vec![(8.0, 1.0), (16.0, 2.0)], 0)],
+            ..Chart::new("t", "x", Axis::Log2, "y", Axis::Linear)
+        };
+        assert!(!plain.to_svg().unwrap().contains("<polygon"));
     }
 
     #[test]

@@ -12,13 +12,22 @@
 //! | 4. alignment against width | [`alignment`] | `alignment_vs_width.svg` |
 //! | 5. layerwise dynamics against width | [`dynamics`] | `dynamics_<activation>.svg` each |
 //! | 6. RNN alignment against width (Add task) | [`rnn_alignment`] | `rnn_alignment_vs_width.svg` |
+//!
+//! **Seeds.** A cell (a run with its seed ignored, [`same_cell`]) shows the mean of its seeds
+//! with the half-width of the 95% t interval (`0.9239 ± 0.0012`; the mean alone for one seed)
+//! and the plots shade the interval. Each table is followed by a *reading* that names a
+//! difference only where the two intervals are disjoint ([`Interval::separated_from`]); with
+//! one seed per cell it reads none.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use widealign_experiments::plan::{Plan, ADD_RULES};
+use widealign_experiments::plan::{same_cell, Plan, ADD_RULES};
 use widealign_experiments::record::VERSION;
-use widealign_experiments::reproduce::{AlignmentLine, DynamicsLine, ReproResults, RNN_MATRICES};
+use widealign_experiments::reproduce::{
+    AlignmentLine, DynamicsLine, LayerScores, ReproResults, RNN_MATRICES,
+};
+use widealign_experiments::stats::Interval;
 use widealign_rules::{RuleKind, TrainConfig, TrainResult};
 
 use crate::error::CliError;
@@ -96,6 +105,181 @@ fn cell(r: Option<&TrainResult>, metric: fn(&TrainResult) -> Option<f64>, digits
     }
 }
 
+/// A cell's runs: the interval of a metric over the runs that did not diverge, and how many
+/// diverged (the first diverged run is kept for its epoch).
+struct CellStats<'a> {
+    iv: Interval,
+    runs: usize,
+    diverged: usize,
+    first_diverged: Option<&'a TrainResult>,
+}
+
+/// The statistics of `metric` over the runs of `runs` in the cell of `cell` that have results.
+fn cell_stats<'a>(
+    results: &'a ReproResults,
+    runs: &[TrainConfig],
+    cell: &TrainConfig,
+    metric: fn(&TrainResult) -> Option<f64>,
+) -> CellStats<'a> {
+    let recs: Vec<&TrainResult> = same_cell(runs, cell)
+        .filter_map(|c| results.result(c))
+        .collect();
+    let values: Vec<f64> = recs
+        .iter()
+        .filter(|r| !r.diverged)
+        .map(|r| metric(r).unwrap_or(f64::NAN))
+        .collect();
+    CellStats {
+        iv: Interval::of(&values),
+        runs: recs.len(),
+        diverged: recs.iter().filter(|r| r.diverged).count(),
+        first_diverged: recs.iter().copied().find(|r| r.diverged),
+    }
+}
+
+impl CellStats<'_> {
+    /// `mean ± half-width`, with `(d diverged)` when some seeds diverged, `diverged (ep. e)`
+    /// when all did, `–` without runs.
+    fn text(&self, metric: fn(&TrainResult) -> Option<f64>, digits: usize) -> String {
+        if self.runs == 0 {
+            return "–".into();
+        }
+        if self.iv.n == 0 {
+            return cell(self.first_diverged, metric, digits);
+        }
+        let c = self.iv.format(digits);
+        if self.diverged > 0 {
+            format!("{c} ({} diverged)", self.diverged)
+        } else {
+            c
+        }
+    }
+}
+
+/// The table cell and interval of `metric` over the cell of `cell` (`–` and an empty interval
+/// when the plan has no such cell).
+fn cell_entry(
+    results: &ReproResults,
+    runs: &[TrainConfig],
+    cell: Option<&TrainConfig>,
+    metric: fn(&TrainResult) -> Option<f64>,
+) -> (String, Interval) {
+    match cell {
+        Some(c) => {
+            let st = cell_stats(results, runs, c, metric);
+            (st.text(metric, 4), st.iv)
+        }
+        None => ("–".into(), Interval::of(&[])),
+    }
+}
+
+/// The band `(x, low, high)` of intervals at `xs` (empty when no interval exists).
+fn band(xs: &[f64], ivs: &[Interval]) -> Vec<(f64, f64, f64)> {
+    if ivs.iter().all(|i| !i.half_width.is_finite()) {
+        return Vec::new();
+    }
+    xs.iter()
+        .zip(ivs)
+        .map(|(&x, i)| (x, i.lo(), i.hi()))
+        .collect()
+}
+
+/// The reading of a table of intervals (`ivs[row][column]`): per column, the rows whose
+/// interval is disjoint from the reference row's, above or below it, and the rest as not
+/// distinguishable; with one seed per cell, that no difference is read.
+fn reading(
+    rows: &[String],
+    columns: &[String],
+    ivs: &[Vec<Interval>],
+    reference: usize,
+    seeds: usize,
+    better: &str,
+    worse: &str,
+) -> String {
+    if seeds < 2 {
+        return "*Reading:* one seed per cell, so no interval: no difference in this table is read as real \
+                (run with `--seeds 3` or more).\n\n"
+            .into();
+    }
+    let Some(reference_row) = ivs.get(reference) else {
+        return String::new();
+    };
+    let mut out = format!(
+        "*Reading* ({seeds} seeds per cell; a difference is named only where the 95% intervals are disjoint), against {}:\n\n",
+        rows[reference]
+    );
+    for (j, col) in columns.iter().enumerate() {
+        let r = reference_row[j];
+        let (mut above, mut below, mut same) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, row) in rows.iter().enumerate() {
+            if i == reference {
+                continue;
+            }
+            let iv = ivs[i][j];
+            if !iv.mean.is_finite() {
+                continue;
+            }
+            if iv.separated_from(&r) {
+                if iv.mean > r.mean {
+                    above.push(row.as_str());
+                } else {
+                    below.push(row.as_str());
+                }
+            } else {
+                same.push(row.as_str());
+            }
+        }
+        let list = |v: &[&str]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        out.push_str(&format!(
+            "* {col}: {better}: {}; {worse}: {}; not distinguishable: {}\n",
+            list(&above),
+            list(&below),
+            list(&same)
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+/// Per row, the change between neighbouring columns: `↑` / `↓` where the intervals are
+/// disjoint, `≈` where they overlap (one seed: nothing is read).
+fn trends(rows: &[String], columns: &[String], ivs: &[Vec<Interval>], seeds: usize) -> String {
+    if seeds < 2 || columns.len() < 2 {
+        return String::new();
+    }
+    let mut out = String::from(
+        "Changes between neighbouring columns (↑ / ↓: intervals disjoint, ≈: not distinguishable):\n\n",
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let steps: Vec<String> = (1..columns.len())
+            .map(|j| {
+                let (a, b) = (ivs[i][j - 1], ivs[i][j]);
+                let sign = if !a.mean.is_finite() || !b.mean.is_finite() {
+                    "?"
+                } else if a.separated_from(&b) {
+                    if b.mean > a.mean {
+                        "↑"
+                    } else {
+                        "↓"
+                    }
+                } else {
+                    "≈"
+                };
+                format!("{} → {} {sign}", columns[j - 1], columns[j])
+            })
+            .collect();
+        out.push_str(&format!("* {row}: {}\n", steps.join(", ")));
+    }
+    out.push('\n');
+    out
+}
+
 fn test_accuracy(r: &TrainResult) -> Option<f64> {
     r.test_accuracy
 }
@@ -160,13 +344,23 @@ pub fn header(plan: &Plan, seconds: f64, command: &str) -> Section {
         markdown: format!(
             "# widealign reproduction report\n\n\
              * command: `{command}`\n\
-             * scale: {}, dataset: `{}`, widealign {VERSION}\n\
+             * scale: {}, dataset: `{}`, seeds per cell: {} (from seed {}), widealign {VERSION}\n\
              * machine: {}\n\
              * wall-clock time: {} (this invocation; with `--resume` earlier runs are not re-timed)\n\n\
              Every number below is in `results.jsonl` beside this file: one JSON line per training run \
-             (the `widealign train --json` record plus an `experiment` field), alignment width and dynamics experiment.\n\n",
+             (the `widealign train --json` record plus an `experiment` field), alignment width and dynamics experiment. \
+             A table cell is the mean over its seeds ± the half-width of the 95% confidence interval (t distribution, n − 1 degrees of freedom); \
+             the plots shade the interval.\n\n\
+             Where this plan keeps widealign's settings instead of the authors' code's (docs/fidelity.md has each with file and line, and the option \
+             that reproduces the reference): biases enter with s_b = 0.1 (reference: 1, `--b-std 1`); the Add task's delayed terms are zero before \
+             the start (reference: wrap-around targets with an irreducible test loss of 0.203, `--dataset add-reference`); the RNN has one shared \
+             initial state (reference: one per batch slot); Align-ada uses the frozen φ′ in every layer and, in the RNN, keeps the same-step output error \
+             (reference: live φ′ at the top hidden layer, no same-step error); the image experiments use an MLP (reference: a CNN with batch norm and \
+             global average pooling). The alignment runs follow the reference (lr 5, the epoch-100 snapshot).\n\n",
             plan.scale.name(),
             plan.dataset,
+            plan.seeds,
+            plan.seed,
             machine(),
             fmt_secs(seconds)
         ),
@@ -174,13 +368,13 @@ pub fn header(plan: &Plan, seconds: f64, command: &str) -> Section {
     }
 }
 
-/// Section 1: final test accuracy of every rule against width (mean over seeds; diverged runs are
-/// counted and named in the legend).
+/// Section 1: final test accuracy of every rule against width (mean ± 95% interval over seeds;
+/// diverged runs are counted, and widths where every seed diverged are named in the legend).
 pub fn accuracy_vs_width(plan: &Plan, results: &ReproResults) -> Section {
     let first = plan.accuracy.first().cloned().unwrap_or_default();
     let mut md = format!(
         "## 1. Test accuracy against width, every rule\n\nMLP with {} hidden layers on `{}`{}, NTK parameterisation, plain SGD, lr {}, batch {}, {} epochs; \
-         final-epoch test accuracy (seed {}).\n\n",
+         final-epoch test accuracy (seeds {}).\n\n",
         first.depth,
         plan.dataset,
         first.train_size.map(|k| format!(" ({k} training examples)")).unwrap_or_default(),
@@ -190,8 +384,10 @@ pub fn accuracy_vs_width(plan: &Plan, results: &ReproResults) -> Section {
         seeds_of(&plan.accuracy)
     );
     let mut header = vec!["rule".to_string()];
-    header.extend(plan.widths.iter().map(|w| format!("width {w}")));
+    let columns: Vec<String> = plan.widths.iter().map(|w| format!("width {w}")).collect();
+    header.extend(columns.iter().cloned());
     let mut rows = Vec::new();
+    let mut ivs = Vec::new();
     let mut chart = Chart::new(
         format!("Test accuracy vs width ({})", plan.dataset),
         "hidden width",
@@ -199,41 +395,27 @@ pub fn accuracy_vs_width(plan: &Plan, results: &ReproResults) -> Section {
         "test accuracy",
         Axis::Linear,
     );
+    let xs: Vec<f64> = plan.widths.iter().map(|&w| w as f64).collect();
     for (ri, rule) in RuleKind::ALL.iter().enumerate() {
         let mut row = vec![rule.name().to_string()];
-        let mut pts = Vec::new();
+        let mut row_ivs = Vec::new();
         let mut lost = Vec::new(); // widths without a point: every run diverged
         for &w in &plan.widths {
-            let recs: Vec<&TrainResult> = plan
+            let Some(c) = plan
                 .accuracy
                 .iter()
-                .filter(|c| c.rule == *rule && c.width == w)
-                .filter_map(|c| results.result(c))
-                .collect();
-            let accs: Vec<f64> = recs
-                .iter()
-                .filter(|r| !r.diverged)
-                .map(|r| r.test_accuracy.unwrap_or(f64::NAN))
-                .collect();
-            let diverged = recs.iter().filter(|r| r.diverged).count();
-            let m = mean(&accs);
-            let mut c = if m.is_finite() {
-                format!("{m:.4}")
-            } else {
-                "–".into()
+                .find(|c| c.rule == *rule && c.width == w)
+            else {
+                row.push("–".into());
+                row_ivs.push(Interval::of(&[]));
+                continue;
             };
-            if diverged > 0 && !m.is_finite() {
+            let st = cell_stats(results, &plan.accuracy, c, test_accuracy);
+            if st.diverged > 0 && st.iv.n == 0 {
                 lost.push(w.to_string());
             }
-            if diverged > 0 {
-                c = if m.is_finite() {
-                    format!("{c} ({diverged} diverged)")
-                } else {
-                    cell(recs.first().copied(), test_accuracy, 4)
-                };
-            }
-            row.push(c);
-            pts.push((w as f64, m));
+            row.push(st.text(test_accuracy, 4));
+            row_ivs.push(st.iv);
         }
         rows.push(row);
         // the legend says which widths have no point, so a missing point is not a mystery
@@ -242,17 +424,26 @@ pub fn accuracy_vs_width(plan: &Plan, results: &ReproResults) -> Section {
         } else {
             format!("{} (diverged: {})", rule.name(), lost.join(", "))
         };
-        chart.series.push(Series::new(label, pts, ri));
+        let pts = xs.iter().zip(&row_ivs).map(|(&x, i)| (x, i.mean)).collect();
+        chart
+            .series
+            .push(Series::new(label, pts, ri).with_band(band(&xs, &row_ivs)));
+        ivs.push(row_ivs);
     }
     md.push_str(&md_table(&header, &rows));
-    md.push_str("\n![Test accuracy against width](accuracy_vs_width.svg)\n\n");
+    let names: Vec<String> = RuleKind::ALL.iter().map(|r| r.name().to_string()).collect();
+    md.push('\n');
+    md.push_str(&reading(
+        &names, &columns, &ivs, 0, plan.seeds, "above", "below",
+    ));
+    md.push_str("![Test accuracy against width](accuracy_vs_width.svg)\n\n");
     Section {
         markdown: md,
         charts: vec![("accuracy_vs_width.svg".into(), chart)],
     }
 }
 
-/// Test accuracy after every epoch at the largest width, every rule (first seed).
+/// Test accuracy after every epoch at the largest width, every rule (first seed only).
 pub fn training_curves(plan: &Plan, results: &ReproResults) -> Section {
     let seed = plan.accuracy.first().map_or(0, |c| c.seed);
     let wmax = plan.widths.iter().copied().max().unwrap_or(0);
@@ -281,27 +472,35 @@ pub fn training_curves(plan: &Plan, results: &ReproResults) -> Section {
     }
     Section {
         markdown: format!(
-            "Test accuracy after every epoch at width {wmax} (epoch 0 is the untrained network):\n\n![Training curves](training_curves.svg)\n\n"
+            "Test accuracy after every epoch at width {wmax}, seed {seed} (epoch 0 is the untrained network):\n\n![Training curves](training_curves.svg)\n\n"
         ),
         charts: vec![("training_curves.svg".into(), curves)],
     }
 }
 
-/// Section 2: best test loss on the Add task against width, with the loss of always predicting 0.5.
+/// Section 2: best test loss on the Add task against width (mean ± 95% interval over seeds),
+/// with the loss of always predicting 0.5.
 pub fn add_task(plan: &Plan, results: &ReproResults, add_baseline: f64) -> Section {
     let a0 = plan.add.first().cloned().unwrap_or_default();
     let mut md = format!(
-        "## 2. Add task against width\n\nElman RNN ({}), Add task (T = 100, 300 train / 100 test sequences), SGD lr {}, batch {}, {} epochs; \
-         best test loss over the epochs (per-step MSE summed over the 100 steps). Always predicting 0.5 scores **{}**.\n\n",
+        "## 2. Add task against width\n\nElman RNN ({}), Add task (T = 100, 300 train / 100 test sequences, drawn from each run's seed), SGD lr {}, batch {}, {} epochs; \
+         best test loss over the epochs (per-step MSE summed over the 100 steps). Always predicting 0.5 scores **{}** (the data of seed {}).\n\n",
         a0.activation.name(),
         a0.lr,
         a0.batch_size,
         a0.epochs,
-        fmt_sig(add_baseline)
+        fmt_sig(add_baseline),
+        plan.seed
     );
     let mut header = vec!["rule".to_string()];
-    header.extend(plan.add_widths.iter().map(|w| format!("width {w}")));
+    let columns: Vec<String> = plan
+        .add_widths
+        .iter()
+        .map(|w| format!("width {w}"))
+        .collect();
+    header.extend(columns.iter().cloned());
     let mut rows = Vec::new();
+    let mut ivs = Vec::new();
     let mut chart = Chart::new(
         "Add task: best test loss vs width",
         "hidden width",
@@ -309,20 +508,22 @@ pub fn add_task(plan: &Plan, results: &ReproResults, add_baseline: f64) -> Secti
         "best test loss",
         Axis::Log10,
     );
+    let xs: Vec<f64> = plan.add_widths.iter().map(|&w| w as f64).collect();
     for (ri, rule) in ADD_RULES.iter().enumerate() {
         let mut row = vec![rule.name().to_string()];
-        let mut pts = Vec::new();
+        let mut row_ivs = Vec::new();
         for &w in &plan.add_widths {
-            let rec = plan
-                .add
-                .iter()
-                .find(|c| c.rule == *rule && c.width == w)
-                .and_then(|c| results.result(c));
-            row.push(cell(rec, best_test_loss, 4));
-            pts.push((w as f64, rec.map_or(f64::NAN, |r| r.best_test_loss)));
+            let c = plan.add.iter().find(|c| c.rule == *rule && c.width == w);
+            let (text, iv) = cell_entry(results, &plan.add, c, best_test_loss);
+            row.push(text);
+            row_ivs.push(iv);
         }
         rows.push(row);
-        chart.series.push(Series::new(rule.name(), pts, ri));
+        let pts = xs.iter().zip(&row_ivs).map(|(&x, i)| (x, i.mean)).collect();
+        chart
+            .series
+            .push(Series::new(rule.name(), pts, ri).with_band(band(&xs, &row_ivs)));
+        ivs.push(row_ivs);
     }
     if let (Some(&w0), Some(&w1)) = (plan.add_widths.first(), plan.add_widths.last()) {
         chart.series.push(
@@ -336,14 +537,27 @@ pub fn add_task(plan: &Plan, results: &ReproResults, add_baseline: f64) -> Secti
         );
     }
     md.push_str(&md_table(&header, &rows));
-    md.push_str("\n![Add task loss against width](add_task_vs_width.svg)\n\n");
+    let names: Vec<String> = ADD_RULES.iter().map(|r| r.name().to_string()).collect();
+    md.push('\n');
+    md.push_str(&reading(
+        &names,
+        &columns,
+        &ivs,
+        0,
+        plan.seeds,
+        "higher loss",
+        "lower loss",
+    ));
+    md.push_str(&trends(&names, &columns, &ivs, plan.seeds));
+    md.push_str("![Add task loss against width](add_task_vs_width.svg)\n\n");
     Section {
         markdown: md,
         charts: vec![("add_task_vs_width.svg".into(), chart)],
     }
 }
 
-/// Section 3: final test accuracy of every rule with small stratified training sets.
+/// Section 3: final test accuracy of every rule with small stratified training sets (mean ±
+/// 95% interval over seeds).
 pub fn low_data(plan: &Plan, results: &ReproResults) -> Section {
     let l0 = plan.low_data.first().cloned().unwrap_or_default();
     let mut md = format!(
@@ -353,17 +567,19 @@ pub fn low_data(plan: &Plan, results: &ReproResults) -> Section {
         plan.dataset,
         l0.lr,
         l0.batch_size,
-        plan.low_data
+        plan.sizes
             .iter()
-            .take(plan.sizes.len())
+            .filter_map(|&k| plan.low_data.iter().find(|c| c.train_size == Some(k)))
             .map(|c| c.epochs.to_string())
             .collect::<Vec<_>>()
             .join(", "),
         plan.sizes
     );
     let mut header = vec!["rule".to_string()];
-    header.extend(plan.sizes.iter().map(|k| format!("{k} examples")));
+    let columns: Vec<String> = plan.sizes.iter().map(|k| format!("{k} examples")).collect();
+    header.extend(columns.iter().cloned());
     let mut rows = Vec::new();
+    let mut ivs = Vec::new();
     let mut chart = Chart::new(
         format!(
             "Low data: test accuracy vs training examples (width {})",
@@ -374,75 +590,165 @@ pub fn low_data(plan: &Plan, results: &ReproResults) -> Section {
         "test accuracy",
         Axis::Linear,
     );
+    let xs: Vec<f64> = plan.sizes.iter().map(|&k| k as f64).collect();
     for (ri, rule) in RuleKind::ALL.iter().enumerate() {
         let mut row = vec![rule.name().to_string()];
-        let mut pts = Vec::new();
+        let mut row_ivs = Vec::new();
         for &k in &plan.sizes {
-            let rec = plan
+            let c = plan
                 .low_data
                 .iter()
-                .find(|c| c.rule == *rule && c.train_size == Some(k))
-                .and_then(|c| results.result(c));
-            row.push(cell(rec, test_accuracy, 4));
-            let acc = match rec {
-                Some(r) if !r.diverged => r.test_accuracy.unwrap_or(f64::NAN),
-                _ => f64::NAN,
-            };
-            pts.push((k as f64, acc));
+                .find(|c| c.rule == *rule && c.train_size == Some(k));
+            let (text, iv) = cell_entry(results, &plan.low_data, c, test_accuracy);
+            row.push(text);
+            row_ivs.push(iv);
         }
         rows.push(row);
-        chart.series.push(Series::new(rule.name(), pts, ri));
+        let pts = xs.iter().zip(&row_ivs).map(|(&x, i)| (x, i.mean)).collect();
+        chart
+            .series
+            .push(Series::new(rule.name(), pts, ri).with_band(band(&xs, &row_ivs)));
+        ivs.push(row_ivs);
     }
     md.push_str(&md_table(&header, &rows));
-    md.push_str("\n![Low-data accuracy](low_data.svg)\n\n");
+    let names: Vec<String> = RuleKind::ALL.iter().map(|r| r.name().to_string()).collect();
+    md.push('\n');
+    md.push_str(&reading(
+        &names, &columns, &ivs, 0, plan.seeds, "above", "below",
+    ));
+    md.push_str("![Low-data accuracy](low_data.svg)\n\n");
     Section {
         markdown: md,
         charts: vec![("low_data.svg".into(), chart)],
     }
 }
 
-/// Section 4: alignment of backprop's weight change with the predicted update, per layer and width,
-/// with the shuffled and random controls and the input-span fraction.
+/// The distinct cells of `runs` in plan order, each with the alignment lines of its seeds.
+fn alignment_cells<'a>(
+    runs: &'a [TrainConfig],
+    lines: &'a [AlignmentLine],
+) -> Vec<(&'a TrainConfig, Vec<&'a AlignmentLine>)> {
+    let mut out: Vec<(&TrainConfig, Vec<&AlignmentLine>)> = Vec::new();
+    for c in runs {
+        if out
+            .iter()
+            .any(|(rep, _)| same_cell(std::slice::from_ref(*rep), c).next().is_some())
+        {
+            continue;
+        }
+        let mine = lines
+            .iter()
+            .filter(|l| {
+                same_cell(std::slice::from_ref(&l.settings), c)
+                    .next()
+                    .is_some()
+            })
+            .collect();
+        out.push((c, mine));
+    }
+    out
+}
+
+/// Per layer (in the order of the first line), the layer's scores in every line of a cell.
+fn layers_of<'a>(lines: &[&'a AlignmentLine]) -> Vec<Vec<&'a LayerScores>> {
+    let Some(first) = lines.first() else {
+        return Vec::new();
+    };
+    first
+        .layers
+        .iter()
+        .map(|l0| {
+            lines
+                .iter()
+                .filter_map(|l| l.layers.iter().find(|x| x.layer == l0.layer))
+                .collect()
+        })
+        .collect()
+}
+
+/// The interval of one number of a layer over a cell's seeds.
+fn layer_iv(layers: &[&LayerScores], f: fn(&LayerScores) -> f64) -> Interval {
+    Interval::of(&layers.iter().map(|l| f(l)).collect::<Vec<_>>())
+}
+
+/// The input-span cell: `1 (trivially …)` where the initial activities span the whole input
+/// space or where they are the network's inputs (`fixed_inputs`: a gradient-built change of
+/// the first layer lies in their span whatever the rule), so the fraction cannot be below 1;
+/// the interval with the span's rank where it can; the interval alone for lines that do not
+/// record the rank.
+fn span_text(layers: &[&LayerScores], fixed_inputs: bool) -> String {
+    let iv = layer_iv(layers, |l| l.input_span);
+    let Some(l0) = layers.first() else {
+        return "–".into();
+    };
+    if fixed_inputs && l0.span_rank.is_some() {
+        return "1 (trivially: the inputs never change)".into();
+    }
+    match (l0.span_informative(), l0.span_rank, l0.span_dim) {
+        (Some(false), _, Some(d)) => format!("1 (trivially: the activities span all {d} inputs)"),
+        (Some(true), Some(r), Some(d)) => format!("{} (span {r} of {d})", iv.format(4)),
+        _ => iv.format(4),
+    }
+}
+
+/// Section 4: alignment of backprop's weight change with the predicted update, per layer and
+/// width (mean ± 95% interval over seeds), with the three controls and the input-span
+/// fraction, on the whole training set and on [`Plan::align_low_data`] examples.
 pub fn alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
     let g0 = plan.align.first().cloned().unwrap_or_default();
     let mut md = format!(
-        "## 4. Alignment against width\n\nBackprop on `{}`{} ({} epochs, lr {}); per layer, the alignment score cos(ΔWᵀΔW, ΔW_refᵀΔW_ref) of the trained weight change with the \
-         predicted (Align-zero) update accumulated during the same run, its probe estimate (100 Gaussian probes), the same score with ΔW's entries shuffled and with a random \
-         matrix, and the fraction of ‖ΔW‖² in the span of the layer's initial training activities.\n\n",
+        "## 4. Alignment against width\n\nBackprop on `{}`{} ({} epochs, lr {}), and the same with {} training examples and as many steps; per layer, the alignment score \
+         cos(ΔWᵀΔW, ΔW_refᵀΔW_ref) of the trained weight change with the predicted (Align-zero) update accumulated during the same run, its probe estimate \
+         (100 Gaussian probes), three controls — ΔW's entries shuffled, a random matrix, and the reference code's `shuffle(W_trained) − W_0` — and the \
+         fraction of ‖ΔW‖² in the span of the layer's initial training activities. That fraction can only fall below 1 in a hidden layer whose \
+         activities do not span its input space (fewer independent training examples than inputs; the span's dimension is given); in the first \
+         layer (fixed inputs) and where the activities span every input it is 1 by construction and marked so.\n\n",
         plan.dataset,
         g0.train_size.map(|k| format!(", {k} training examples")).unwrap_or_default(),
         g0.epochs,
-        g0.lr
+        g0.lr,
+        plan.align_low_data
     );
     let header = strings(&[
         "width",
+        "examples",
         "layer",
         "score",
         "probe",
         "shuffled",
         "random",
+        "shuffle(W)−W₀",
         "input span",
     ]);
     let mut rows = Vec::new();
-    let mut per_layer: BTreeMap<usize, Vec<(f64, [f64; 4])>> = BTreeMap::new();
-    for cfg in &plan.align {
-        let Some(line) = lines.iter().find(|l| l.width == cfg.width) else {
-            continue;
-        };
-        for l in &line.layers {
+    let mut per_layer: BTreeMap<usize, Vec<(f64, [Interval; 3])>> = BTreeMap::new();
+    for (cfg, cell_lines) in alignment_cells(&plan.align, lines) {
+        let examples = cfg
+            .train_size
+            .map_or_else(|| "all".to_string(), |k| k.to_string());
+        let main = cfg.train_size != Some(plan.align_low_data);
+        for layer in layers_of(&cell_lines) {
+            let no = layer[0].layer;
+            let score = layer_iv(&layer, |l| l.score);
+            let shuffled = layer_iv(&layer, |l| l.shuffled);
+            let random = layer_iv(&layer, |l| l.random);
             rows.push(vec![
                 cfg.width.to_string(),
-                l.layer.to_string(),
-                format!("{:.4}", l.score),
-                format!("{:.4}", l.probe_score),
-                format!("{:.4}", l.shuffled),
-                format!("{:.4}", l.random),
-                format!("{:.4}", l.input_span),
+                examples.clone(),
+                no.to_string(),
+                score.format(4),
+                layer_iv(&layer, |l| l.probe_score).format(4),
+                shuffled.format(4),
+                random.format(4),
+                layer_iv(&layer, |l| l.shuffled_trained).format(4),
+                span_text(&layer, no == 1),
             ]);
-            per_layer.entry(l.layer).or_default().push((
-                cfg.width as f64,
-                [l.score, l.shuffled, l.random, l.input_span],
-            ));
+            if main {
+                per_layer
+                    .entry(no)
+                    .or_default()
+                    .push((cfg.width as f64, [score, shuffled, random]));
+            }
         }
     }
     md.push_str(&md_table(&header, &rows));
@@ -461,13 +767,12 @@ pub fn alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
     }
 }
 
-/// One weight matrix's alignment points: its label and `(width, [score, shuffled, random,
-/// input span])` per width.
-type MatrixPoints = (String, Vec<(f64, [f64; 4])>);
+/// One weight matrix's alignment points: its label and `(width, [score, shuffled, random])`
+/// intervals per width.
+type MatrixPoints = (String, Vec<(f64, [Interval; 3])>);
 
-/// An alignment-against-width chart: per matrix (label, points `(width, [score, shuffled,
-/// random, …])`), the score solid, the shuffled control dashed, the random control dashed
-/// without markers, in the matrix's colour.
+/// An alignment-against-width chart: per matrix, the score solid with its interval shaded, the
+/// shuffled control dashed, the random control dashed without markers, in the matrix's colour.
 fn alignment_chart(title: &str, per_matrix: &[MatrixPoints]) -> Chart {
     let mut chart = Chart::new(
         title,
@@ -478,8 +783,12 @@ fn alignment_chart(title: &str, per_matrix: &[MatrixPoints]) -> Chart {
     );
     chart.y_range = Some((0.0, 1.05));
     for (i, (label, pts)) in per_matrix.iter().enumerate() {
-        let pick = |j: usize| pts.iter().map(|(w, v)| (*w, v[j])).collect::<Vec<_>>();
-        chart.series.push(Series::new(label.clone(), pick(0), i));
+        let pick = |j: usize| pts.iter().map(|(w, v)| (*w, v[j].mean)).collect::<Vec<_>>();
+        let xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
+        let scores: Vec<Interval> = pts.iter().map(|p| p.1[0]).collect();
+        chart
+            .series
+            .push(Series::new(label.clone(), pick(0), i).with_band(band(&xs, &scores)));
         chart
             .series
             .push(Series::new(format!("{label} shuffled"), pick(1), i).dashed());
@@ -493,44 +802,54 @@ fn alignment_chart(title: &str, per_matrix: &[MatrixPoints]) -> Chart {
 }
 
 /// Section 6: alignment of backprop's change of each RNN weight matrix (`W_in`, `W_rec`,
-/// `W_out`) with the predicted update on the Add task, per width, with the shuffled and random
-/// controls; the plot shows `W_rec` and `W_out` (`W_in` is n×1 on the Add task, so its scores
-/// are 1 by construction).
+/// `W_out`) with the predicted update on the Add task, per width (mean ± 95% interval over
+/// seeds), with the controls; the plot shows `W_rec` and `W_out` (`W_in` is n×1 on the Add
+/// task, so its scores are 1 by construction).
 pub fn rnn_alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
     let g0 = plan.rnn_align.first().cloned().unwrap_or_default();
     let mut md = format!(
         "## 6. RNN alignment against width (Add task)\n\nBackprop training the Elman RNN on the Add task ({} epochs, lr {}, batch {}); per weight matrix, the \
-         alignment score of the trained change with the predicted (Align-zero) update summed over time steps, its probe estimate, and the shuffled and random \
-         controls, as in section 4. The Add task has one input per time step, so W_in is n×1: ΔWᵀΔW is then a 1×1 matrix and every score of W_in \
+         alignment score of the trained change with the predicted (Align-zero) update summed over time steps, its probe estimate, and the controls, \
+         as in section 4. The Add task has one input per time step, so W_in is n×1: ΔWᵀΔW is then a 1×1 matrix and every score of W_in \
          (controls included) is trivially 1; W_rec and W_out carry the information.\n\n",
         g0.epochs, g0.lr, g0.batch_size
     );
-    let header = strings(&["width", "matrix", "score", "probe", "shuffled", "random"]);
+    let header = strings(&[
+        "width",
+        "matrix",
+        "score",
+        "probe",
+        "shuffled",
+        "random",
+        "shuffle(W)−W₀",
+    ]);
     let mut rows = Vec::new();
-    let mut per_matrix: BTreeMap<usize, Vec<(f64, [f64; 4])>> = BTreeMap::new();
+    let mut per_matrix: BTreeMap<usize, Vec<(f64, [Interval; 3])>> = BTreeMap::new();
     let name = |layer: usize| {
         RNN_MATRICES
             .get(layer.wrapping_sub(1))
             .map_or_else(|| format!("matrix {layer}"), |n| n.to_string())
     };
-    for cfg in &plan.rnn_align {
-        let Some(line) = lines.iter().find(|l| l.width == cfg.width) else {
-            continue;
-        };
-        for l in &line.layers {
+    for (cfg, cell_lines) in alignment_cells(&plan.rnn_align, lines) {
+        for layer in layers_of(&cell_lines) {
+            let no = layer[0].layer;
+            let score = layer_iv(&layer, |l| l.score);
+            let shuffled = layer_iv(&layer, |l| l.shuffled);
+            let random = layer_iv(&layer, |l| l.random);
             rows.push(vec![
                 cfg.width.to_string(),
-                name(l.layer),
-                format!("{:.4}", l.score),
-                format!("{:.4}", l.probe_score),
-                format!("{:.4}", l.shuffled),
-                format!("{:.4}", l.random),
+                name(no),
+                score.format(4),
+                layer_iv(&layer, |l| l.probe_score).format(4),
+                shuffled.format(4),
+                random.format(4),
+                layer_iv(&layer, |l| l.shuffled_trained).format(4),
             ]);
-            if l.layer > 1 {
-                per_matrix.entry(l.layer).or_default().push((
-                    cfg.width as f64,
-                    [l.score, l.shuffled, l.random, l.input_span],
-                ));
+            if no > 1 {
+                per_matrix
+                    .entry(no)
+                    .or_default()
+                    .push((cfg.width as f64, [score, shuffled, random]));
             }
         }
     }
@@ -559,8 +878,14 @@ pub fn dynamics(lines: &[DynamicsLine]) -> Section {
          log-log slopes fitted over all layers and widths (theory: about −1/2 for smooth activations; ReLU's weight direction may converge more slowly).\n\n",
     );
     let mut charts = Vec::new();
+    let mut shown: Vec<&str> = Vec::new();
     for line in lines {
         let act = &line.activation;
+        if shown.contains(&act.as_str()) {
+            continue; // further seeds enter the slopes' intervals below
+        }
+        shown.push(act);
+        let same: Vec<&DynamicsLine> = lines.iter().filter(|l| &l.activation == act).collect();
         let r = &line.report;
         let widths: Vec<f64> = r.widths.iter().map(|&w| w as f64).collect();
         let per_width_mean = |e: &[Vec<f64>]| -> Vec<f64> { e.iter().map(|l| mean(l)).collect() };
@@ -597,6 +922,20 @@ pub fn dynamics(lines: &[DynamicsLine]) -> Section {
             format!("{:.3}", s.function),
         ]);
         md.push_str(&md_table(&header, &rows));
+        if same.len() > 1 {
+            let slope = |f: fn(&DynamicsLine) -> f64| {
+                let iv = Interval::of(&same.iter().map(|l| f(l)).collect::<Vec<_>>());
+                iv.format(3)
+            };
+            md.push_str(&format!(
+                "\nThe table and plot show seed {}; the fitted slopes over all {} seeds (mean ± 95% interval): weight norm {}, weight direction {}, function {}.\n",
+                line.settings.config.seed,
+                same.len(),
+                slope(|l| l.report.slopes.weight_norm),
+                slope(|l| l.report.slopes.weight_direction),
+                slope(|l| l.report.slopes.function)
+            ));
+        }
         let mut chart = Chart::new(
             format!("Prediction error vs width ({act})"),
             "hidden width",
@@ -750,7 +1089,7 @@ mod tests {
         let md = std::fs::read_to_string(d.path().join("report.md")).unwrap();
         assert!(md.contains("| bp | 0.5000 | – | – |"));
         assert!(md.contains("![Test accuracy against width](accuracy_vs_width.svg)"));
-        assert!(md.contains("Always predicting 0.5 scores **0.3**."));
+        assert!(md.contains("Always predicting 0.5 scores **0.3** (the data of seed 0)."));
     }
 
     #[test]
@@ -771,7 +1110,10 @@ mod tests {
                         probe_score: 0.8,
                         shuffled: 0.1,
                         random: 0.05,
+                        shuffled_trained: 0.07,
                         input_span: 1.0,
+                        span_rank: Some(1),
+                        span_dim: Some(1),
                     })
                     .collect();
                 let l = AlignmentLine {
@@ -824,6 +1166,125 @@ mod tests {
         let md = std::fs::read_to_string(d.path().join("report.md")).unwrap();
         assert!(md.contains("![RNN alignment against width](rnn_alignment_vs_width.svg)"));
         assert!(d.path().join("rnn_alignment_vs_width.svg").exists());
+    }
+
+    fn quick_with_three_seeds() -> Plan {
+        plan(Scale::Quick, "digits", 0)
+            .unwrap()
+            .with_seeds(3)
+            .unwrap()
+    }
+
+    /// With three seeds a cell shows mean ± t-interval half-width, the plot a band, and the
+    /// reading names only the rules whose intervals are disjoint from bp's.
+    #[test]
+    fn seeds_give_intervals_bands_and_readings() {
+        let p = quick_with_three_seeds();
+        let acc = |c: &TrainConfig| -> Option<f64> {
+            let base = match c.rule {
+                RuleKind::Bp => 0.90,
+                RuleKind::AlignZero => 0.895,
+                RuleKind::Fa => 0.70,
+                _ => return None,
+            };
+            Some(base + 0.01 * c.seed as f64)
+        };
+        let lines = p
+            .accuracy
+            .iter()
+            .filter_map(|c| acc(c).map(|a| record(c, None, Some(a))))
+            .collect();
+        let r = results(lines);
+        let s = accuracy_vs_width(&p, &r);
+        // s = 0.01, t(0.975, 2) = 4.3027: half-width 0.0248
+        assert!(
+            s.markdown
+                .contains("| bp | 0.9100 ± 0.0248 | 0.9100 ± 0.0248 | 0.9100 ± 0.0248 |"),
+            "{}",
+            s.markdown
+        );
+        assert!(
+            s.markdown
+                .contains("* width 64: above: none; below: fa; not distinguishable: align-zero\n"),
+            "{}",
+            s.markdown
+        );
+        let bp = &s.charts[0].1.series[0];
+        assert_eq!(bp.band.len(), 3);
+        assert!((bp.band[0].1 - (0.91 - 0.0248)).abs() < 1e-3);
+        // one seed: values but no interval, and no reading
+        let one = plan(Scale::Quick, "digits", 0).unwrap();
+        let r1 = results(vec![record(&one.accuracy[0], None, Some(0.5))]);
+        let s1 = accuracy_vs_width(&one, &r1);
+        assert!(s1.markdown.contains("| bp | 0.5000 | – | – |"));
+        assert!(s1.markdown.contains("one seed per cell, so no interval"));
+        assert!(s1.charts[0].1.series[0].band.is_empty());
+    }
+
+    /// The Add-task section reads changes over widths only where intervals separate.
+    #[test]
+    fn add_task_trends_need_separated_intervals() {
+        let p = quick_with_three_seeds();
+        // bp: 1.0 → 0.99 (overlapping) → 0.5 (separated); readout only at width 32
+        let loss = |c: &TrainConfig| -> Option<f64> {
+            let base = match (c.rule, c.width) {
+                (RuleKind::Bp, 32) => 1.0,
+                (RuleKind::Bp, 64) => 0.99,
+                (RuleKind::Bp, 128) => 0.5,
+                _ => return None,
+            };
+            Some(base + 0.01 * c.seed as f64)
+        };
+        let mut lines = Vec::new();
+        for c in &p.add {
+            if let Some(l) = loss(c) {
+                let mut v = record(c, None, None);
+                v["best_test_loss"] = serde_json::json!(l);
+                lines.push(v);
+            }
+        }
+        let s = add_task(&p, &results(lines), 9.0);
+        assert!(
+            s.markdown
+                .contains("* bp: width 32 → width 64 ≈, width 64 → width 128 ↓\n"),
+            "{}",
+            s.markdown
+        );
+        assert!(s.markdown.contains("* align-ada: width 32 → width 64 ?"));
+    }
+
+    /// The input-span fraction is marked trivially 1 where the activities span every input,
+    /// shown with the span's dimension where they do not, and left plain for old lines.
+    #[test]
+    fn input_span_is_marked_where_trivial() {
+        let l = |span: f64, rank: Option<usize>, dim: Option<usize>| LayerScores {
+            layer: 2,
+            score: 0.9,
+            probe_score: 0.9,
+            shuffled: 0.1,
+            random: 0.1,
+            shuffled_trained: 0.1,
+            input_span: span,
+            span_rank: rank,
+            span_dim: dim,
+        };
+        let full = l(1.0, Some(256), Some(256));
+        assert_eq!(
+            span_text(&[&full], false),
+            "1 (trivially: the activities span all 256 inputs)"
+        );
+        let (a, b) = (l(0.90, Some(100), Some(256)), l(0.92, Some(100), Some(256)));
+        let t = span_text(&[&a, &b], false);
+        assert!(
+            t.starts_with("0.9100 ± ") && t.ends_with(" (span 100 of 256)"),
+            "{t}"
+        );
+        let first = l(1.0, Some(61), Some(64));
+        assert_eq!(
+            span_text(&[&first], true),
+            "1 (trivially: the inputs never change)"
+        );
+        assert_eq!(span_text(&[&l(1.0, None, None)], false), "1.0000");
     }
 
     #[test]

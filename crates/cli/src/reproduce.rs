@@ -10,7 +10,10 @@ use std::time::Instant;
 
 use serde_json::json;
 use widealign_experiments::plan::{plan, Plan};
-use widealign_experiments::reproduce::{reproduce, ReproduceEvent, ReproduceObserver};
+use widealign_experiments::reproduce::{
+    add_baseline_loss, reproduce, ReproResults, ReproduceEvent, ReproduceObserver, Reproduction,
+    RESULTS_FILE,
+};
 use widealign_experiments::sweep::SweepEvent;
 use widealign_experiments::Trainer;
 use widealign_rules::{Progress as RunReport, TrainConfig};
@@ -62,9 +65,10 @@ impl ReproduceObserver for Display<'_> {
             ReproduceEvent::Started { dir, .. } => {
                 let p = self.plan;
                 self.progress.log(&format!(
-                    "reproduce ({}, {}): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} dynamics experiments into {}",
+                    "reproduce ({}, {}, {} seed(s) per cell): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} dynamics experiments into {}",
                     p.scale.name(),
                     p.dataset,
+                    p.seeds,
                     p.accuracy.len(),
                     p.add.len(),
                     p.low_data.len(),
@@ -124,8 +128,21 @@ impl ReproduceObserver for Display<'_> {
 /// `widealign reproduce`.
 pub fn run(a: &ReproduceArgs, progress: &Progress) -> Result<(), CliError> {
     let started = Instant::now();
-    let plan = plan(a.scale, &a.dataset, a.seed)?;
-    let done = {
+    let plan = plan(a.scale, &a.dataset, a.seed)?.with_seeds(a.seeds)?;
+    let done = if a.report_only {
+        let path = a.out.join(RESULTS_FILE);
+        if !path.is_file() {
+            return Err(CliError::flag(
+                "--report-only",
+                format!("{} does not exist: nothing to report", path.display()),
+            ));
+        }
+        Reproduction {
+            results: ReproResults::read(&path)?,
+            add_baseline: add_baseline_loss(&mut Trainer::new(), plan.seed)?,
+            results_path: path,
+        }
+    } else {
         let mut display = Display {
             progress,
             plan: &plan,

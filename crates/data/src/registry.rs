@@ -9,6 +9,7 @@
 //! | `cifar10:DIR`, `cifar10` | CIFAR-10 binary batches | `DIR` or `DIR/cifar-10-batches-bin`; bare `cifar10`: `$WIDEALIGN_DATA/cifar10` |
 //! | `csv:FILE` | features then an integer label per row | `FILE`, split seeded and stratified |
 //! | `add` | the Add task (sequences) | generated ([`crate::synthetic`]) |
+//! | `add-reference` | the Add task with the reference script's wrap-around targets | generated ([`crate::synthetic`]) |
 //! | `teacher` | teacher–student regression | generated |
 //!
 //! The data folder is [`LoadOptions::data_dir`], else `$WIDEALIGN_DATA`, else
@@ -84,6 +85,8 @@ pub enum DatasetSpec {
     Csv(PathBuf),
     /// The Add task.
     Add,
+    /// The Add task with the reference script's wrap-around targets ([`AddParams::wrap`]).
+    AddReference,
     /// Teacher–student regression.
     Teacher,
 }
@@ -107,6 +110,7 @@ impl FromStr for DatasetSpec {
             "kmnist" => DatasetSpec::Kmnist,
             "cifar10" => DatasetSpec::Cifar10(None),
             "add" => DatasetSpec::Add,
+            "add-reference" => DatasetSpec::AddReference,
             "teacher" => DatasetSpec::Teacher,
             _ => {
                 if let Some(p) = s.strip_prefix("idx:") {
@@ -182,6 +186,7 @@ impl fmt::Display for DatasetSpec {
             DatasetSpec::Cifar10(Some(p)) => write!(f, "cifar10:{}", p.display()),
             DatasetSpec::Csv(p) => write!(f, "csv:{}", p.display()),
             DatasetSpec::Add => f.write_str("add"),
+            DatasetSpec::AddReference => f.write_str("add-reference"),
             DatasetSpec::Teacher => f.write_str("teacher"),
         }
     }
@@ -486,8 +491,12 @@ fn load_raw(spec: &DatasetSpec, opts: &LoadOptions) -> Result<Raw> {
                 (all.select(&tr), all.select(&te)),
             ))
         }
-        DatasetSpec::Add => {
-            let (train, test) = add_task(&opts.add, opts.seed)?;
+        DatasetSpec::Add | DatasetSpec::AddReference => {
+            let params = AddParams {
+                wrap: opts.add.wrap || spec == &DatasetSpec::AddReference,
+                ..opts.add.clone()
+            };
+            let (train, test) = add_task(&params, opts.seed)?;
             Ok(Raw {
                 source: "generated".into(),
                 task: Task::SequenceRegression { outputs: 1 },
@@ -667,6 +676,11 @@ pub fn list(opts: &LoadOptions) -> Vec<DatasetEntry> {
             "generated",
         ),
         fixed(
+            "add-reference",
+            "the Add task with train_add.py's wrap-around targets (irreducible test loss 0.203125)",
+            "generated",
+        ),
+        fixed(
             "teacher",
             "teacher-student regression with a random wide MLP teacher",
             "generated",
@@ -789,6 +803,7 @@ mod tests {
             "cifar10:/c",
             "csv:x.csv",
             "add",
+            "add-reference",
             "teacher",
         ] {
             assert_eq!(n.parse::<DatasetSpec>().unwrap().to_string(), n);

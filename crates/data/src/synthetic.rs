@@ -12,6 +12,22 @@
 //! the order `i = 0, 1, …`, step `t = 1..T` within a sequence, so the first sequences do not
 //! change when more are requested.
 //!
+//! **The reference script's variant** ([`AddParams::wrap`], dataset `add-reference`). The
+//! authors' `train_add.py` (`gen_data`) shifts each sequence with `np.roll` and then zeroes
+//! the first `d_k` *sequences* instead of the first `d_k` time steps, so
+//!
+//! ```text
+//! y_t = bias + Σ_k c_k · x_{((t − d_k − 1) mod T) + 1}    (the first d_k training sequences: term k is 0)
+//! ```
+//!
+//! and the targets of steps `t ≤ d_k` depend on the *last* inputs of the sequence, which a
+//! causal network has not seen. With `p = 1/2` no predictor can do better on a test sequence than
+//! the irreducible loss (per-step MSE summed over the steps, [`add_wrap_floor`])
+//!
+//! ```text
+//! Σ_k d_k · c_k² · p(1 − p)  =  2 · 0.25 · 0.25 + 5 · 0.0625 · 0.25  =  0.203125   (default terms)
+//! ```
+//!
 //! **Teacher–student.** A random teacher MLP in the NTK parameterisation (docs/theory.md §1) with
 //! `depth` hidden layers of `width` units,
 //!
@@ -59,6 +75,8 @@ pub struct AddParams {
     pub bias: f64,
     /// `P(x_t = 1)` (default 0.5).
     pub p: f64,
+    /// The reference script's wrap-around targets (see the module docs; default false).
+    pub wrap: bool,
 }
 
 impl Default for AddParams {
@@ -70,6 +88,7 @@ impl Default for AddParams {
             terms: vec![(2, 0.5), (5, -0.25)],
             bias: 0.5,
             p: 0.5,
+            wrap: false,
         }
     }
 }
@@ -137,6 +156,45 @@ pub fn add_targets(x: &[Mat<f32>], terms: &[(usize, f64)], bias: f64) -> Vec<Mat
         .collect()
 }
 
+/// The reference script's wrap-around targets: `y[t] = bias + Σ c_k x[(t − d_k) mod T]`
+/// (0-based `t`), with term `k` zero in the first `d_k` sequences when `zero_leading` (the
+/// training split of `train_add.py`, whose `roll[:d] = 0` zeroes rows, not steps).
+pub fn add_targets_wrapped(
+    x: &[Mat<f32>],
+    terms: &[(usize, f64)],
+    bias: f64,
+    zero_leading: bool,
+) -> Vec<Mat<f32>> {
+    let steps = x.len();
+    let n = x.first().map_or(0, |m| m.nrows());
+    (0..steps)
+        .map(|t| {
+            Mat::from_fn(n, 1, |i, _| {
+                let mut v = bias;
+                for &(d, c) in terms {
+                    if zero_leading && i < d {
+                        continue;
+                    }
+                    let s = (t + steps - d % steps) % steps;
+                    v += c * x[s][(i, 0)] as f64;
+                }
+                v as f32
+            })
+        })
+        .collect()
+}
+
+/// The irreducible test loss of the wrap-around Add task (per-step MSE summed over the steps):
+/// the targets of steps `t < d_k` carry `c_k x` of an input the network has not seen yet, of
+/// variance `c_k² p(1 − p)`, so the best causal predictor scores `Σ_k min(d_k, T) c_k² p(1 − p)`
+/// (0.203125 for the default task).
+pub fn add_wrap_floor(p: &AddParams) -> f64 {
+    p.terms
+        .iter()
+        .map(|&(d, c)| d.min(p.steps) as f64 * c * c * p.p * (1.0 - p.p))
+        .sum()
+}
+
 fn add_split(p: &AddParams, n: usize, seeds: &SeedStream, name: &str) -> Sequences {
     let mut rng = seeds.rng(name);
     let mut x: Vec<Mat<f32>> = (0..p.steps).map(|_| Mat::zeros(n, 1)).collect();
@@ -149,7 +207,11 @@ fn add_split(p: &AddParams, n: usize, seeds: &SeedStream, name: &str) -> Sequenc
             };
         }
     }
-    let y = add_targets(&x, &p.terms, p.bias);
+    let y = if p.wrap {
+        add_targets_wrapped(&x, &p.terms, p.bias, name == "train")
+    } else {
+        add_targets(&x, &p.terms, p.bias)
+    };
     Sequences { x, y }
 }
 
@@ -431,6 +493,64 @@ mod tests {
         let frac = ones / 30_000.0;
         assert!((frac - 0.5).abs() < 0.02, "{frac}");
         assert!(tr.x.iter().all(|m| m.iter().all(|&v| v == 0.0 || v == 1.0)));
+    }
+
+    #[test]
+    fn reference_targets_wrap_around_and_have_the_stated_floor() {
+        let p = AddParams {
+            train: 8,
+            test: 4000,
+            wrap: true,
+            ..AddParams::default()
+        };
+        let (tr, te) = add_task(&p, 3).unwrap();
+        let steps = p.steps;
+        let x = |s: &Sequences, i: usize, t: usize| s.x[t][(i, 0)] as f64;
+        // test sequences: steps 0 and 1 read the last inputs (np.roll), no sequence is zeroed
+        for i in 0..5 {
+            for t in 0..steps {
+                let want = 0.5 + 0.5 * x(&te, i, (t + steps - 2) % steps)
+                    - 0.25 * x(&te, i, (t + steps - 5) % steps);
+                assert_eq!(te.y[t][(i, 0)] as f64, want, "test seq {i} step {t}");
+            }
+        }
+        // training sequences 0, 1 lose both terms, 2..4 the second one (rows, not steps, zeroed)
+        for t in 0..steps {
+            assert_eq!(tr.y[t][(0, 0)], 0.5);
+            assert_eq!(
+                tr.y[t][(3, 0)] as f64,
+                0.5 + 0.5 * x(&tr, 3, (t + steps - 2) % steps)
+            );
+        }
+        // the same inputs as the task's own definition: only the targets differ
+        let (plain, _) = add_task(
+            &AddParams {
+                wrap: false,
+                ..p.clone()
+            },
+            3,
+        )
+        .unwrap();
+        assert_eq!(plain.x, tr.x);
+        // the best causal predictor replaces unseen inputs by their mean, 1/2: its loss on 4000
+        // test sequences is the floor 0.203125 up to sampling error (sd about 0.002)
+        let floor = add_wrap_floor(&p);
+        assert!((floor - 0.203125).abs() < 1e-15);
+        let mut loss = 0.0;
+        for i in 0..p.test {
+            for t in 0..steps {
+                let seen = |d: usize| if t >= d { x(&te, i, t - d) } else { 0.5 };
+                let pred = 0.5 + 0.5 * seen(2) - 0.25 * seen(5);
+                loss += (te.y[t][(i, 0)] as f64 - pred).powi(2);
+            }
+        }
+        loss /= p.test as f64;
+        assert!((loss - floor).abs() < 0.01, "{loss} vs {floor}");
+        assert_eq!(
+            add_wrap_floor(&AddParams::default()),
+            floor,
+            "wrap does not change the formula"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | [`align`] | the alignment run: a training run with the NTK crate's shadow Align-zero accumulator hooked into its steps, then the per-layer alignment |
 //! | [`dynamics`] | the layerwise dynamics experiment on a dataset loaded by name |
 //! | [`reproduce`] | a whole plan into one resumable results file, and its typed contents for a report |
+//! | [`stats`] | the mean of a cell's seeds with its 95% t interval, and when two cells differ |
 //! | [`record`], [`config`], [`results`] | one run's JSON record, a config's identity, the JSON-lines file |
 //! | [`Trainer`] | a [`TrainConfig`](widealign_rules::TrainConfig) in, a [`TrainResult`](widealign_rules::TrainResult) out (datasets loaded and cached) |
 //!
@@ -52,6 +53,7 @@ pub mod plan;
 pub mod record;
 pub mod reproduce;
 pub mod results;
+pub mod stats;
 pub mod sweep;
 #[cfg(test)]
 mod testutil;

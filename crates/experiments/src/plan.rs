@@ -6,9 +6,16 @@
 //! | accuracy vs width | every rule, MLP depth 2 on the image dataset, lr 5, batch 100, a range of widths |
 //! | Add task | Elman RNN, rules bp / align-ada / align-zero / readout ([`ADD_RULES`]), lr 0.001, batch 50, a range of widths |
 //! | low data | every rule with 100, 300, 1000 stratified training examples and the same number of steps |
-//! | alignment | backprop at every accuracy width, lr 1, with the Align-zero update accumulated alongside ([`crate::align`]) |
+//! | alignment | backprop at every accuracy width, lr 5, 100 epochs (the reference's snapshot), with the Align-zero update accumulated alongside ([`crate::align`]); again on 100 training examples |
 //! | RNN alignment | the same per weight matrix (`W_in`, `W_rec`, `W_out`) of the Elman RNN on the Add task: backprop, lr 0.001, batch 50, a range of widths |
 //! | dynamics | full-batch GD on teacher–student regression against the closed form ([`crate::dynamics`]) |
+//!
+//! **Seeds.** [`plan`] gives every run the one seed it is passed; [`Plan::with_seeds`] turns
+//! each run of every group into `K` runs with the seeds `seed, seed + 1, …, seed + K − 1`
+//! (the seed is part of a run's identity, [`crate::config::key`], so the copies are distinct
+//! runs for `--resume` and comparisons). A *cell* is a run with its seed ignored; the report
+//! shows each cell's mean with its 95% interval ([`crate::stats`]). A group added to the plan
+//! gets seeds by listing its runs in [`Plan::groups_mut`].
 //!
 //! ```
 //! use widealign_experiments::plan::{plan, Experiment, Scale};
@@ -148,15 +155,18 @@ impl fmt::Display for Experiment {
     }
 }
 
-/// Everything a reproduction runs, decided by the scale, the image dataset and the seed.
+/// Everything a reproduction runs, decided by the scale, the image dataset, the first seed and
+/// the number of seeds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// Image dataset name.
     pub dataset: String,
     /// Scale.
     pub scale: Scale,
-    /// Seed of every run.
+    /// First seed (every run's seed when [`Plan::seeds`] is 1).
     pub seed: u64,
+    /// Seeds per cell: the runs of a cell have the seeds `seed..seed + seeds`.
+    pub seeds: usize,
     /// Accuracy-vs-width runs (every rule × widths, rule slowest).
     pub accuracy: Vec<TrainConfig>,
     /// Widths of the accuracy experiment (and of the alignment runs).
@@ -169,12 +179,15 @@ pub struct Plan {
     pub low_data: Vec<TrainConfig>,
     /// Training-set sizes of the low-data runs.
     pub sizes: Vec<usize>,
-    /// Alignment runs (bp, one per width).
+    /// Alignment runs (bp): one per width on the whole training set, then one per width on
+    /// [`Plan::align_low_data`] examples (where the input-span fraction is informative).
     pub align: Vec<TrainConfig>,
     /// RNN alignment runs on the Add task (bp, one per width of [`Plan::rnn_align_widths`]).
     pub rnn_align: Vec<TrainConfig>,
     /// Widths of the RNN alignment runs.
     pub rnn_align_widths: Vec<usize>,
+    /// Training-set size of the low-data alignment runs.
+    pub align_low_data: usize,
     /// Dynamics experiments (one per activation).
     pub dynamics: Vec<DynamicsParams>,
 }
@@ -188,6 +201,96 @@ impl Plan {
             (Experiment::LowData, &self.low_data),
         ]
     }
+
+    /// Every list of training configs of the plan (the training groups, the MLP and RNN
+    /// alignment runs, and the config of every dynamics experiment), for changes that apply to
+    /// all runs alike, such as [`Plan::with_seeds`]. A new group lists its runs here.
+    pub fn groups_mut(&mut self) -> Vec<&mut Vec<TrainConfig>> {
+        vec![
+            &mut self.accuracy,
+            &mut self.add,
+            &mut self.low_data,
+            &mut self.align,
+            &mut self.rnn_align,
+        ]
+    }
+
+    /// The plan with `k` seeds per cell: every run (and every dynamics experiment) becomes `k`
+    /// runs with the seeds `seed, seed + 1, …, seed + k − 1`, the copies of one run adjacent
+    /// and in seed order. `with_seeds(1)` is the plan itself.
+    ///
+    /// # Errors
+    /// [`ExperimentError::InvalidSetting`] (`seeds`) for `k = 0`, for more than
+    /// [`MAX_SEEDS`] seeds, or when the last seed would overflow `u64`.
+    ///
+    /// ```
+    /// use widealign_experiments::plan::{plan, Scale};
+    /// let p = plan(Scale::Quick, "digits", 5).unwrap().with_seeds(3).unwrap();
+    /// assert_eq!(p.accuracy.len(), 7 * 3 * 3);
+    /// let seeds: Vec<u64> = p.accuracy[..3].iter().map(|c| c.seed).collect();
+    /// assert_eq!(seeds, [5, 6, 7]);
+    /// assert_eq!(p.dynamics.len(), 3);
+    /// ```
+    pub fn with_seeds(mut self, k: usize) -> Result<Self, ExperimentError> {
+        if k == 0 || k > MAX_SEEDS {
+            return Err(ExperimentError::setting(
+                "seeds",
+                format!("{k}: must be between 1 and {MAX_SEEDS}"),
+            ));
+        }
+        if self.seeds != 1 {
+            return Err(ExperimentError::setting(
+                "seeds",
+                format!("the plan already has {} seeds per cell", self.seeds),
+            ));
+        }
+        let first = self.seed;
+        let seeds: Vec<u64> = (0..k as u64)
+            .map(|i| first.checked_add(i))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                ExperimentError::setting(
+                    "seeds",
+                    format!("{k} seeds from {first} overflow the seed range"),
+                )
+            })?;
+        for group in self.groups_mut() {
+            *group = group
+                .iter()
+                .flat_map(|c| seeds.iter().map(|&seed| TrainConfig { seed, ..c.clone() }))
+                .collect();
+        }
+        self.dynamics = self
+            .dynamics
+            .iter()
+            .flat_map(|d| {
+                seeds.iter().map(|&seed| {
+                    let mut d = d.clone();
+                    d.cfg.seed = seed;
+                    d
+                })
+            })
+            .collect();
+        self.seeds = k;
+        Ok(self)
+    }
+}
+
+/// The largest number of seeds per cell [`Plan::with_seeds`] accepts.
+pub const MAX_SEEDS: usize = 1000;
+
+/// The runs of `runs` that belong to the same cell as `cell`: equal in every setting but the
+/// seed.
+pub fn same_cell<'a>(
+    runs: &'a [TrainConfig],
+    cell: &'a TrainConfig,
+) -> impl Iterator<Item = &'a TrainConfig> + 'a {
+    runs.iter().filter(move |c| {
+        TrainConfig {
+            seed: cell.seed,
+            ..(*c).clone()
+        } == *cell
+    })
 }
 
 /// The experiment plan for a scale, image dataset and seed: quick finishes in minutes on two
@@ -267,17 +370,32 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
             });
         }
     }
-    let align = widths
+    let mut align: Vec<TrainConfig> = widths
         .iter()
         .map(|&width| TrainConfig {
             rule: RuleKind::Bp,
             width,
-            lr: 1.0,
-            epochs: scale.pick(1, 5, 10),
+            // the reference's alignment settings (alignment_kmnist.py): lr 5, the epoch-100
+            // snapshot; at lr 1 and 5 epochs the network is barely trained (docs/fidelity.md §8)
+            lr: 5.0,
+            epochs: scale.pick(1, 100, 100),
             train_size: tiny.then_some(100),
             ..base.clone()
         })
         .collect();
+    // The same with fewer training examples than the hidden layers' input dimension, so the
+    // input-span fraction can be below 1; as many optimisation steps as the full-data run on
+    // digits (1,442 training images: 15 steps per epoch, 1,500 steps in 100 epochs).
+    let align_low_data: usize = scale.pick(20, 100, 100);
+    let full_steps = scale.pick(1, 100 * 15, 100 * 15);
+    align.extend(widths.iter().map(|&width| TrainConfig {
+        rule: RuleKind::Bp,
+        width,
+        lr: 5.0,
+        train_size: Some(align_low_data),
+        epochs: full_steps / align_low_data.div_ceil(base.batch_size),
+        ..base.clone()
+    }));
     let rnn_align_widths: Vec<usize> =
         scale.pick(vec![4, 8], vec![32, 64, 128], vec![64, 256, 1024]);
     let rnn_align = rnn_align_widths
@@ -323,6 +441,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
         dataset: dataset.to_string(),
         scale,
         seed,
+        seeds: 1,
         accuracy,
         widths,
         add,
@@ -330,6 +449,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
         low_data,
         sizes,
         align,
+        align_low_data,
         rnn_align,
         rnn_align_widths,
         dynamics,
@@ -340,6 +460,19 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
 mod tests {
     use super::*;
     use crate::config;
+
+    /// No two training runs of a plan share an identity (nor belong to two groups).
+    fn assert_runs_distinct(p: &Plan) {
+        let mut ids: Vec<String> = p
+            .training_groups()
+            .iter()
+            .flat_map(|(_, runs)| runs.iter().map(config::key))
+            .collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "no run belongs to two groups");
+    }
 
     #[test]
     fn plans_cover_every_rule_and_validate() {
@@ -368,15 +501,7 @@ mod tests {
                 .rnn_align
                 .iter()
                 .all(|c| c.rule == RuleKind::Bp && c.lr == 0.001 && c.batch_size == 50));
-            let mut ids: Vec<String> = p
-                .training_groups()
-                .iter()
-                .flat_map(|(_, runs)| runs.iter().map(config::key))
-                .collect();
-            let n = ids.len();
-            ids.sort();
-            ids.dedup();
-            assert_eq!(ids.len(), n, "no run belongs to two groups");
+            assert_runs_distinct(&p);
         }
         assert!(plan(Scale::Quick, "mnist", 0).is_err());
         let f = plan(Scale::Quick, "fashion-mnist", 3).unwrap();
@@ -414,12 +539,63 @@ mod tests {
         let epochs: Vec<usize> = p.low_data[..3].iter().map(|c| c.epochs).collect();
         assert_eq!(epochs, [400, 134, 40]);
         assert!(p.low_data.iter().all(|c| c.width == 512));
-        assert!(p.align.iter().all(|c| c.lr == 1.0 && c.epochs == 5));
+        assert!(p
+            .align
+            .iter()
+            .all(|c| c.lr == 5.0 && c.rule == RuleKind::Bp));
+        let (full, low): (Vec<_>, Vec<_>) = p.align.iter().partition(|c| c.train_size.is_none());
+        assert!(full.iter().all(|c| c.epochs == 100));
+        assert_eq!(p.align_low_data, 100);
+        assert!(low
+            .iter()
+            .all(|c| c.train_size == Some(100) && c.epochs == 1500));
+        assert_eq!(low.len(), p.widths.len());
         assert_eq!(p.rnn_align_widths, [32, 64, 128]);
         assert!(p.rnn_align.iter().all(|c| c.epochs == 50));
         assert_eq!(p.dynamics.len(), 1);
         assert_eq!(p.dynamics[0].steps, 200);
         assert_eq!(p.dynamics[0].cfg.train_size, Some(64));
+    }
+
+    /// Every group gets the seeds: each run becomes K adjacent runs with consecutive seeds,
+    /// cells are the runs equal but for the seed, and every run stays distinct.
+    #[test]
+    fn seeds_multiply_every_group() {
+        let one = plan(Scale::Quick, "digits", 10).unwrap();
+        assert_eq!(one.seeds, 1);
+        assert_eq!(one.clone().with_seeds(1).unwrap(), one);
+        let three = one.clone().with_seeds(3).unwrap();
+        assert_eq!(three.seeds, 3);
+        let mut a = one.clone();
+        let mut b = three.clone();
+        for (g1, g3) in a.groups_mut().into_iter().zip(b.groups_mut()) {
+            assert_eq!(g3.len(), 3 * g1.len());
+            for (i, c) in g1.iter().enumerate() {
+                let copies = &g3[3 * i..3 * i + 3];
+                let seeds: Vec<u64> = copies.iter().map(|c| c.seed).collect();
+                assert_eq!(seeds, [10, 11, 12]);
+                for k in copies {
+                    assert_eq!(
+                        &TrainConfig {
+                            seed: 10,
+                            ..k.clone()
+                        },
+                        c
+                    );
+                }
+                assert_eq!(same_cell(g3, c).count(), 3);
+            }
+        }
+        assert_eq!(three.dynamics.len(), 3 * one.dynamics.len());
+        assert_runs_distinct(&three);
+        for bad in [0, MAX_SEEDS + 1] {
+            let e = one.clone().with_seeds(bad).unwrap_err();
+            assert!(e.to_string().contains("seeds"), "{e}");
+        }
+        assert!(three.with_seeds(2).is_err(), "seeds are applied once");
+        let top = plan(Scale::Tiny, "digits", u64::MAX - 1).unwrap();
+        assert!(top.clone().with_seeds(2).is_ok());
+        assert!(top.with_seeds(3).is_err(), "overflowing seeds are refused");
     }
 
     #[test]

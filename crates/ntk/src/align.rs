@@ -12,7 +12,10 @@
 //! * **probe estimate**: with Gaussian probes `z`, `E⟨Mz, M_ref z⟩ = ⟨M, M_ref⟩_F` and
 //!   `E‖Mz‖² = ‖M‖_F²`, so `Σ_k ⟨Mz_k, M_ref z_k⟩ / √(Σ_k ‖Mz_k‖² Σ_k ‖M_ref z_k‖²)` estimates the
 //!   score (the reference experiments' estimator); cost `4 n_out n_in` per probe.
-//! * **controls**: the score with the entries of `ΔW` shuffled, and with a fresh Gaussian matrix.
+//! * **controls**: the score with the entries of `ΔW` shuffled, with a fresh Gaussian matrix,
+//!   and the reference code's control `shuffle(W_trained) − W_0` (the *trained* weights'
+//!   entries permuted, then the initial weights subtracted: mostly a random matrix of the
+//!   initial weights' scale, FieteLab/Wide-Network-Alignment `alignment_kmnist.py`, `align`).
 //! * **input-span fraction** `‖ΔW P_A‖_F² / ‖ΔW‖_F²`, `P_A` the orthogonal projector onto the
 //!   span of the layer's initial training activities (the rows of `A_0`, `N × n_in`). The span is
 //!   found by a pivoted Cholesky factorisation of the Gram on the smaller side (`A_0 A_0ᵀ` if
@@ -263,6 +266,12 @@ impl SpanBasis {
     /// Dimension `r` of the span.
     pub fn rank(&self) -> usize {
         self.rank
+    }
+
+    /// Dimension `n_in` of the space the activities live in; the span is the whole space (and
+    /// every fraction trivially 1) when [`SpanBasis::rank`] equals it.
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     /// `‖ΔW P_A‖_F² / ‖ΔW‖_F²` (NaN for a zero change).
@@ -679,8 +688,15 @@ pub struct LayerAlignment {
     pub shuffled: f64,
     /// Control: a fresh Gaussian matrix.
     pub random: f64,
+    /// Control of the reference code: `shuffle(W_trained) − W_0`.
+    pub shuffled_trained: f64,
     /// Input-span fraction of the trained change.
     pub input_span: f64,
+    /// Dimension of the span of the matrix's initial training activities.
+    pub span_rank: usize,
+    /// The matrix's input dimension `n_in`: the input-span fraction is trivially 1 when
+    /// [`LayerAlignment::span_rank`] equals it (the activities span the whole input space).
+    pub span_dim: usize,
 }
 
 impl LayerAlignment {
@@ -698,7 +714,10 @@ impl LayerAlignment {
                 probe_score: f64::NAN,
                 shuffled: f64::NAN,
                 random: f64::NAN,
+                shuffled_trained: f64::NAN,
                 input_span: f64::NAN,
+                span_rank: 0,
+                span_dim: 0,
             })
             .collect()
     }
@@ -756,7 +775,10 @@ pub fn align_layers<M: AlignModel>(
         let shuffled_score = score_from_grams(&sh, dref, &small_gram(&sh), &gr);
         let rnd: Mat<M::Scalar> = seeds.gaussian_matrix("random", dw.nrows(), dw.ncols(), 1.0);
         let random_score = score_from_grams(&rnd, dref, &small_gram(&rnd), &gr);
-        let input_span = SpanBasis::new(acts).fraction(&dw)?;
+        let st = shuffled(w1, &seeds.child("trained")) - w0;
+        let shuffled_trained = score_from_grams(&st, dref, &small_gram(&st), &gr);
+        let span = SpanBasis::new(acts);
+        let input_span = span.fraction(&dw)?;
         out.push(LayerAlignment {
             layer: l,
             name,
@@ -764,7 +786,10 @@ pub fn align_layers<M: AlignModel>(
             probe_score,
             shuffled: shuffled_score,
             random: random_score,
+            shuffled_trained,
             input_span,
+            span_rank: span.rank(),
+            span_dim: span.dim(),
         });
     }
     Ok(out)
@@ -984,7 +1009,22 @@ mod tests {
             assert!(a.score > 0.99, "{a:?}");
             assert!((a.probe_score - a.score).abs() < 0.05, "{a:?}");
             assert!(a.random < a.score && a.shuffled < a.score, "{a:?}");
+            assert!(a.shuffled_trained < a.score, "{a:?}");
         }
+        // the reference's control: shuffle(W_trained) − W_0, from the layer's `trained` stream
+        for (a, (w0, w1)) in res.iter().zip(net0.weights.iter().zip(&net.weights)) {
+            let seeds = SeedStream::new(AlignOptions::default().seed)
+                .child("align")
+                .child(&format!("layer{}", a.layer));
+            let st = shuffled(w1, &seeds.child("trained")) - w0;
+            let want = alignment_score(&st, shadow.weight_changes()[a.layer - 1]).unwrap();
+            assert!((a.shuffled_trained - want).abs() < 1e-12, "{a:?} vs {want}");
+        }
+        // 10 training inputs: they span layer 1's 4 and layer 3's 9 input dimensions (the
+        // fraction is trivially 1 there), not layer 2's 12
+        let spans: Vec<(usize, usize)> = res.iter().map(|a| (a.span_rank, a.span_dim)).collect();
+        assert_eq!(spans, [(4, 4), (10, 12), (9, 9)]);
+        assert!(res[1].input_span < 1.0 - 1e-6, "{:?}", res[1]);
         let mut report = AlignReport::new();
         report.push(12, &res).unwrap();
         report.push(24, &res).unwrap();
