@@ -10,6 +10,11 @@
 //!   backprop with the SGD update fused into the backward pass ([`sgd_step_fused`]).
 //! * `rnn_step/bp_w1024_t100_b50` — one BPTT step of the ReLU Elman RNN (input 1, output 1) on
 //!   the Add task's Bernoulli inputs, MSE summed over the 100 steps, plain SGD.
+//! * `cnn_step/{bp,align-zero,align-ada}_c64_l3_b100` — one plain-SGD step
+//!   ([`Rule::sgd_step`], as `train` runs it) of the NTK-parameterised ReLU CNN on 28×28×1
+//!   images: 3 convolutions of 64 channels (3×3, stride 1, SAME), global average pooling, 10
+//!   outputs, batch 100 — the network of issue 14's JAX comparison. The Align rules run the
+//!   frozen forward pass (no cache).
 //! * `ntk_analytic/relu_depth3_n{1000,5000}` — the infinite-width NNGP and NTK of `N` Gaussian
 //!   inputs of dimension 784 with themselves (f64, closed-form ReLU dual kernels).
 //! * `ntk_empirical/w256_depth2_n100` — the layerwise empirical NTK of a width-256 f32 network on
@@ -227,6 +232,47 @@ fn rnn_benches(c: &mut Criterion) {
     g.finish();
 }
 
+fn cnn_benches(c: &mut Criterion) {
+    use widealign::models::{Cnn, CnnSpec, CnnTrace};
+    use widealign::rules::Rule;
+    let batch = 100;
+    let spec = CnnSpec::new([28, 28, 1], vec![64; 3], 10, Activation::Relu);
+    let mut rng = SeedStream::new(0).child("bench-cnn").rng("x");
+    let x = Mat::<f32>::from_fn(batch, spec.input_dim(), |_, _| {
+        widealign::tensor::rng::uniform(&mut rng) as f32
+    });
+    let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
+    let y: Mat<f32> = one_hot_targets(&labels, 10).expect("labels below 10");
+    let mut g = c.benchmark_group("cnn_step");
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(6));
+    for kind in [RuleKind::Bp, RuleKind::AlignZero, RuleKind::AlignAda] {
+        let mut net = Cnn::<f32>::new(&spec, 0).expect("valid spec");
+        let mut rule = Rule::new(kind, &net).expect("valid spec");
+        let mut trace = CnnTrace::default();
+        let mut err = Mat::<f32>::zeros(batch, 10);
+        g.bench_function(format!("{kind}_c64_l3_b{batch}"), |b| {
+            b.iter(|| {
+                net.forward_into(&x, &mut trace).expect("shapes");
+                Loss::Mse
+                    .evaluate_into(trace.output(), &y, &mut err)
+                    .expect("shapes");
+                let step = StepInput {
+                    x: &x,
+                    rows: None,
+                    live: &trace,
+                    err: &err,
+                };
+                rule.sgd_step(&mut net, &step, 0.1).expect("shapes");
+                black_box(&net);
+            })
+        });
+    }
+    g.finish();
+}
+
 fn ntk_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("ntk_analytic");
     g.sampling_mode(SamplingMode::Flat)
@@ -277,8 +323,15 @@ fn ntk_benches(c: &mut Criterion) {
 
 /// Kept in a private module: `criterion_group!` defines a public function without docs.
 mod groups {
-    use super::{mlp_benches, ntk_benches, rnn_benches, step_benches};
-    criterion::criterion_group!(benches, mlp_benches, step_benches, rnn_benches, ntk_benches);
+    use super::{cnn_benches, mlp_benches, ntk_benches, rnn_benches, step_benches};
+    criterion::criterion_group!(
+        benches,
+        mlp_benches,
+        step_benches,
+        rnn_benches,
+        cnn_benches,
+        ntk_benches
+    );
 }
 
 criterion_main!(groups::benches);

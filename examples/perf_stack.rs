@@ -19,6 +19,12 @@
 //!   does per step. `--fused` times the backprop step with the update fused into the backward pass
 //!   ([`widealign::models::sgd_step_fused`]; bp only). Data: `10·B` Gaussian inputs, visited in
 //!   consecutive batches.
+//! * `cnn`: one training step of an NTK-parameterised ReLU CNN (28×28×1 images, `--layers`
+//!   convolutions of `--channels` channels, 3×3 kernels, stride 1, SAME padding, global average
+//!   pooling, 10 outputs, `--norm none|batch`) at batch `--batch`: live forward pass, MSE loss, and
+//!   the rule's plain-SGD step ([`widealign::rules::Rule::sgd_step`], what `train` runs), with the
+//!   frozen-trace cache over the `10·B` training images unless `--no-cache`. Data: uniform
+//!   `[0, 1)` pixels. `--phases` also reports the best forward, backward-signal and update times.
 //! * `rnn`: one backprop-through-time step of the ReLU Elman RNN (input 1, output 1) on Bernoulli
 //!   inputs, sequence length `--seq-len`, batch `--batch`, MSE summed over steps, plain SGD.
 //! * `gemm`: `C = A·B` for `n × n` f32 matrices, or `m × k` times `k × n` with `--m`/`--k`
@@ -59,7 +65,10 @@ impl Args {
             let key = k
                 .strip_prefix("--")
                 .ok_or_else(|| format!("expected a --flag, got {k:?}"))?;
-            if matches!(key, "no-cache" | "fused" | "unfused" | "transpose-b") {
+            if matches!(
+                key,
+                "no-cache" | "fused" | "unfused" | "transpose-b" | "phases"
+            ) {
                 map.insert(key.to_string(), "true".to_string());
             } else {
                 let v = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
@@ -519,17 +528,108 @@ fn rnn_phases(a: &Args) -> Res<()> {
     Ok(())
 }
 
+fn cnn(a: &Args) -> Res<()> {
+    use widealign::models::{Cnn, CnnSpec, CnnTrace, FeedbackPath, Network, Norm};
+    use widealign::rules::Rule;
+    let channels = a.usize("channels", 64)?;
+    let layers = a.usize("layers", 3)?;
+    let norm: Norm = a.str("norm", "none").parse()?;
+    let spec =
+        CnnSpec::new([28, 28, 1], vec![channels; layers], 10, Activation::Relu).with_norm(norm);
+    spec.validate()?;
+    let batch = a.usize("batch", 100)?;
+    let reps = a.usize("steps", 10)?;
+    let warm = a.usize("warmup", 2)?;
+    let lr = a.f64("lr", 0.5)? as f32;
+    let rule_name = a.str("rule", "bp");
+    let kind: RuleKind = rule_name.parse()?;
+    let n_train = 10 * batch;
+    let s = SeedStream::new(a.usize("seed", 0)? as u64).child("perf");
+    let mut rng = s.rng("x");
+    let x_train = Mat::<f32>::from_fn(n_train, spec.input_dim(), |_, _| {
+        widealign::tensor::rng::uniform(&mut rng) as f32
+    });
+    let labels: Vec<usize> = (0..n_train).map(|i| i % 10).collect();
+    let y_train: Mat<f32> = one_hot_targets(&labels, 10)?;
+    let batches: Vec<(Vec<usize>, Mat<f32>, Mat<f32>)> = (0..10)
+        .map(|k| {
+            let rows: Vec<usize> = (k * batch..(k + 1) * batch).collect();
+            (
+                rows,
+                x_train.rows(k * batch, batch).into_owned(),
+                y_train.rows(k * batch, batch).into_owned(),
+            )
+        })
+        .collect();
+    let mut net = Cnn::<f32>::new(&spec, 0)?;
+    let mut rule = Rule::new(kind, &net)?;
+    let cache = !a.flag("no-cache");
+    let cache_bytes = if cache {
+        rule.cache_frozen_trace(&x_train)?
+    } else {
+        0
+    };
+    let mut trace = CnnTrace::default();
+    let mut err = Mat::<f32>::zeros(batch, 10);
+    let mut k = 0usize;
+    let mut last_loss = 0.0;
+    let (best, median, all) = time_reps(warm, reps, || {
+        let (rows, x, y) = &batches[k % batches.len()];
+        k += 1;
+        net.forward_into(x, &mut trace)?;
+        last_loss = Loss::Mse.evaluate_into(trace.output(), y, &mut err)?;
+        let step = StepInput {
+            x,
+            rows: if cache { Some(rows) } else { None },
+            live: &trace,
+            err: &err,
+        };
+        rule.sgd_step(&mut net, &step, lr)?;
+        Ok(())
+    })?;
+    let mut phases = serde_json::Value::Null;
+    if a.flag("phases") {
+        let (x, y) = (&batches[0].1, &batches[0].2);
+        let (fwd, _, _) = time_reps(1, reps, || Ok(net.forward_into(x, &mut trace)?))?;
+        Loss::Mse.evaluate_into(trace.output(), y, &mut err)?;
+        let mut signals = Default::default();
+        let (sig, _, _) = time_reps(1, reps, || {
+            net.backward_signals_into(FeedbackPath::Live, &trace, &err, &mut signals);
+            Ok(())
+        })?;
+        let mut grads = Default::default();
+        let (grad, _, _) = time_reps(1, reps, || {
+            Cnn::gradients_into(&spec, &signals, &err, &trace, &mut grads);
+            Ok(())
+        })?;
+        phases = serde_json::json!({"forward_ms": fwd, "signals_ms": sig, "gradients_ms": grad});
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "widealign", "what": "cnn_step", "rule": rule_name, "cache": cache,
+            "cache_bytes": cache_bytes, "channels": channels, "layers": layers,
+            "norm": norm.name(), "batch": batch, "reps": reps, "best_ms": best,
+            "median_ms": median, "all_ms": all, "last_loss": last_loss, "phases": phases,
+            "threads": rayon::current_num_threads(), "vm_hwm_kb": status_kb("VmHWM:"),
+        })
+    );
+    Ok(())
+}
+
 fn main() -> Res<()> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = argv.first() else {
         return Err(
-            "usage: perf_stack mlp|rnn|gemm|ntk|memory|phases|rnn-phases [--flag value ...]".into(),
+            "usage: perf_stack mlp|rnn|cnn|gemm|ntk|memory|phases|rnn-phases [--flag value ...]"
+                .into(),
         );
     };
     let a = Args::parse(&argv[1..])?;
     match mode.as_str() {
         "mlp" => mlp(&a),
         "rnn" => rnn(&a),
+        "cnn" => cnn(&a),
         "gemm" => gemm_mode(&a),
         "ntk" => ntk(&a),
         "memory" => memory(&a),

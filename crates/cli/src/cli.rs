@@ -46,6 +46,8 @@ pub enum Command {
 Example:
   widealign train --model mlp --dataset digits --rule align-zero --width 1024 --depth 2 \\
       --epochs 40 --lr 5 --batch-size 100 --seed 0 --json
+  widealign train --model cnn --dataset digits --rule align-ada --channels 64 --conv-layers 2 \\
+      --norm batch --epochs 10 --lr 10
 
 With --json the last stdout line is one JSON object with rule, width, depth, seed, epochs,
 train_loss, test_loss, test_accuracy, best_test_loss, diverged, diverged_epoch, seconds, config
@@ -66,8 +68,9 @@ sweep.toml:
   seed = [0, 1]
 
 Runs are ordered by the keys model, dataset, rule, depth, width, activation, param, optimizer,
-lr, batch_size, epochs, train_size, w_std, b_std, seed (seed varies fastest), and inside a key
-in the order its list is written. --shard I/N runs runs I, I+N, I+2N, ... (0 <= I < N).")]
+lr, batch_size, epochs, train_size, w_std, b_std, seed, channels, conv_layers, kernel, stride,
+padding, readout, norm (the last varies fastest), and inside a key in the order its list is
+written. --shard I/N runs runs I, I+N, I+2N, ... (0 <= I < N).")]
     Sweep(SweepArgs),
     /// Run the reference experiments end to end: results.jsonl, report.md and SVG plots.
     #[command(after_help = "\

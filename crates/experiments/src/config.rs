@@ -4,8 +4,9 @@
 //! ([`key`]): two configs are the same run iff their keys are equal, and a results file is
 //! resumed by comparing keys. The serialisation is serde's, so a field added to
 //! [`TrainConfig`] is part of the identity unless it is marked `#[serde(skip)]` (as
-//! `cache_frozen` is: it cannot change a result). The form is the one results files have
-//! always held, e.g.
+//! `cache_frozen` is: it cannot change a result). The CNN settings (`channels` … `norm`) are
+//! written only when they differ from their defaults, so the keys of MLP and RNN runs are the
+//! ones results files have always held, e.g.
 //!
 //! ```text
 //! {"model":"mlp","dataset":"digits","rule":"align-zero","depth":1,"width":64,
@@ -22,7 +23,7 @@
 //! let cfg: TrainConfig = serde_json::from_str(r#"{"width": 64, "lr": 5}"#).unwrap();
 //! assert!(key(&cfg).starts_with(r#"{"model":"mlp","dataset":"digits","rule":"bp","depth":2,"width":64,"#));
 //! assert_eq!(fields()[0], "model");
-//! assert_eq!(fields().last(), Some(&"seed"));
+//! assert_eq!(fields().last(), Some(&"norm"));
 //! ```
 
 use std::sync::OnceLock;
@@ -41,7 +42,7 @@ pub fn key(c: &TrainConfig) -> String {
 
 /// The keys of a config's serialised form in their order (the [`TrainConfig`] field order):
 /// `model, dataset, rule, depth, width, activation, param, optimizer, lr, batch_size, epochs,
-/// train_size, w_std, b_std, seed`.
+/// train_size, w_std, b_std, seed, channels, conv_layers, kernel, stride, padding, readout, norm`.
 pub fn fields() -> &'static [&'static str] {
     static FIELDS: OnceLock<&'static [&'static str]> = OnceLock::new();
     FIELDS.get_or_init(|| {
@@ -118,6 +119,7 @@ pub fn label(c: &TrainConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use widealign_models::{CnnReadout, Norm, Padding};
     use widealign_rules::{ModelKind, OptimizerChoice, ParamKind, RuleKind};
     use widealign_tensor::Activation;
 
@@ -141,7 +143,8 @@ mod tests {
             w_std: 1.5,
             b_std: 0.0,
             seed: 7,
-            cache_frozen: true,
+            // the CNN settings at their defaults are not written
+            ..TrainConfig::default()
         };
         assert_eq!(
             key(&c),
@@ -182,6 +185,13 @@ mod tests {
             w_std,
             b_std,
             seed,
+            channels,
+            conv_layers,
+            kernel,
+            stride,
+            padding,
+            readout,
+            norm,
             cache_frozen,
         } = base.clone();
         let b = || base.clone();
@@ -311,6 +321,67 @@ mod tests {
                     ..b()
                 },
             ),
+            (
+                "channels",
+                TrainConfig {
+                    channels: channels + 1,
+                    ..b()
+                },
+            ),
+            (
+                "conv_layers",
+                TrainConfig {
+                    conv_layers: conv_layers + 1,
+                    ..b()
+                },
+            ),
+            (
+                "kernel",
+                TrainConfig {
+                    kernel: kernel + 2,
+                    ..b()
+                },
+            ),
+            (
+                "stride",
+                TrainConfig {
+                    stride: stride + 1,
+                    ..b()
+                },
+            ),
+            (
+                "padding",
+                TrainConfig {
+                    padding: if padding == Padding::Same {
+                        Padding::Valid
+                    } else {
+                        Padding::Same
+                    },
+                    ..b()
+                },
+            ),
+            (
+                "readout",
+                TrainConfig {
+                    readout: if readout == CnnReadout::Gap {
+                        CnnReadout::Flatten
+                    } else {
+                        CnnReadout::Gap
+                    },
+                    ..b()
+                },
+            ),
+            (
+                "norm",
+                TrainConfig {
+                    norm: if norm == Norm::None {
+                        Norm::Batch
+                    } else {
+                        Norm::None
+                    },
+                    ..b()
+                },
+            ),
         ];
         // Outside the identity by design: a memory/time trade-off with bit-identical results.
         let outside = [(
@@ -337,7 +408,18 @@ mod tests {
 
     #[test]
     fn fields_follow_the_serialised_order() {
-        let own = key(&TrainConfig::default());
+        // every CNN setting away from its default, so that all of them are written
+        let cnn = TrainConfig {
+            channels: 8,
+            conv_layers: 2,
+            kernel: 5,
+            stride: 2,
+            padding: Padding::Valid,
+            readout: CnnReadout::Flatten,
+            norm: Norm::Batch,
+            ..TrainConfig::default()
+        };
+        let own = key(&cnn);
         let mut pos = 0;
         for k in fields() {
             let p = own.find(&format!("\"{k}\":")).expect(k);
@@ -346,6 +428,15 @@ mod tests {
         }
         let v: serde_json::Value = serde_json::from_str(&own).unwrap();
         assert_eq!(v.as_object().unwrap().len(), fields().len());
+    }
+
+    #[test]
+    fn cnn_settings_at_their_defaults_leave_the_key_unchanged() {
+        let key_of_default = key(&TrainConfig::default());
+        assert!(!key_of_default.contains("channels"), "{key_of_default}");
+        assert!(key_of_default.ends_with(r#""seed":0}"#), "{key_of_default}");
+        let back: TrainConfig = serde_json::from_str(&key_of_default).unwrap();
+        assert_eq!(back, TrainConfig::default());
     }
 
     #[test]

@@ -56,9 +56,7 @@ use widealign_tensor::{
 use crate::conv::{Geometry, Layout};
 use crate::mlp::{ensure_shape, row_sums};
 use crate::spec::BATCH_NORM_EPS;
-use crate::{
-    BiasInit, CnnReadout, CnnSpec, FeedbackPath, Grads, ImageLayout, ModelError, Network, Norm,
-};
+use crate::{CnnReadout, CnnSpec, FeedbackPath, Grads, ImageLayout, ModelError, Network, Norm};
 
 /// A convolutional network with its weights.
 ///
@@ -288,32 +286,15 @@ impl<T: Float> Cnn<T> {
     /// `K^l` (and `W_R` as layer `L + 1`) comes from the stream
     /// `SeedStream::new(seed).child("cnn")` named `"layer{l}.weight"`, standard deviation
     /// `spec.param.weight_init_std(fan_in)`; `b^l` from `"layer{l}.bias"` with
-    /// `spec.param.bias_init_std()`, or zero under [`BiasInit::Zero`].
+    /// `spec.param.bias_init_std()`, or zero under [`BiasInit::Zero`](crate::BiasInit::Zero).
     ///
     /// # Errors
     /// [`ModelError::InvalidSpec`] if the spec does not validate.
     pub fn new(spec: &CnnSpec, seed: u64) -> Result<Self, ModelError> {
         spec.validate()?;
         let stream = SeedStream::new(seed).child("cnn");
-        let mut weights = Vec::with_capacity(spec.depth());
-        let mut biases = Vec::with_capacity(spec.depth());
-        for (i, &(fan_in, fan_out)) in spec.layer_dims().iter().enumerate() {
-            let l = i + 1;
-            weights.push(stream.gaussian_matrix(
-                &format!("layer{l}.weight"),
-                fan_out,
-                fan_in,
-                spec.param.weight_init_std(fan_in),
-            ));
-            biases.push(match spec.bias_init {
-                BiasInit::Zero => vec![T::zero(); fan_out],
-                BiasInit::Gaussian => stream.gaussian_vec(
-                    &format!("layer{l}.bias"),
-                    fan_out,
-                    spec.param.bias_init_std(),
-                ),
-            });
-        }
+        let (weights, biases) =
+            crate::stack::draw(&stream, &spec.layer_dims(), spec.param, spec.bias_init);
         Ok(Cnn {
             spec: spec.clone(),
             seed,
@@ -470,38 +451,22 @@ impl<T: Float> Cnn<T> {
     /// The parameter tensors in the order `K^1, b^1, …, K^L, b^L, W_R, b_R` (matrices in
     /// column-major storage); [`Grads::as_slices`] uses the same order.
     pub fn params(&self) -> Vec<&[T]> {
-        self.weights
-            .iter()
-            .zip(&self.biases)
-            .flat_map(|(w, b)| [w.as_slice(), b.as_slice()])
-            .collect()
+        crate::stack::params(&self.weights, &self.biases)
     }
 
     /// The parameter tensors, mutable, in the order of [`Cnn::params`].
     pub fn params_mut(&mut self) -> Vec<&mut [T]> {
-        let mut out = Vec::with_capacity(2 * self.weights.len());
-        for (w, b) in self.weights.iter_mut().zip(self.biases.iter_mut()) {
-            out.push(w.as_mut_slice());
-            out.push(b.as_mut_slice());
-        }
-        out
+        crate::stack::params_mut(&mut self.weights, &mut self.biases)
     }
 
     /// The same network in another float type (each value converted through `f64`).
     pub fn cast<U: Float>(&self) -> Cnn<U> {
+        let (weights, biases) = crate::stack::cast(&self.weights, &self.biases);
         Cnn {
             spec: self.spec.clone(),
             seed: self.seed,
-            weights: self
-                .weights
-                .iter()
-                .map(|w| w.map(|v| U::cast(v.as_f64())))
-                .collect(),
-            biases: self
-                .biases
-                .iter()
-                .map(|b| b.iter().map(|v| U::cast(v.as_f64())).collect())
-                .collect(),
+            weights,
+            biases,
         }
     }
 }
@@ -784,23 +749,7 @@ impl<T: Float> Network for Cnn<T> {
     }
 
     fn fa_feedback(spec: &CnnSpec, seed: u64) -> Vec<Mat<T>> {
-        let stream = SeedStream::new(seed).child("fa");
-        spec.layer_dims()
-            .iter()
-            .enumerate()
-            .map(|(i, &(fan_in, fan_out))| {
-                if i == 0 {
-                    Mat::zeros(0, 0)
-                } else {
-                    stream.gaussian_matrix(
-                        &format!("layer{}.feedback", i + 1),
-                        fan_out,
-                        fan_in,
-                        spec.param.weight_init_std(fan_in),
-                    )
-                }
-            })
-            .collect()
+        crate::stack::fa_matrices(&spec.layer_dims(), spec.param, seed)
     }
 
     fn dfa_feedback(spec: &CnnSpec, seed: u64) -> Vec<Mat<T>> {
@@ -820,24 +769,7 @@ impl<T: Float> Network for Cnn<T> {
     }
 
     fn check_fixed_feedback(spec: &CnnSpec, feedback: &Vec<Mat<T>>) -> Result<(), ModelError> {
-        let dims = spec.layer_dims();
-        if feedback.len() != dims.len() {
-            return Err(ModelError::ShapeMismatch {
-                what: "feedback-alignment matrices".into(),
-                expected: format!("{} matrices", dims.len()),
-                got: format!("{} matrices", feedback.len()),
-            });
-        }
-        for (i, (b, &(fan_in, fan_out))) in feedback.iter().zip(&dims).enumerate().skip(1) {
-            if b.shape() != (fan_out, fan_in) {
-                return Err(ModelError::ShapeMismatch {
-                    what: format!("feedback matrix B^{}", i + 1),
-                    expected: format!("{fan_out} × {fan_in}"),
-                    got: format!("{} × {}", b.nrows(), b.ncols()),
-                });
-            }
-        }
-        Ok(())
+        crate::stack::check_fa_matrices(&spec.layer_dims(), feedback)
     }
 
     fn backward_signals_into(
@@ -953,7 +885,7 @@ impl<T: Float> Network for Cnn<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Loss, Padding, Parameterization};
+    use crate::{BiasInit, Loss, Padding, Parameterization};
     use widealign_tensor::Activation;
 
     fn specs() -> Vec<CnnSpec> {

@@ -23,6 +23,7 @@
 //! `docs/decisions/cnn-convolution.md` records why im2col on the GEMM was chosen and how the
 //! block size was measured.
 
+use rayon::prelude::*;
 use widealign_tensor::{
     gemm::{gemm_view, Op},
     nalgebra::{DMatrixView, DMatrixViewMut},
@@ -55,6 +56,9 @@ pub(crate) struct Geometry {
 
 /// Rows (pixel × batch) of a patch block: about this many, rounded to whole pixels.
 const BLOCK_ROWS: usize = 4096;
+
+/// Patch matrices of at least this many values are gathered (and scattered back) in parallel.
+const PARALLEL_COPY: usize = 1 << 16;
 
 impl Geometry {
     /// Output pixels `P_out`.
@@ -95,50 +99,73 @@ impl Geometry {
     }
 
     /// Fills `out` (`((p1 − p0)·b) × patch_len`, column-major) with the patches of output pixels
-    /// `p0..p1` of the batch `src` (`b × (C_in·P_in)` values in this geometry's layout).
+    /// `p0..p1` of the batch `src` (`b × (C_in·P_in)` values in this geometry's layout). Columns
+    /// are filled in parallel (a copy: the result does not depend on the threads).
     pub fn im2col<T: Float>(&self, src: &[T], b: usize, p0: usize, p1: usize, out: &mut [T]) {
         let rows = (p1 - p0) * b;
         let (sp, sc) = self.strides();
         debug_assert_eq!(out.len(), rows * self.patch_len());
-        for dy in 0..self.k {
-            for dx in 0..self.k {
-                for c in 0..self.in_c {
-                    let q = (dy * self.k + dx) * self.in_c + c;
-                    let col = &mut out[q * rows..(q + 1) * rows];
-                    for (i, p) in (p0..p1).enumerate() {
-                        let dst = &mut col[i * b..(i + 1) * b];
-                        match self.source(p, dy, dx) {
-                            Some(pix) => {
-                                let at = (pix * sp + c * sc) * b;
-                                dst.copy_from_slice(&src[at..at + b]);
-                            }
-                            None => dst.fill(T::zero()),
-                        }
+        if rows == 0 {
+            return;
+        }
+        let fill = |(q, col): (usize, &mut [T])| {
+            let c = q % self.in_c;
+            let (dy, dx) = ((q / self.in_c) / self.k, (q / self.in_c) % self.k);
+            for (i, p) in (p0..p1).enumerate() {
+                let dst = &mut col[i * b..(i + 1) * b];
+                match self.source(p, dy, dx) {
+                    Some(pix) => {
+                        let at = (pix * sp + c * sc) * b;
+                        dst.copy_from_slice(&src[at..at + b]);
                     }
+                    None => dst.fill(T::zero()),
                 }
             }
+        };
+        if out.len() >= PARALLEL_COPY {
+            out.par_chunks_mut(rows).enumerate().for_each(fill);
+        } else {
+            out.chunks_mut(rows).enumerate().for_each(fill);
         }
     }
 
     /// The adjoint of [`Geometry::im2col`]: adds the patch gradients `cols` of output pixels
-    /// `p0..p1` into `dst` (`b × (C_in·P_in)` in this geometry's layout).
+    /// `p0..p1` into `dst` (`b × (C_in·P_in)` in this geometry's layout). For channel-major maps
+    /// the channels are summed in parallel, each in a fixed order (so the result does not depend
+    /// on the threads).
     pub fn col2im_add<T: Float>(&self, cols: &[T], b: usize, p0: usize, p1: usize, dst: &mut [T]) {
         let rows = (p1 - p0) * b;
         let (sp, sc) = self.strides();
-        for dy in 0..self.k {
-            for dx in 0..self.k {
-                for c in 0..self.in_c {
+        // adds channel c's patch columns into `out`, whose value (pix, c) sits at `pix·sp·b`
+        let channel = |c: usize, out: &mut [T]| {
+            for dy in 0..self.k {
+                for dx in 0..self.k {
                     let q = (dy * self.k + dx) * self.in_c + c;
                     let col = &cols[q * rows..(q + 1) * rows];
                     for (i, p) in (p0..p1).enumerate() {
                         if let Some(pix) = self.source(p, dy, dx) {
-                            let at = (pix * sp + c * sc) * b;
-                            for (d, &v) in dst[at..at + b].iter_mut().zip(&col[i * b..(i + 1) * b])
+                            let at = pix * sp * b;
+                            for (d, &v) in out[at..at + b].iter_mut().zip(&col[i * b..(i + 1) * b])
                             {
                                 *d += v;
                             }
                         }
                     }
+                }
+            }
+        };
+        match self.layout {
+            Layout::Chw if rows * self.patch_len() >= PARALLEL_COPY => dst
+                .par_chunks_mut(sc * b)
+                .enumerate()
+                .for_each(|(c, out)| channel(c, out)),
+            Layout::Chw => dst
+                .chunks_mut(sc * b)
+                .enumerate()
+                .for_each(|(c, out)| channel(c, out)),
+            Layout::Hwc => {
+                for c in 0..self.in_c {
+                    channel(c, &mut dst[c * b..]);
                 }
             }
         }
@@ -293,9 +320,16 @@ mod tests {
     fn forward_matches_the_definition_and_the_adjoint_is_exact() {
         let seeds = SeedStream::new(3);
         for layout in [Layout::Hwc, Layout::Chw] {
-            for (k, stride, pad) in [(3, 1, 1), (3, 2, 0), (2, 1, 0), (1, 1, 0), (3, 2, 1)] {
+            // batch 256 gathers and scatters the 3×3 patches in parallel (≥ PARALLEL_COPY values)
+            for (k, stride, pad, b) in [
+                (3, 1, 1, 3),
+                (3, 2, 0, 3),
+                (2, 1, 0, 3),
+                (1, 1, 0, 3),
+                (3, 2, 1, 3),
+                (3, 1, 1, 256),
+            ] {
                 let g = geom(layout, k, stride, pad);
-                let b = 3;
                 let src: Mat<f64> = seeds.gaussian_matrix("x", b, g.in_c * g.in_pixels(), 1.0);
                 let kernel: Mat<f64> = seeds.gaussian_matrix("k", 4, g.patch_len(), 1.0);
                 let mut out = Mat::zeros(b, 4 * g.out_pixels());

@@ -45,6 +45,7 @@ pub mod network;
 pub mod optim;
 pub mod rnn;
 pub mod spec;
+mod stack;
 
 pub use checkpoint::{inspect as inspect_checkpoint, CheckpointInfo};
 pub use cnn::{Cnn, CnnBuffers, CnnSignals, CnnTrace};

@@ -76,8 +76,7 @@ use widealign_tensor::{
 };
 
 use crate::{
-    sgd_update_fused, BiasInit, FeedbackPath, FusedBuffers, FusedFeedback, MlpSpec, ModelError,
-    Network,
+    sgd_update_fused, FeedbackPath, FusedBuffers, FusedFeedback, MlpSpec, ModelError, Network,
 };
 
 /// A fully connected network with its weights.
@@ -161,7 +160,7 @@ impl<T: Float> Mlp<T> {
     ///
     /// `W^l` comes from the stream `SeedStream::new(seed).child("mlp")` named `"layer{l}.weight"`
     /// with standard deviation `spec.param.weight_init_std(n_{l−1})`; `b^l` from `"layer{l}.bias"`
-    /// with `spec.param.bias_init_std()`, or zero under [`BiasInit::Zero`]. Each layer has its own
+    /// with `spec.param.bias_init_std()`, or zero under [`BiasInit::Zero`](crate::BiasInit::Zero). Each layer has its own
     /// stream, so the draws of one layer do not depend on the other layers' shapes.
     ///
     /// # Errors
@@ -169,25 +168,8 @@ impl<T: Float> Mlp<T> {
     pub fn new(spec: &MlpSpec, seed: u64) -> Result<Self, ModelError> {
         spec.validate()?;
         let stream = SeedStream::new(seed).child("mlp");
-        let mut weights = Vec::with_capacity(spec.depth());
-        let mut biases = Vec::with_capacity(spec.depth());
-        for (i, &(fan_in, fan_out)) in spec.layer_dims().iter().enumerate() {
-            let l = i + 1;
-            weights.push(stream.gaussian_matrix(
-                &format!("layer{l}.weight"),
-                fan_out,
-                fan_in,
-                spec.param.weight_init_std(fan_in),
-            ));
-            biases.push(match spec.bias_init {
-                BiasInit::Zero => vec![T::zero(); fan_out],
-                BiasInit::Gaussian => stream.gaussian_vec(
-                    &format!("layer{l}.bias"),
-                    fan_out,
-                    spec.param.bias_init_std(),
-                ),
-            });
-        }
+        let (weights, biases) =
+            crate::stack::draw(&stream, &spec.layer_dims(), spec.param, spec.bias_init);
         Ok(Mlp {
             spec: spec.clone(),
             seed,
@@ -297,39 +279,22 @@ impl<T: Float> Mlp<T> {
     /// The parameter tensors in the stable order `W^1, b^1, W^2, b^2, …, W^L, b^L`
     /// (matrices in column-major storage). [`Grads::as_slices`] uses the same order.
     pub fn params_mut(&mut self) -> Vec<&mut [T]> {
-        let mut out = Vec::with_capacity(2 * self.depth());
-        for (w, b) in self.weights.iter_mut().zip(self.biases.iter_mut()) {
-            out.push(w.as_mut_slice());
-            out.push(b.as_mut_slice());
-        }
-        out
+        crate::stack::params_mut(&mut self.weights, &mut self.biases)
     }
 
     /// The parameter tensors, read-only, in the order of [`Mlp::params_mut`].
     pub fn params(&self) -> Vec<&[T]> {
-        let mut out = Vec::with_capacity(2 * self.depth());
-        for (w, b) in self.weights.iter().zip(&self.biases) {
-            out.push(w.as_slice());
-            out.push(b.as_slice());
-        }
-        out
+        crate::stack::params(&self.weights, &self.biases)
     }
 
     /// The same network in another float type (each value converted through `f64`).
     pub fn cast<U: Float>(&self) -> Mlp<U> {
+        let (weights, biases) = crate::stack::cast(&self.weights, &self.biases);
         Mlp {
             spec: self.spec.clone(),
             seed: self.seed,
-            weights: self
-                .weights
-                .iter()
-                .map(|w| w.map(|v| U::cast(v.as_f64())))
-                .collect(),
-            biases: self
-                .biases
-                .iter()
-                .map(|b| b.iter().map(|v| U::cast(v.as_f64())).collect())
-                .collect(),
+            weights,
+            biases,
         }
     }
 }
@@ -786,23 +751,7 @@ impl<T: Float> Network for Mlp<T> {
     }
 
     fn fa_feedback(spec: &MlpSpec, seed: u64) -> Vec<Mat<T>> {
-        let stream = SeedStream::new(seed).child("fa");
-        spec.layer_dims()
-            .iter()
-            .enumerate()
-            .map(|(i, &(fan_in, fan_out))| {
-                if i == 0 {
-                    Mat::zeros(0, 0)
-                } else {
-                    stream.gaussian_matrix(
-                        &format!("layer{}.feedback", i + 1),
-                        fan_out,
-                        fan_in,
-                        spec.param.weight_init_std(fan_in),
-                    )
-                }
-            })
-            .collect()
+        crate::stack::fa_matrices(&spec.layer_dims(), spec.param, seed)
     }
 
     fn dfa_feedback(spec: &MlpSpec, seed: u64) -> Vec<Mat<T>> {
@@ -822,24 +771,7 @@ impl<T: Float> Network for Mlp<T> {
     }
 
     fn check_fixed_feedback(spec: &MlpSpec, feedback: &Vec<Mat<T>>) -> Result<(), ModelError> {
-        let dims = spec.layer_dims();
-        if feedback.len() != dims.len() {
-            return Err(ModelError::ShapeMismatch {
-                what: "feedback-alignment matrices".into(),
-                expected: format!("{} matrices", dims.len()),
-                got: format!("{} matrices", feedback.len()),
-            });
-        }
-        for (i, (b, &(fan_in, fan_out))) in feedback.iter().zip(&dims).enumerate().skip(1) {
-            if b.shape() != (fan_out, fan_in) {
-                return Err(ModelError::ShapeMismatch {
-                    what: format!("feedback matrix B^{}", i + 1),
-                    expected: format!("{fan_out} × {fan_in}"),
-                    got: format!("{} × {}", b.nrows(), b.ncols()),
-                });
-            }
-        }
-        Ok(())
+        crate::stack::check_fa_matrices(&spec.layer_dims(), feedback)
     }
 
     fn backward_signals_into(
@@ -933,7 +865,7 @@ impl<T: Float> Network for Mlp<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Parameterization;
+    use crate::{BiasInit, Parameterization};
     use widealign_tensor::Activation;
 
     #[test]

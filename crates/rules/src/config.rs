@@ -468,9 +468,9 @@ pub struct TrainResult {
     pub dataset: String,
     /// The rule.
     pub rule: RuleKind,
-    /// Hidden width.
+    /// Hidden width (the channel count for the CNN).
     pub width: usize,
-    /// Hidden layers (1 for the RNN).
+    /// Hidden layers (1 for the RNN, the convolution layers for the CNN).
     pub depth: usize,
     /// The seed.
     pub seed: u64,

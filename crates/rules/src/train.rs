@@ -131,7 +131,8 @@ fn train_network<M: Trainable>(
         None => Cow::Borrowed(train),
     };
     let mut task = ModelTask::<M>::new(cfg, train, test)?;
-    let result = driver::run(cfg, M::KIND, M::depth(cfg), &mut task, &mut callbacks)?;
+    let mut result = driver::run(cfg, M::KIND, M::depth(cfg), &mut task, &mut callbacks)?;
+    result.width = M::width(cfg);
     Ok((result, M::trained(task.model)))
 }
 

@@ -54,6 +54,10 @@ pub(crate) trait Trainable: Network<Scalar = f32> {
     fn spec_for(cfg: &TrainConfig, train: &Self::Split) -> Result<Self::Spec, RulesError>;
     /// The depth the run record reports.
     fn depth(cfg: &TrainConfig) -> usize;
+    /// The width the run record reports (the channel count for the CNN).
+    fn width(cfg: &TrainConfig) -> usize {
+        cfg.width
+    }
     /// Fills `batch` with the examples `rows`.
     fn batch_into(split: &Self::Split, rows: &[usize], batch: &mut Self::Batch);
     /// The inputs of a batch.
@@ -241,6 +245,14 @@ impl<M: TabularModel> Trainable for M {
 
     fn depth(cfg: &TrainConfig) -> usize {
         M::tabular_depth(cfg)
+    }
+
+    fn width(cfg: &TrainConfig) -> usize {
+        if M::TABULAR_KIND == ModelKind::Cnn {
+            cfg.channels
+        } else {
+            cfg.width
+        }
     }
 
     fn batch_into(split: &Tabular, rows: &[usize], batch: &mut Batch) {

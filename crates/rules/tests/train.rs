@@ -116,6 +116,7 @@ fn bits(t: &Trained) -> Vec<u32> {
     let params: Vec<&[f32]> = match t {
         Trained::Mlp(m) => m.params(),
         Trained::Rnn(r) => r.params(),
+        Trained::Cnn(c) => c.params(),
     };
     params
         .iter()
@@ -142,6 +143,69 @@ fn results_are_bit_identical_on_one_and_two_threads() {
             assert!(one.0.history.iter().all(|h| h.test_loss.is_finite()));
         }
     }
+}
+
+/// A small CNN on 120 digits (8×8×1 images), with or without batch normalisation.
+fn cnn_cfg(rule: RuleKind, norm: widealign_models::Norm) -> TrainConfig {
+    TrainConfig {
+        model: ModelKind::Cnn,
+        dataset: "digits".into(),
+        rule,
+        channels: 6,
+        conv_layers: 2,
+        norm,
+        epochs: 2,
+        lr: 2.0,
+        batch_size: 30,
+        train_size: Some(120),
+        seed: 3,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn cnn_results_are_bit_identical_on_one_and_two_threads_and_learn() {
+    use widealign_models::Norm;
+    let data = widealign_data::load("digits", &widealign_data::LoadOptions::default()).unwrap();
+    for norm in [Norm::None, Norm::Batch] {
+        for rule in RuleKind::ALL {
+            let cfg = cnn_cfg(rule, norm);
+            let one = in_pool(1, || {
+                train_model(&cfg, &data, Callbacks::default()).unwrap()
+            });
+            let two = in_pool(2, || {
+                train_model(&cfg, &data, Callbacks::default()).unwrap()
+            });
+            assert_eq!(
+                without_time(one.0.clone()),
+                without_time(two.0),
+                "{rule} {norm}"
+            );
+            assert_eq!(bits(&one.1), bits(&two.1), "{rule} {norm}");
+            assert!(matches!(one.1, Trained::Cnn(_)));
+            assert_eq!(
+                (one.0.train_examples, one.0.depth, one.0.width),
+                (120, 2, 6)
+            );
+            // (fa and dfa carry no descent guarantee: their random feedback may raise the loss)
+            let descends = !matches!(rule, RuleKind::Fa | RuleKind::Dfa);
+            assert!(
+                !descends || one.0.history[2].train_loss < one.0.history[0].train_loss,
+                "{rule} {norm}: {:?}",
+                one.0.history
+            );
+        }
+    }
+    // feature vectors that are no images are refused, naming the model
+    let cfg = TrainConfig {
+        dataset: "toy".into(),
+        train_size: None,
+        ..cnn_cfg(RuleKind::Bp, Norm::None)
+    };
+    let e = train(&cfg, &tabular(20, 10), Callbacks::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cnn") && e.contains("images"), "{e}");
 }
 
 #[test]
