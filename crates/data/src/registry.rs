@@ -167,9 +167,11 @@ impl DatasetSpec {
                 Some(shape(28, 28, 1, false))
             }
             DatasetSpec::Cifar10(_) => Some(shape(32, 32, 3, true)),
-            DatasetSpec::Idx(_) | DatasetSpec::Csv(_) | DatasetSpec::Add | DatasetSpec::Teacher => {
-                None
-            }
+            DatasetSpec::Idx(_)
+            | DatasetSpec::Csv(_)
+            | DatasetSpec::Add
+            | DatasetSpec::AddReference
+            | DatasetSpec::Teacher => None,
         }
     }
 }
