@@ -380,7 +380,7 @@ impl InfiniteCnn {
         vars: PairVariances,
         dual: &DualKernel,
         w: &mut Work,
-        mut shares: Option<&mut [f64]>,
+        shares: Option<&mut [f64]>,
         mut own: Option<&mut Variances>,
     ) -> (f64, f64) {
         let a = self.arch();
@@ -481,7 +481,7 @@ impl InfiniteCnn {
             se += w.e[r];
             st += w.ed[r] * w.theta[r];
         }
-        if let Some(sh) = shares.as_deref_mut() {
+        if let Some(sh) = shares {
             // backward: G^L = Ė^L, G^l = s_w² Ė^l ⊙ 𝒜ᵀ[G^{l+1}] (𝒜ᵀ: the mirrored window)
             w.prod[..n].copy_from_slice(&w.ed_store[big_l - 1][..n]);
             for l in (0..big_l).rev() {
