@@ -95,16 +95,19 @@ digits takes a few minutes on a 2-core machine; --scale tiny (seconds) only test
 With --seeds K every cell runs K seeds and the report shows mean ± 95% interval (t distribution);
 differences are read only where intervals are disjoint.")]
     Reproduce(ReproduceArgs),
-    /// Infinite-width NNGP and NTK kernels of an MLP or an RNN on inputs from a CSV file.
+    /// Infinite-width NNGP and NTK kernels of an MLP, an RNN or a CNN on inputs from a CSV file.
     #[command(after_help = "\
 Examples:
   widealign ntk --inputs x.csv --depth 2 --activation relu --w-std 1.4 --b-std 0.1 --json
   widealign ntk --model rnn --inputs seqs.csv --seq-len 5 --activation erf --json
+  widealign ntk --model cnn --inputs images.csv --image 8,8,1 --conv-layers 3 --readout gap --json
 
 MLP: one input per CSV row; --depth hidden layers, scalar output. RNN (Elman, NTK
 parameterisation, Gaussian initial biases): one sequence per CSV row, T·d numbers, time-major
 (the d inputs of step 1, then of step 2, ...), T = --seq-len; kernels of the scalar output at
-the last step (--depth does not apply). Prints {\"nngp\": [[..]], \"ntk\": [[..]],
+the last step (--depth does not apply). CNN (no normalisation, NTK parameterisation, Gaussian
+initial biases): one HWC-flattened image per row, --conv-layers convolutions of --kernel × --kernel
+filters, stride 1, SAME padding, then --readout gap or flatten and a scalar output. Prints {\"nngp\": [[..]], \"ntk\": [[..]],
 \"seconds\": ..} with full f64 precision.")]
     Ntk(NtkArgs),
     /// Test predictions of the infinite-width network trained by gradient descent on the MSE.
@@ -546,8 +549,8 @@ pub struct NtkArgs {
     #[arg(long, value_name = "K.npy", requires = "dataset")]
     pub out: Option<PathBuf>,
     /// With --dataset: which kernel to write.
-    #[arg(long, value_parser = choice(KERNELS, KernelKind::name), default_value_t = KernelKind::Ntk)]
-    pub kernel: KernelKind,
+    #[arg(long, value_name = "KERNEL", value_parser = choice(KERNELS, KernelKind::name), default_value_t = KernelKind::Ntk)]
+    pub write: KernelKind,
     /// With --dataset: the element type of the .npy files.
     #[arg(long, value_parser = choice(PRECISIONS, Precision::name), default_value_t = Precision::F32)]
     pub precision: Precision,
@@ -557,6 +560,18 @@ pub struct NtkArgs {
     /// Number of hidden layers (MLP).
     #[arg(long, default_value_t = 1, value_name = "L")]
     pub depth: usize,
+    /// CNN (required): the image shape H,W,C; each row holds H·W·C numbers in HWC order.
+    #[arg(long, value_name = "H,W,C")]
+    pub image: Option<ImageShape>,
+    /// CNN: number of convolution layers (stride 1, SAME padding) [default: 3].
+    #[arg(long, value_name = "L")]
+    pub conv_layers: Option<usize>,
+    /// CNN: filter size k (k×k filters) [default: 3].
+    #[arg(long, value_name = "K")]
+    pub kernel: Option<usize>,
+    /// CNN: what the readout reads [default: gap].
+    #[arg(long, value_parser = choice(READOUTS, CnnReadout::name))]
+    pub readout: Option<CnnReadout>,
     /// Activation and initial scales of the infinite-width network.
     #[command(flatten)]
     pub net: KernelNetArgs,
@@ -693,6 +708,29 @@ impl std::str::FromStr for TimeArg {
             Ok(v) if v.is_finite() && v >= 0.0 => Ok(TimeArg(TrainTime::Steps(v))),
             _ => Err(format!("`{s}` is neither `inf` nor a number of steps ≥ 0")),
         }
+    }
+}
+
+/// An image shape `H,W,C` (`--image`), each at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageShape(pub [usize; 3]);
+
+impl std::str::FromStr for ImageShape {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let bad = || format!("`{s}` is not an image shape H,W,C of three positive integers");
+        if parts.len() != 3 {
+            return Err(bad());
+        }
+        let mut out = [0usize; 3];
+        for (o, p) in out.iter_mut().zip(&parts) {
+            *o = p.parse().map_err(|_| bad())?;
+            if *o == 0 {
+                return Err(bad());
+            }
+        }
+        Ok(ImageShape(out))
     }
 }
 

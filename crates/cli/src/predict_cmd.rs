@@ -369,10 +369,10 @@ pub fn ntk_dataset(a: &NtkArgs, name: &str, progress: &Progress) -> Result<(), C
     };
     match a.precision {
         Precision::F32 => {
-            write_train_kernel::<f32>(&net, &t.x_train, a.kernel, dtype, out, &phases)?
+            write_train_kernel::<f32>(&net, &t.x_train, a.write, dtype, out, &phases)?
         }
         Precision::F64 => {
-            write_train_kernel::<f64>(&net, &t.x_train, a.kernel, dtype, out, &phases)?
+            write_train_kernel::<f64>(&net, &t.x_train, a.write, dtype, out, &phases)?
         }
     }
     // the test block, computed in blocks of rows and streamed
@@ -387,13 +387,13 @@ pub fn ntk_dataset(a: &NtkArgs, name: &str, progress: &Progress) -> Result<(), C
             let len = (m - b0).min(block);
             let xt = t.x_test.rows(b0, len).into_owned();
             let req = widealign_ntk::analytic::KernelRequest {
-                nngp: a.kernel == KernelKind::Nngp,
-                ntk: a.kernel == KernelKind::Ntk,
+                nngp: a.write == KernelKind::Nngp,
+                ntk: a.write == KernelKind::Ntk,
                 layers: false,
             };
             match net.kernels(&xt, Some(&t.x_train), &req, &opts) {
                 Ok(k) => {
-                    let k = if a.kernel == KernelKind::Ntk {
+                    let k = if a.write == KernelKind::Ntk {
                         k.ntk
                     } else {
                         k.nngp
@@ -420,7 +420,7 @@ pub fn ntk_dataset(a: &NtkArgs, name: &str, progress: &Progress) -> Result<(), C
     let record = serde_json::json!({
         "command": "ntk",
         "dataset": data.name,
-        "kernel": a.kernel.name(),
+        "kernel": a.write.name(),
         "n_train": n,
         "n_test": m,
         "precision": a.precision.name(),

@@ -1,17 +1,18 @@
-//! `widealign ntk` (MLP and RNN) and `bench ntk`: infinite-width kernels from `widealign-ntk`.
+//! `widealign ntk` (MLP, RNN and CNN) and `bench ntk`: infinite-width kernels from `widealign-ntk`.
 
 use std::path::Path;
 use std::time::Instant;
 
-use widealign_models::{BiasInit, MlpSpec, Parameterization, RnnSpec};
+use widealign_models::{BiasInit, CnnReadout, CnnSpec, MlpSpec, Parameterization, RnnSpec};
 use widealign_ntk::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
 use widealign_ntk::experiment::{
-    analytic_ntk, analytic_rnn_ntk, NtkConfig, NtkReport, RnnNtkConfig,
+    analytic_cnn_ntk, analytic_ntk, analytic_rnn_ntk, NtkConfig, NtkReport, RnnNtkConfig,
 };
+use widealign_ntk::quadrature::Quadrature;
 use widealign_rules::ModelKind;
 use widealign_tensor::{rng::SeedStream, Activation, Mat};
 
-use crate::cli::{BenchNtkArgs, NtkArgs};
+use crate::cli::{BenchNtkArgs, ImageShape, NtkArgs};
 use crate::emit;
 use crate::error::CliError;
 use crate::progress::Progress;
@@ -117,8 +118,62 @@ fn rnn_ntk(a: &NtkArgs, inputs: &Path, x: &Mat<f64>) -> Result<NtkReport, CliErr
     Ok(analytic_rnn_ntk(x, steps, &RnnNtkConfig::new(spec))?)
 }
 
+/// `widealign ntk --model cnn`: checks `--image` against the CSV rows, then the library call
+/// for `--conv-layers` convolutions (stride 1, SAME padding, no normalisation, Gaussian initial
+/// biases, one channel each: the channel counts do not enter the infinite-width kernels).
+fn cnn_ntk(a: &NtkArgs, inputs: &Path, x: &Mat<f64>) -> Result<NtkReport, CliError> {
+    if a.seq_len.is_some() {
+        return Err(CliError::flag("--seq-len", "applies to --model rnn only"));
+    }
+    let Some(ImageShape([h, w, c])) = a.image else {
+        return Err(CliError::flag(
+            "--image",
+            "is required with --model cnn (H,W,C)",
+        ));
+    };
+    if x.ncols() != h * w * c {
+        return Err(CliError::input(
+            inputs,
+            format!(
+                "rows have {} numbers, but --image {h},{w},{c} needs {} (one HWC image per row)",
+                x.ncols(),
+                h * w * c
+            ),
+        ));
+    }
+    let layers = a.conv_layers.unwrap_or(3);
+    if layers == 0 {
+        return Err(CliError::flag("--conv-layers", "must be at least 1"));
+    }
+    let kernel = a.kernel.unwrap_or(3);
+    if kernel == 0 {
+        return Err(CliError::flag("--kernel", "must be at least 1"));
+    }
+    let spec = CnnSpec::new([h, w, c], vec![1; layers], 1, a.net.activation)
+        .with_kernel(kernel)
+        .with_readout(a.readout.unwrap_or(CnnReadout::Gap))
+        .with_param(Parameterization::Ntk {
+            w_std: a.net.w_std,
+            b_std: a.net.b_std,
+        })
+        .with_bias_init(BiasInit::Gaussian);
+    Ok(analytic_cnn_ntk(x, &spec, Quadrature::default())?)
+}
+
 /// `widealign ntk`.
 pub fn ntk(a: &NtkArgs, progress: &Progress) -> Result<(), CliError> {
+    if a.model != ModelKind::Cnn {
+        for (flag, set) in [
+            ("--image", a.image.is_some()),
+            ("--conv-layers", a.conv_layers.is_some()),
+            ("--kernel", a.kernel.is_some()),
+            ("--readout", a.readout.is_some()),
+        ] {
+            if set {
+                return Err(CliError::flag(flag, "applies to --model cnn only"));
+            }
+        }
+    }
     if let Some(name) = &a.dataset {
         if a.model != ModelKind::Mlp || a.seq_len.is_some() {
             return Err(CliError::flag("--dataset", "applies to --model mlp only"));
@@ -153,10 +208,9 @@ pub fn ntk(a: &NtkArgs, progress: &Progress) -> Result<(), CliError> {
             rnn_ntk(a, inputs, &x)?
         }
         ModelKind::Cnn => {
-            return Err(CliError::flag(
-                "--model",
-                "the cnn's infinite-width kernels are not implemented yet (mlp, rnn)",
-            ))
+            let x = read_numeric_csv(inputs)?;
+            check_kernel_memory(x.nrows(), a.conv_layers.unwrap_or(3) + 1)?;
+            cnn_ntk(a, inputs, &x)?
         }
     };
     if a.json {

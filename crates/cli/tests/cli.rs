@@ -1924,3 +1924,87 @@ fn idx_labels_that_leave_classes_empty_are_warned_about() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
 }
+
+#[test]
+fn ntk_cnn_json_contract_and_bad_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // three 2×3 images with 2 channels (HWC), the second twice the first
+    std::fs::write(
+        d.join("img.csv"),
+        "1,0,0.5,-0.5,0,1,0.2,0.1,0,0,-1,0.3\n\
+         2,0,1,-1,0,2,0.4,0.2,0,0,-2,0.6\n\
+         0,0,2,1,0.3,0.3,-1,1,0.5,0.5,0,-0.2\n",
+    )
+    .unwrap();
+    let args = |readout: &'static str, act: &'static str| {
+        vec![
+            "ntk",
+            "--model",
+            "cnn",
+            "--inputs",
+            "img.csv",
+            "--image",
+            "2,3,2",
+            "--conv-layers",
+            "2",
+            "--kernel",
+            "3",
+            "--readout",
+            readout,
+            "--activation",
+            act,
+            "--w-std",
+            "1.3",
+            "--b-std",
+            "0.2",
+            "--json",
+        ]
+    };
+    for readout in ["gap", "flatten"] {
+        for act in ["relu", "erf", "identity"] {
+            let o = run_in(d, &args(readout, act), &[]);
+            assert_eq!(o.status.code(), Some(0), "{readout} {act}: {}", stderr(&o));
+            let v = last_json(&o);
+            for key in ["nngp", "ntk"] {
+                let m = v[key].as_array().unwrap();
+                assert_eq!(m.len(), 3);
+                for i in 0..3 {
+                    for j in 0..3 {
+                        assert_eq!(m[i][j], m[j][i], "{readout} {act} {key} symmetric");
+                    }
+                }
+            }
+            assert!(v["ntk"][0][0].as_f64().unwrap() > v["nngp"][0][0].as_f64().unwrap());
+        }
+    }
+    // relu is positively homogeneous: without biases, twice the image gives twice the kernel
+    let mut zero_bias = args("gap", "relu");
+    zero_bias[18] = "0";
+    let v = last_json(&run_in(d, &zero_bias, &[]));
+    let (k00, k01) = (
+        v["ntk"][0][0].as_f64().unwrap(),
+        v["ntk"][0][1].as_f64().unwrap(),
+    );
+    assert!((k01 - 2.0 * k00).abs() < 1e-12 * k01, "{k00} {k01}");
+    // the readouts differ
+    let gap = last_json(&run_in(d, &args("gap", "relu"), &[]));
+    let flat = last_json(&run_in(d, &args("flatten", "relu"), &[]));
+    assert_ne!(gap["ntk"], flat["ntk"]);
+    let mut wrong = args("gap", "relu");
+    wrong[6] = "3,3,2";
+    assert_bad_input(
+        &run_in(d, &wrong, &[]),
+        "img.csv: rows have 12 numbers, but --image 3,3,2 needs 18",
+    );
+    let o = run_in(d, &["ntk", "--model", "cnn", "--inputs", "img.csv"], &[]);
+    assert_bad_input(&o, "--image");
+    let mut bad = args("gap", "relu");
+    bad[6] = "2,3";
+    assert_eq!(run_in(d, &bad, &[]).status.code(), Some(2));
+    let mut zero = args("gap", "relu");
+    zero[8] = "0";
+    assert_bad_input(&run_in(d, &zero, &[]), "--conv-layers");
+    let o = run_in(d, &["ntk", "--inputs", "img.csv", "--image", "2,3,2"], &[]);
+    assert_bad_input(&o, "--image: applies to --model cnn only");
+}

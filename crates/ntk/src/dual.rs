@@ -225,6 +225,52 @@ impl DualKernel {
             }
         }
     }
+
+    /// [`DualKernel::eval_into`] with a second variance per entry:
+    /// `(e[i], ed[i]) = eval(k11[i], k12[i], k22[i])`, bit for bit, vectorised like it.
+    ///
+    /// ```
+    /// use widealign_ntk::dual::DualKernel;
+    /// use widealign_tensor::Activation;
+    /// let d = DualKernel::new(Activation::Relu, Default::default(), false).unwrap();
+    /// let (mut e, mut ed) = ([0.0; 2], [0.0; 2]);
+    /// d.eval_pairs_into(&[1.0, 2.0], &[0.5, -0.1], &[3.0, 0.7], &mut e, &mut ed);
+    /// assert_eq!((e[1], ed[1]), d.eval(2.0, -0.1, 0.7));
+    /// ```
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn eval_pairs_into(
+        &self,
+        k11: &[f64],
+        k12: &[f64],
+        k22: &[f64],
+        e: &mut [f64],
+        ed: &mut [f64],
+    ) {
+        let n = k11.len();
+        assert!(
+            k12.len() == n && k22.len() == n && e.len() == n && ed.len() == n,
+            "eval_pairs_into: slice lengths differ"
+        );
+        match (&self.integrator, self.act) {
+            (None, Activation::Relu) => self
+                .arch
+                .dispatch(Column::pairs(relu, k11, k12, k22, e, ed)),
+            (None, Activation::Erf) => self.arch.dispatch(Column::pairs(erf, k11, k12, k22, e, ed)),
+            _ => {
+                for i in 0..n {
+                    (e[i], ed[i]) = self.eval(k11[i], k12[i], k22[i]);
+                }
+            }
+        }
+    }
+}
+
+/// The second variance of a [`Column`]: one for the whole column, or one per entry.
+enum Second<'a> {
+    Shared(f64),
+    PerEntry(&'a [f64]),
 }
 
 /// One column of closed-form evaluations, as a `pulp` operation: `with_simd` is inlined into a
@@ -233,7 +279,7 @@ struct Column<'a, F> {
     form: F,
     k11: &'a [f64],
     k12: &'a [f64],
-    k22: f64,
+    k22: Second<'a>,
     e: &'a mut [f64],
     ed: &'a mut [f64],
 }
@@ -252,7 +298,26 @@ impl<'a, F: Fn(f64, f64, f64) -> (f64, f64)> Column<'a, F> {
             form,
             k11,
             k12,
-            k22,
+            k22: Second::Shared(k22),
+            e,
+            ed,
+        }
+    }
+
+    /// The evaluation of `form` over entries with their own second variances.
+    fn pairs(
+        form: F,
+        k11: &'a [f64],
+        k12: &'a [f64],
+        k22: &'a [f64],
+        e: &'a mut [f64],
+        ed: &'a mut [f64],
+    ) -> Self {
+        Column {
+            form,
+            k11,
+            k12,
+            k22: Second::PerEntry(k22),
             e,
             ed,
         }
@@ -266,8 +331,18 @@ impl<F: Fn(f64, f64, f64) -> (f64, f64)> pulp::WithSimd for Column<'_, F> {
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         let n = self.e.len();
         let (k11, k12, ed) = (&self.k11[..n], &self.k12[..n], &mut self.ed[..n]);
-        for (i, (e, ed)) in self.e.iter_mut().zip(ed).enumerate() {
-            (*e, *ed) = (self.form)(k11[i], k12[i], self.k22);
+        match self.k22 {
+            Second::Shared(k22) => {
+                for (i, (e, ed)) in self.e.iter_mut().zip(ed).enumerate() {
+                    (*e, *ed) = (self.form)(k11[i], k12[i], k22);
+                }
+            }
+            Second::PerEntry(k22) => {
+                let k22 = &k22[..n];
+                for (i, (e, ed)) in self.e.iter_mut().zip(ed).enumerate() {
+                    (*e, *ed) = (self.form)(k11[i], k12[i], k22[i]);
+                }
+            }
         }
     }
 }
@@ -340,6 +415,17 @@ mod tests {
                     (e[i].to_bits(), ed[i].to_bits()),
                     (a.to_bits(), b.to_bits()),
                     "{act} {i}"
+                );
+            }
+            // a second variance per entry (the convolutional kernels)
+            let k22: Vec<f64> = (0..37).map(|i| 1.4 - 0.03 * i as f64).collect();
+            d.eval_pairs_into(&k11, &k12, &k22, &mut e, &mut ed);
+            for i in 0..37 {
+                let (a, b) = d.eval(k11[i], k12[i], k22[i]);
+                assert_eq!(
+                    (e[i].to_bits(), ed[i].to_bits()),
+                    (a.to_bits(), b.to_bits()),
+                    "{act} pairs {i}"
                 );
             }
         }

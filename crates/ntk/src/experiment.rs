@@ -4,7 +4,8 @@
 //! return; every computation lives here so it is tested with the theory.
 //!
 //! * [`analytic_ntk`] → [`NtkReport`] `{"nngp": [[..]], "ntk": [[..]], "seconds": s}`;
-//!   [`analytic_rnn_ntk`] → the same report for the recurrent network (`ntk --model rnn`).
+//!   [`analytic_rnn_ntk`] → the same report for the recurrent network (`ntk --model rnn`);
+//!   [`analytic_cnn_ntk`] → for the convolutional network (`ntk --model cnn`).
 //! * [`dynamics_experiment`] → [`DynamicsReport`]: trains the finite network with full-batch
 //!   gradient descent (backprop, MSE) at several widths from one spec and seed and compares the
 //!   result with the closed-form predictions of docs/theory.md §4.4 (see [`DynamicsReport`] for the
@@ -34,11 +35,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use widealign_models::{FeedbackPath, Loss, Mlp, MlpSpec, Rnn, RnnSpec, RnnTrace, Trace};
+use widealign_models::{
+    CnnSpec, FeedbackPath, Loss, Mlp, MlpSpec, Rnn, RnnSpec, RnnTrace, Trace,
+};
 use widealign_tensor::{Float, Mat};
 
 use crate::align::AlignModel;
 use crate::analytic::{InfiniteMlp, KernelOptions, KernelRequest};
+use crate::cnn::InfiniteCnn;
 use crate::dynamics::{function_change, quadratic_norm, KernelDynamics, Schedule};
 use crate::error::{check_finite, shape_err};
 use crate::predict::predicted_update;
@@ -180,6 +184,52 @@ pub fn analytic_rnn_ntk(
     };
     let start = Instant::now();
     let k = net.kernels(&xs, None, (seq_len, seq_len), &options)?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(NtkReport {
+        nngp: rows(&k.nngp),
+        ntk: rows(&k.ntk),
+        seconds,
+    })
+}
+
+/// The infinite-width NNGP and NTK of the scalar output of the convolutional network `spec`
+/// (stride 1, SAME padding, no normalisation, NTK parameterisation; see [`InfiniteCnn`])
+/// between the images in the rows of `inputs` (`N × H·W·C`, in the spec's layout).
+///
+/// ```
+/// use widealign_models::{BiasInit, CnnReadout, CnnSpec};
+/// use widealign_ntk::experiment::analytic_cnn_ntk;
+/// use widealign_ntk::quadrature::Quadrature;
+/// use widealign_tensor::{Activation, Mat};
+/// // two 2×2 grey images, one relu convolution, flatten readout
+/// let x = Mat::from_row_slice(2, 4, &[1.0, 0.0, -1.0, 0.5, 0.5, 0.5, 0.0, 1.0]);
+/// let spec = CnnSpec::new([2, 2, 1], vec![1], 1, Activation::Relu)
+///     .with_readout(CnnReadout::Flatten)
+///     .with_bias_init(BiasInit::Gaussian);
+/// let r = analytic_cnn_ntk(&x, &spec, Quadrature::default()).unwrap();
+/// assert_eq!(r.ntk[0][1], r.ntk[1][0]);
+/// assert!(analytic_cnn_ntk(&x.columns(0, 3).into_owned(), &spec, Quadrature::default()).is_err());
+/// ```
+///
+/// # Errors
+/// [`NtkError::InvalidOption`] naming `w_std` or `b_std` for a negative or non-finite standard
+/// deviation and `inputs` for an empty input set; the errors of [`InfiniteCnn::from_spec`] for
+/// any other spec it does not cover; [`NtkError::Shape`] if a row is not one image;
+/// [`NtkError::NonFinite`] for NaN inputs.
+pub fn analytic_cnn_ntk(
+    inputs: &Mat<f64>,
+    spec: &CnnSpec,
+    quadrature: Quadrature,
+) -> Result<NtkReport, NtkError> {
+    check_stds(spec.param)?;
+    check_nonempty(inputs)?;
+    let net = InfiniteCnn::from_spec(spec)?;
+    let options = KernelOptions {
+        quadrature,
+        ..KernelOptions::default()
+    };
+    let start = Instant::now();
+    let k = net.kernels(inputs, None, false, &options)?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(NtkReport {
         nngp: rows(&k.nngp),

@@ -10,6 +10,9 @@
 //! * [`rnn`] — the same for the Elman RNN, built from a [`widealign_models::RnnSpec`]: NNGP and
 //!   NTK of the outputs at any pair of time steps with each parameter's share (docs/theory.md
 //!   §3.7), the empirical RNN NTK from backprop through time, and a Monte-Carlo NNGP.
+//! * [`cnn`] — the same for the convolutional network without batch norm (stride 1, SAME
+//!   padding), flatten or global-average-pooling readout: NNGP, NTK and each layer's share
+//!   (docs/theory.md §3.8), one image pair and one position offset at a time.
 //! * [`empirical`] — the empirical NTK of a finite network layer by layer (Gram products of
 //!   backward signals and activities, no Jacobian) and a Monte-Carlo NNGP over seeds.
 //! * [`dynamics`] — closed-form full-batch gradient descent and gradient flow of the linearised
@@ -46,6 +49,7 @@
 
 pub mod align;
 pub mod analytic;
+pub mod cnn;
 pub mod dual;
 pub mod dynamics;
 pub mod empirical;
