@@ -12,8 +12,8 @@ use std::str::FromStr;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use widealign_experiments::Scale;
-use widealign_ntk::ensemble::{KernelKind, Precision, TrainTime};
 use widealign_models::{CnnReadout, Norm, Padding};
+use widealign_ntk::ensemble::{KernelKind, Precision, TrainTime};
 use widealign_rules::{ModelKind, OptimizerChoice, ParamKind, RuleKind};
 use widealign_tensor::Activation;
 

@@ -223,8 +223,27 @@ fn train_config(a: &TrainArgs, given: &[String]) -> Result<TrainConfig, CliError
         )*};
     }
     overlay!(
-        model, dataset, rule, depth, width, activation, param, optimizer, lr, batch_size, epochs,
-        train_size, w_std, b_std, seed, channels, conv_layers, kernel, stride, padding, readout,
+        model,
+        dataset,
+        rule,
+        depth,
+        width,
+        activation,
+        param,
+        optimizer,
+        lr,
+        batch_size,
+        epochs,
+        train_size,
+        w_std,
+        b_std,
+        seed,
+        channels,
+        conv_layers,
+        kernel,
+        stride,
+        padding,
+        readout,
         norm
     );
     Ok(cfg)

@@ -35,9 +35,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use widealign_models::{
-    CnnSpec, FeedbackPath, Loss, Mlp, MlpSpec, Rnn, RnnSpec, RnnTrace, Trace,
-};
+use widealign_models::{CnnSpec, FeedbackPath, Loss, Mlp, MlpSpec, Rnn, RnnSpec, RnnTrace, Trace};
 use widealign_tensor::{Float, Mat};
 
 use crate::align::AlignModel;
