@@ -216,35 +216,22 @@ fn train_config(a: &TrainArgs, given: &[String]) -> Result<TrainConfig, CliError
     let typed = |flag: &str| given.iter().any(|g| g == flag);
     let mut cfg = saved;
     macro_rules! overlay {
-        ($($field:ident),*) => {$(
-            if typed(stringify!($field)) {
-                cfg.$field = flags.$field.clone();
-            }
-        )*};
+        ($($field:ident),*; $($kept:ident),*) => {
+            // every field is named (no `..`): a new field of TrainConfig does not compile until
+            // it is either laid over from the typed flags or kept from the checkpoint here
+            let TrainConfig { $($field: _,)* $($kept: _,)* } = &flags;
+            $(
+                if typed(stringify!($field)) {
+                    cfg.$field = flags.$field.clone();
+                }
+            )*
+        };
     }
     overlay!(
-        model,
-        dataset,
-        rule,
-        depth,
-        width,
-        activation,
-        param,
-        optimizer,
-        lr,
-        batch_size,
-        epochs,
-        train_size,
-        w_std,
-        b_std,
-        seed,
-        channels,
-        conv_layers,
-        kernel,
-        stride,
-        padding,
-        readout,
-        norm
+        model, dataset, rule, depth, width, activation, param, optimizer, lr, batch_size, epochs,
+        train_size, w_std, b_std, seed, channels, conv_layers, kernel, stride, padding, readout,
+        norm;
+        cache_frozen
     );
     Ok(cfg)
 }
