@@ -176,6 +176,7 @@ pub fn step(a: &BenchStepArgs) -> Result<(), CliError> {
                 progress: Some(Box::new(progress)),
                 step_hook: None,
                 stop: Some(&stop),
+                extension: None,
             },
         )?;
     }

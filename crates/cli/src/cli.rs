@@ -147,7 +147,14 @@ W_rec and W_out.")]
     #[command(after_help = "\
 Example:
   widealign align --dataset digits --rule bp --depth 2 --widths 64,256,1024,4096 \\
-      --epochs 10 --lr 1.0 --seed 0 --json")]
+      --epochs 10 --lr 1.0 --seed 0 --json
+
+Preemption:
+  widealign align ... --checkpoint align.safetensors --checkpoint-every 500
+  widealign align --resume align.safetensors --json   # same object as the uninterrupted run
+One checkpoint file holds the whole experiment: the width in progress (parameters, shadow
+accumulator) and the numbers of the widths already finished. On SIGTERM or SIGINT it is saved
+at the next step boundary and the command exits 75; a second signal exits at once (130).")]
     Align(AlignArgs),
     /// List, describe or download datasets.
     #[command(subcommand)]
@@ -409,6 +416,14 @@ pub struct TrainArgs {
     /// Print the result as one JSON object on the last stdout line.
     #[arg(long)]
     pub json: bool,
+    /// Mid-run checkpoints.
+    #[command(flatten)]
+    pub ckpt: CheckpointArgs,
+}
+
+/// Mid-run checkpoints and resuming (`train`, `align`).
+#[derive(Debug, Clone, Args)]
+pub struct CheckpointArgs {
     /// Save mid-run checkpoints (safetensors) to PATH, replaced atomically: once per epoch (or
     /// every --checkpoint-every steps), at the end, and on SIGTERM/SIGINT (then exit 75).
     #[arg(long, value_name = "PATH")]
@@ -816,6 +831,10 @@ pub struct AlignArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Mid-run checkpoints: one file for the whole experiment (the run in progress with its
+    /// shadow accumulator, and the finished widths' numbers).
+    #[command(flatten)]
+    pub ckpt: CheckpointArgs,
 }
 
 /// `widealign data …`.

@@ -11,9 +11,9 @@ use widealign_experiments::sweep::{
 };
 use widealign_experiments::{ExperimentError, Observer, RunRecord, Trainer};
 use widealign_models::ModelError;
-use widealign_rules::{Checkpointing, Progress as RunReport, RulesError, TrainConfig, TrainResult};
+use widealign_rules::{Checkpointing, Progress as RunReport, TrainConfig, TrainResult};
 
-use crate::cli::{ShardArg, SweepArgs, TrainArgs};
+use crate::cli::{CheckpointArgs, ShardArg, SweepArgs, TrainArgs};
 use crate::config;
 use crate::error::CliError;
 use crate::progress::{fmt_secs, Bar, Progress};
@@ -193,9 +193,8 @@ impl RunExecutor for CliExecutor<'_> {
 }
 
 /// The run `widealign train` trains: from the flags, or — with `--resume` — the checkpoint's
-/// settings with the flags typed on the command line (`given`) laid over them, so that
-/// `train --resume PATH` alone continues the run and a repeated flag that disagrees is
-/// refused by the library's check (only `--epochs` may grow).
+/// settings with the flags typed on the command line (`given`) laid over them
+/// ([`resume_overlay`]).
 fn train_config(a: &TrainArgs, given: &[String]) -> Result<TrainConfig, CliError> {
     let flags = TrainConfig {
         rule: a.rule,
@@ -203,23 +202,37 @@ fn train_config(a: &TrainArgs, given: &[String]) -> Result<TrainConfig, CliError
         ..config::from_flags(&a.model, &a.data, &a.optim)
     };
     let flags = config::with_cnn_flags(flags, &a.cnn)?;
-    let Some(path) = &a.resume else {
+    let Some(path) = &a.ckpt.resume else {
         return Ok(flags);
     };
-    let saved = widealign_rules::checkpoint_config(path).map_err(|e| match e {
-        RulesError::Model(ModelError::Io { source, .. }) => CliError::flag(
+    let saved = widealign_rules::checkpoint_config(path)
+        .map_err(|e| unreadable_resume(path, ExperimentError::from(e)))?;
+    Ok(resume_overlay(&flags, saved, given))
+}
+
+/// An error reading the `--resume` checkpoint `path`: a file that cannot be read names the flag.
+pub fn unreadable_resume(path: &std::path::Path, e: ExperimentError) -> CliError {
+    match e {
+        ExperimentError::Model(ModelError::Io { source, .. }) => CliError::flag(
             "--resume",
             format!("cannot read {}: {source}", path.display()),
         ),
         other => CliError::from(other),
-    })?;
+    }
+}
+
+/// The settings of a resumed run: the checkpoint's (`saved`), with the flags typed on the
+/// command line (`given`, clap ids) taken from `flags`, so that `--resume PATH` alone continues
+/// the run and a repeated flag that disagrees is refused by the library's check (only
+/// `--epochs` may grow).
+pub fn resume_overlay(flags: &TrainConfig, saved: TrainConfig, given: &[String]) -> TrainConfig {
     let typed = |flag: &str| given.iter().any(|g| g == flag);
     let mut cfg = saved;
     macro_rules! overlay {
         ($($field:ident),*; $($kept:ident),*) => {
             // every field is named (no `..`): a new field of TrainConfig does not compile until
             // it is either laid over from the typed flags or kept from the checkpoint here
-            let TrainConfig { $($field: _,)* $($kept: _,)* } = &flags;
+            let TrainConfig { $($field: _,)* $($kept: _,)* } = flags;
             $(
                 if typed(stringify!($field)) {
                     cfg.$field = flags.$field.clone();
@@ -233,7 +246,30 @@ fn train_config(a: &TrainArgs, given: &[String]) -> Result<TrainConfig, CliError
         norm;
         cache_frozen
     );
-    Ok(cfg)
+    cfg
+}
+
+impl CheckpointArgs {
+    /// The checkpointing these flags ask for (the `--checkpoint` file checked writable).
+    ///
+    /// # Errors
+    /// [`CliError`] naming `--checkpoint` (not writable) or `--checkpoint-every` (zero).
+    pub fn checkpointing(&self) -> Result<Checkpointing, CliError> {
+        if let Some(path) = &self.checkpoint {
+            crate::fsutil::check_writable(path, "--checkpoint")?;
+        }
+        if self.checkpoint_every == Some(0) {
+            return Err(CliError::flag(
+                "--checkpoint-every",
+                "must be at least 1 step",
+            ));
+        }
+        Ok(Checkpointing {
+            save_to: self.checkpoint.clone(),
+            every: self.checkpoint_every,
+            resume_from: self.resume.clone(),
+        })
+    }
 }
 
 /// `widealign train`. `given` names the flags typed on the command line.
@@ -243,20 +279,7 @@ pub fn train(a: &TrainArgs, progress: &Progress, given: &[String]) -> Result<(),
     if let Some(out) = &a.out {
         crate::fsutil::check_writable(out, "--out")?;
     }
-    if let Some(path) = &a.checkpoint {
-        crate::fsutil::check_writable(path, "--checkpoint")?;
-    }
-    if a.checkpoint_every == Some(0) {
-        return Err(CliError::flag(
-            "--checkpoint-every",
-            "must be at least 1 step",
-        ));
-    }
-    let ckpt = Checkpointing {
-        save_to: a.checkpoint.clone(),
-        every: a.checkpoint_every,
-        resume_from: a.resume.clone(),
-    };
+    let ckpt = a.ckpt.checkpointing()?;
     let mut trainer = Trainer::new();
     warn_empty_classes(&*trainer.dataset(&cfg)?);
     let result = {

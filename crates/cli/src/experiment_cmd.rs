@@ -3,7 +3,7 @@
 //! hooked into its steps), tables or JSON out.
 
 use serde_json::Value;
-use widealign_experiments::align::align_run;
+use widealign_experiments::align::{align_widths, saved_experiment, AlignEvent};
 use widealign_experiments::dynamics::{
     run_dynamics, DynamicsParams, DEFAULT_RNN_DATASET, DEFAULT_RNN_LR,
 };
@@ -12,7 +12,7 @@ use widealign_ntk::align::AlignReport;
 use widealign_rules::{ModelKind, TrainConfig};
 
 use crate::cli::{AlignArgs, DataArgs, DynamicsArgs, OptimArgs};
-use crate::commands::{divergence, RunProgress};
+use crate::commands::{resume_overlay, unreadable_resume, RunProgress};
 use crate::config;
 use crate::emit;
 use crate::error::CliError;
@@ -103,52 +103,87 @@ pub fn dynamics_cmd(a: &DynamicsArgs) -> Result<(), CliError> {
     emit(&s)
 }
 
-/// `widealign align`.
-pub fn align_cmd(a: &AlignArgs, progress: &Progress) -> Result<(), CliError> {
-    let base = TrainConfig {
+/// `widealign align`. `given` names the flags typed on the command line.
+pub fn align_cmd(a: &AlignArgs, progress: &Progress, given: &[String]) -> Result<(), CliError> {
+    let flags = TrainConfig {
         rule: a.rule,
         width: 1,
         ..config::from_flags(&a.model, &a.data, &a.optim)
     };
-    config::validate(&base)?;
+    // with --resume alone, the settings and widths are the checkpoint's
+    let (base, widths) = match &a.ckpt.resume {
+        Some(path) => {
+            let (saved, widths) = saved_experiment(path).map_err(|e| unreadable_resume(path, e))?;
+            let typed_widths = given.iter().any(|g| g == "widths");
+            (
+                resume_overlay(&flags, saved, given),
+                if typed_widths {
+                    a.widths.0.clone()
+                } else {
+                    widths
+                },
+            )
+        }
+        None => (flags, a.widths.0.clone()),
+    };
+    config::validate(&TrainConfig {
+        width: widths.first().copied().unwrap_or(1),
+        ..base.clone()
+    })?;
+    let ckpt = a.ckpt.checkpointing()?;
     let mut trainer = Trainer::new();
-    for &width in &a.widths.0 {
-        let cfg = TrainConfig {
-            width,
-            ..base.clone()
-        };
-        widealign_experiments::align::check_memory(&cfg, &mut trainer)?;
-    }
+    let mut rp: Option<RunProgress> = None;
+    let widths_done = align_widths(&base, &widths, &mut trainer, &ckpt, &mut |event| {
+        match event {
+            AlignEvent::Starting { config, resumed } => {
+                if resumed {
+                    progress.log(&format!(
+                        "align: width {} continues from the checkpoint",
+                        config.width
+                    ));
+                }
+                rp = Some(RunProgress::new(progress, config, false));
+            }
+            AlignEvent::Progress(p) => {
+                if let Some(rp) = rp.as_mut() {
+                    return rp.event(p);
+                }
+            }
+            AlignEvent::Finished { width: w, restored } => {
+                rp = None;
+                if w.diverged {
+                    let epoch = w
+                        .diverged_epoch
+                        .map(|e| format!(" in epoch {e}"))
+                        .unwrap_or_default();
+                    progress.log(&format!(
+                        "align: width {} diverged{epoch}; its alignment is reported as null",
+                        w.width
+                    ));
+                }
+                progress.log(&format!(
+                    "align: width {}{}: scores {}",
+                    w.width,
+                    if restored {
+                        " (from the checkpoint)"
+                    } else {
+                        ""
+                    },
+                    w.layers
+                        .iter()
+                        .map(|l| format!("{} {:.3}", l.name, l.score))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        !crate::STOP.load(std::sync::atomic::Ordering::SeqCst)
+    })?;
     let mut report = AlignReport::new();
     let mut extra: Vec<(f64, Option<f64>, bool)> = Vec::new();
-    for &width in &a.widths.0 {
-        let cfg = TrainConfig {
-            width,
-            ..base.clone()
-        };
-        let mut rp = RunProgress::new(progress, &cfg, false);
-        let run = align_run(&cfg, &mut trainer, &mut |p| rp.event(p))?;
-        drop(rp);
-        if run.result.diverged {
-            progress.log(&format!(
-                "align: width {width} {}; its alignment is reported as null",
-                divergence(&run.result)
-            ));
-        }
-        progress.log(&format!(
-            "align: width {width}: scores {}",
-            run.layers
-                .iter()
-                .map(|l| format!("{} {:.3}", l.name, l.score))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        report.push(width, &run.layers)?;
-        extra.push((
-            run.result.test_loss,
-            run.result.test_accuracy,
-            run.result.diverged,
-        ));
+    for w in &widths_done {
+        report.push(w.width, &w.layers)?;
+        extra.push((w.test_loss, w.test_accuracy, w.diverged));
     }
     let mut v = serde_json::to_value(&report).map_err(|e| CliError::Failure(e.to_string()))?;
     if let Value::Object(m) = &mut v {

@@ -90,7 +90,7 @@ fn dispatch(command: Command, progress: &Progress, given: &[String]) -> Result<(
         Command::Dynamics(a) => experiment_cmd::dynamics_cmd(&a),
         Command::Align(a) => {
             install_ctrl_c(progress);
-            experiment_cmd::align_cmd(&a, progress)
+            experiment_cmd::align_cmd(&a, progress, given)
         }
         Command::Reproduce(a) => {
             install_ctrl_c(progress);

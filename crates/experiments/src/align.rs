@@ -13,6 +13,15 @@
 //! activities stacked over sequences and time steps: inputs `X_t`, states `R_{t−1}`, states
 //! `R_t`).
 //!
+//!
+//! **Checkpoints.** [`align_widths`] runs one alignment run per width and, with a checkpoint
+//! path, saves mid-run checkpoints of the training run in progress (the rules crate's
+//! [`widealign_rules::checkpoint`] file) with the shadow's accumulated changes beside the
+//! parameters (tensors `shadow.<parameter name>`, row-major) and, in the `align` extension's
+//! text, the shadow's step count, the experiment's widths and the exact numbers of the widths
+//! already finished. Continuing from it gives the same numbers, bit for bit, as the run that
+//! was never stopped.
+//!
 //! ```
 //! use widealign_experiments::align::align_run;
 //! use widealign_experiments::Trainer;
@@ -24,13 +33,22 @@
 //! assert!(run.layers.iter().all(|l| (0.0..=1.0 + 1e-9).contains(&l.score)));
 //! ```
 
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use widealign_models::{Mlp, Rnn};
+use serde::{Deserialize, Serialize};
+use widealign_models::safetensors::{SafetensorsFile, Tensor};
+use widealign_models::{Mlp, ModelError, Rnn};
 use widealign_ntk::align::{
     align_layers, AlignModel, AlignOptions, LayerAlignment, ShadowAccumulator,
 };
-use widealign_rules::{self as rules, ModelKind, TrainConfig, TrainResult};
+use widealign_rules::checkpoint::Bits;
+use widealign_rules::{
+    self as rules, CheckpointExtension, Checkpointing, ModelKind, RulesError, TrainConfig,
+    TrainResult,
+};
+use widealign_tensor::Mat;
 
 use crate::dynamics::require_ntk_sgd;
 use crate::trainer::Observer;
@@ -55,11 +73,18 @@ pub struct AlignRun {
 ///
 /// # Errors
 /// [`ExperimentError::TooBig`] when it does not fit; dataset errors.
-pub fn check_memory(cfg: &TrainConfig, trainer: &mut Trainer) -> Result<(), ExperimentError> {
+pub fn check_memory(
+    cfg: &TrainConfig,
+    trainer: &mut Trainer,
+    checkpointing: bool,
+) -> Result<(), ExperimentError> {
     let data = trainer.dataset(cfg)?;
-    let mut estimate = cfg.memory_estimate(&crate::memory::shape_of(&data), false);
+    let mut estimate = cfg.memory_estimate(&crate::memory::shape_of(&data), checkpointing);
     let params = estimate.parts()[0].1;
     estimate.add("shadow accumulator and initial network", 2.0 * params);
+    if checkpointing {
+        estimate.add("the shadow's copy in a checkpoint", params);
+    }
     crate::memory::check(&estimate)
 }
 
@@ -78,8 +103,32 @@ pub fn align_run(
     trainer: &mut Trainer,
     observer: &mut Observer<'_>,
 ) -> Result<AlignRun, ExperimentError> {
+    let context = Context {
+        ckpt: &Checkpointing::default(),
+        widths: &[cfg.width],
+        done: &[],
+    };
+    align_checkpointed(cfg, trainer, observer, &context)
+}
+
+/// What a checkpointed alignment run saves beside its training state.
+struct Context<'a> {
+    ckpt: &'a Checkpointing,
+    /// The experiment's widths.
+    widths: &'a [usize],
+    /// The widths finished before this run.
+    done: &'a [AlignWidth],
+}
+
+/// [`align_run`] saving and resuming checkpoints as `context.ckpt` says.
+fn align_checkpointed(
+    cfg: &TrainConfig,
+    trainer: &mut Trainer,
+    observer: &mut Observer<'_>,
+    context: &Context<'_>,
+) -> Result<AlignRun, ExperimentError> {
     require_ntk_sgd(cfg.param, cfg.optimizer, "align")?;
-    check_memory(cfg, trainer)?;
+    check_memory(cfg, trainer, context.ckpt.active())?;
     let data = trainer.dataset(cfg)?;
     match cfg.model {
         ModelKind::Mlp => {
@@ -99,6 +148,7 @@ pub fn align_run(
                 cfg,
                 &data,
                 observer,
+                context,
                 shadow,
                 &train.x,
                 |shadow, v| match v.batch {
@@ -138,6 +188,7 @@ pub fn align_run(
                 cfg,
                 &data,
                 observer,
+                context,
                 shadow,
                 &train.x,
                 |shadow, v| match v.batch {
@@ -165,7 +216,8 @@ fn align_model<M: AlignModel<Scalar = f32>>(
     cfg: &TrainConfig,
     data: &widealign_data::Dataset,
     observer: &mut Observer<'_>,
-    mut shadow: ShadowAccumulator<M>,
+    context: &Context<'_>,
+    shadow: ShadowAccumulator<M>,
     train_inputs: &M::Input,
     observe: impl Fn(
         &mut ShadowAccumulator<M>,
@@ -175,9 +227,15 @@ fn align_model<M: AlignModel<Scalar = f32>>(
 ) -> Result<AlignRun, ExperimentError> {
     let mut hook_error = None;
     let halt = AtomicBool::new(false);
+    let shadow = RefCell::new(shadow);
+    let extension = ShadowExtension {
+        shadow: &shadow,
+        widths: context.widths,
+        done: context.done,
+    };
     let (result, trained) = {
         let hook = |v: &rules::StepView<'_>| {
-            if let Err(e) = observe(&mut shadow, v) {
+            if let Err(e) = observe(&mut shadow.borrow_mut(), v) {
                 hook_error.get_or_insert(e);
             }
         };
@@ -186,16 +244,19 @@ fn align_model<M: AlignModel<Scalar = f32>>(
                 halt.store(true, Ordering::SeqCst);
             }
         };
-        rules::train_model(
+        rules::train_checkpointed(
             cfg,
             data,
             rules::Callbacks {
                 progress: Some(Box::new(progress)),
                 step_hook: Some(Box::new(hook)),
                 stop: Some(&halt),
+                extension: Some(&extension),
             },
+            context.ckpt,
         )?
     };
+    let shadow = shadow.into_inner();
     if let Some(e) = hook_error {
         return Err(e.into());
     }
@@ -221,6 +282,394 @@ fn align_model<M: AlignModel<Scalar = f32>>(
         )?
     };
     Ok(AlignRun { result, layers })
+}
+
+/// The name of the alignment experiment's [`CheckpointExtension`].
+pub const EXTENSION: &str = "align";
+
+/// Prefix of the shadow's tensors in a checkpoint (`shadow.layer1.weight`, ...).
+const SHADOW_PREFIX: &str = "shadow.";
+
+/// One width of an alignment experiment ([`align_widths`]): the numbers `widealign align`
+/// reports, exactly as a checkpoint keeps them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlignWidth {
+    /// The width.
+    pub width: usize,
+    /// Final test loss of the training run.
+    pub test_loss: f64,
+    /// Final test accuracy (classification).
+    pub test_accuracy: Option<f64>,
+    /// Whether the run diverged.
+    pub diverged: bool,
+    /// The epoch it diverged in.
+    pub diverged_epoch: Option<usize>,
+    /// Per-matrix alignment ([`AlignRun::layers`]).
+    pub layers: Vec<LayerAlignment>,
+}
+
+impl From<&AlignRun> for AlignWidth {
+    fn from(run: &AlignRun) -> Self {
+        AlignWidth {
+            width: run.result.width,
+            test_loss: run.result.test_loss,
+            test_accuracy: run.result.test_accuracy,
+            diverged: run.result.diverged,
+            diverged_epoch: run.result.diverged_epoch,
+            layers: run.layers.clone(),
+        }
+    }
+}
+
+/// [`LayerAlignment`] with exact floats.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerBits {
+    layer: usize,
+    name: String,
+    /// score, probe_score, shuffled, random, shuffled_trained, input_span
+    values: [Bits; 6],
+    span_rank: usize,
+    span_dim: usize,
+}
+
+/// [`AlignWidth`] with exact floats.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WidthBits {
+    width: usize,
+    test_loss: Bits,
+    test_accuracy: Option<Bits>,
+    diverged: bool,
+    diverged_epoch: Option<usize>,
+    layers: Vec<LayerBits>,
+}
+
+impl From<&AlignWidth> for WidthBits {
+    fn from(w: &AlignWidth) -> Self {
+        WidthBits {
+            width: w.width,
+            test_loss: w.test_loss.into(),
+            test_accuracy: w.test_accuracy.map(Bits::from),
+            diverged: w.diverged,
+            diverged_epoch: w.diverged_epoch,
+            layers: w
+                .layers
+                .iter()
+                .map(|l| LayerBits {
+                    layer: l.layer,
+                    name: l.name.clone(),
+                    values: [
+                        l.score,
+                        l.probe_score,
+                        l.shuffled,
+                        l.random,
+                        l.shuffled_trained,
+                        l.input_span,
+                    ]
+                    .map(Bits::from),
+                    span_rank: l.span_rank,
+                    span_dim: l.span_dim,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&WidthBits> for AlignWidth {
+    fn from(w: &WidthBits) -> Self {
+        AlignWidth {
+            width: w.width,
+            test_loss: w.test_loss.get(),
+            test_accuracy: w.test_accuracy.map(Bits::get),
+            diverged: w.diverged,
+            diverged_epoch: w.diverged_epoch,
+            layers: w
+                .layers
+                .iter()
+                .map(|l| {
+                    let [score, probe_score, shuffled, random, shuffled_trained, input_span] =
+                        l.values.map(Bits::get);
+                    LayerAlignment {
+                        layer: l.layer,
+                        name: l.name.clone(),
+                        score,
+                        probe_score,
+                        shuffled,
+                        random,
+                        shuffled_trained,
+                        input_span,
+                        span_rank: l.span_rank,
+                        span_dim: l.span_dim,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The `align` extension's text in a checkpoint (JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlignState {
+    /// Steps the shadow observed.
+    shadow_steps: usize,
+    /// The experiment's widths, in order.
+    widths: Vec<usize>,
+    /// The widths finished before the run in the file, in order.
+    done: Vec<WidthBits>,
+}
+
+/// The shadow accumulator (shared with the step hook) as a checkpoint extension.
+struct ShadowExtension<'a, M: AlignModel> {
+    shadow: &'a RefCell<ShadowAccumulator<M>>,
+    widths: &'a [usize],
+    done: &'a [AlignWidth],
+}
+
+fn checkpoint_err(path: &Path, reason: String) -> RulesError {
+    RulesError::Model(ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+impl<M: AlignModel<Scalar = f32>> CheckpointExtension for ShadowExtension<'_, M> {
+    fn name(&self) -> &str {
+        EXTENSION
+    }
+
+    fn save(&self) -> Result<(Vec<Tensor<'static, f32>>, String), RulesError> {
+        let shadow = self.shadow.borrow();
+        let tensors = shadow
+            .initial()
+            .param_layout()
+            .into_iter()
+            .zip(shadow.changes())
+            .map(|((name, shape), m)| {
+                let t = Tensor::column_major(format!("{SHADOW_PREFIX}{name}"), shape, m.as_slice());
+                Tensor {
+                    name: t.name,
+                    shape: t.shape,
+                    values: std::borrow::Cow::Owned(t.values.into_owned()),
+                }
+            })
+            .collect();
+        let state = AlignState {
+            shadow_steps: shadow.steps(),
+            widths: self.widths.to_vec(),
+            done: self.done.iter().map(WidthBits::from).collect(),
+        };
+        // plain structs of numbers and strings: encoding cannot fail
+        let text = serde_json::to_string(&state).expect("the alignment state encodes");
+        Ok((tensors, text))
+    }
+
+    fn restore(&self, file: &SafetensorsFile, state: &str) -> Result<(), RulesError> {
+        let path = file.path();
+        let state: AlignState = serde_json::from_str(state).map_err(|e| {
+            checkpoint_err(path, format!("the alignment state does not parse: {e}"))
+        })?;
+        let mut shadow = self.shadow.borrow_mut();
+        let initial = shadow.initial();
+        let mut changes = Vec::new();
+        for ((name, shape), (rows, cols)) in initial
+            .param_layout()
+            .into_iter()
+            .zip(initial.param_shapes())
+        {
+            let v = file.read_column_major::<f32>(&format!("{SHADOW_PREFIX}{name}"), &shape)?;
+            changes.push(Mat::from_vec(rows, cols, v));
+        }
+        shadow
+            .restore(changes, state.shadow_steps)
+            .map_err(|e| checkpoint_err(path, e.to_string()))
+    }
+}
+
+/// What [`align_widths`] tells its caller.
+#[derive(Clone, Copy, Debug)]
+pub enum AlignEvent<'a> {
+    /// The training run of a width starts, or continues from the checkpoint (`resumed`).
+    Starting {
+        /// The run.
+        config: &'a TrainConfig,
+        /// Whether it continues from the checkpoint.
+        resumed: bool,
+    },
+    /// Progress of the run in progress.
+    Progress(&'a rules::Progress<'a>),
+    /// A width's alignment is known: measured now, or read from the checkpoint (`restored`).
+    Finished {
+        /// The numbers.
+        width: &'a AlignWidth,
+        /// Whether they were read from the checkpoint rather than trained in this session.
+        restored: bool,
+    },
+}
+
+/// The settings (of the width in progress) and the widths of the alignment experiment saved
+/// in the checkpoint `path`: what `widealign align --resume PATH` continues when no other flag
+/// is given.
+///
+/// # Errors
+/// A checkpoint that cannot be read, is broken or is not an alignment experiment's.
+pub fn saved_experiment(path: &Path) -> Result<(TrainConfig, Vec<usize>), ExperimentError> {
+    let saved = rules::saved_run(path)?;
+    let state = align_state(path, saved.extension)?;
+    Ok((saved.config, state.widths))
+}
+
+/// The alignment state of a checkpoint's extension.
+fn align_state(
+    path: &Path,
+    extension: Option<(String, String)>,
+) -> Result<AlignState, ExperimentError> {
+    let bad = |reason: String| ExperimentError::from(checkpoint_err(path, reason));
+    let text = match extension {
+        Some((name, text)) if name == EXTENSION => text,
+        Some((name, _)) => {
+            return Err(bad(format!(
+                "holds the state of {name:?} beside the run, not an alignment experiment"
+            )))
+        }
+        None => {
+            return Err(bad(
+                "holds a plain training run, not an alignment experiment (it was written by `widealign train`; continue it with `widealign train --resume`)".into(),
+            ))
+        }
+    };
+    serde_json::from_str(&text).map_err(|e| bad(format!("the alignment state does not parse: {e}")))
+}
+
+/// The widths and finished widths saved in an alignment checkpoint, after checking that it
+/// continues the experiment `base` over `widths`.
+fn saved_widths(
+    path: &Path,
+    base: &TrainConfig,
+    widths: &[usize],
+) -> Result<Vec<AlignWidth>, ExperimentError> {
+    let saved = rules::saved_run(path)?;
+    let bad = |reason: String| ExperimentError::from(checkpoint_err(path, reason));
+    let state = align_state(path, saved.extension)?;
+    let list = |w: &[usize]| w.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    if state.widths != widths {
+        return Err(RulesError::CheckpointMismatch {
+            field: "widths".into(),
+            saved: list(&state.widths),
+            requested: list(widths),
+        }
+        .into());
+    }
+    let done: Vec<AlignWidth> = state.done.iter().map(AlignWidth::from).collect();
+    let consistent = done.len() < widths.len()
+        && done.iter().zip(widths).all(|(d, &w)| d.width == w)
+        && saved.config.width == widths[done.len()];
+    if !consistent {
+        return Err(bad(format!(
+            "its finished widths ({}) and the run in progress (width {}) do not fit its widths ({})",
+            list(&done.iter().map(|d| d.width).collect::<Vec<_>>()),
+            saved.config.width,
+            list(widths)
+        )));
+    }
+    // the finished widths were trained for the saved number of epochs: it may not change
+    if !done.is_empty() && saved.config.epochs != base.epochs {
+        return Err(ExperimentError::setting(
+            "epochs",
+            format!(
+                "{} differs from the checkpoint's {}: width {} finished with {} epochs, and every width of an alignment experiment trains alike",
+                base.epochs, saved.config.epochs, done[0].width, saved.config.epochs
+            ),
+        ));
+    }
+    Ok(done)
+}
+
+/// The alignment experiment of `widealign align`: one [`align_run`] of `base` per width of
+/// `widths`, in order. With a checkpoint path (`ckpt.target()`), the run in progress saves
+/// checkpoints as `ckpt` says (every `ckpt.every` steps, else once per epoch; at its end; when
+/// the observer asks to stop, ending with [`ExperimentError::Preempted`]) holding the shadow
+/// accumulator and the finished widths' numbers; with `ckpt.resume_from`, the experiment saved
+/// there continues (the finished widths are not trained again), and its numbers equal the
+/// uninterrupted experiment's, bit for bit.
+///
+/// The observer sees every [`AlignEvent`]; returning `false` asks to stop.
+///
+/// # Errors
+/// As [`align_run`]; [`ExperimentError::InvalidSetting`] for no widths; for a resume, a
+/// checkpoint that is not an alignment experiment's or is broken ([`ExperimentError::Model`]),
+/// other widths or settings than the saved ones ([`RulesError::CheckpointMismatch`]; `epochs`
+/// may grow only while no width has finished, [`ExperimentError::InvalidSetting`] after).
+pub fn align_widths(
+    base: &TrainConfig,
+    widths: &[usize],
+    trainer: &mut Trainer,
+    ckpt: &Checkpointing,
+    observer: &mut dyn FnMut(AlignEvent<'_>) -> bool,
+) -> Result<Vec<AlignWidth>, ExperimentError> {
+    if widths.is_empty() {
+        return Err(ExperimentError::setting(
+            "widths",
+            "give at least one width",
+        ));
+    }
+    let with_width = |width| TrainConfig {
+        width,
+        ..base.clone()
+    };
+    for &w in widths {
+        check_memory(&with_width(w), trainer, ckpt.active())?;
+    }
+    let mut done = match &ckpt.resume_from {
+        Some(path) => saved_widths(path, base, widths)?,
+        None => Vec::new(),
+    };
+    for d in &done {
+        observer(AlignEvent::Finished {
+            width: d,
+            restored: true,
+        });
+    }
+    let resume_at = ckpt.resume_from.as_ref().map(|_| done.len());
+    let target: Option<PathBuf> = ckpt.target().map(Path::to_path_buf);
+    for (i, &w) in widths.iter().enumerate().skip(done.len()) {
+        let cfg = with_width(w);
+        let resumed = resume_at == Some(i);
+        let run_ckpt = Checkpointing {
+            save_to: target.clone(),
+            every: ckpt.every,
+            resume_from: if resumed {
+                ckpt.resume_from.clone()
+            } else {
+                None
+            },
+        };
+        if !observer(AlignEvent::Starting {
+            config: &cfg,
+            resumed,
+        }) {
+            return Err(ExperimentError::Interrupted);
+        }
+        let context = Context {
+            ckpt: &run_ckpt,
+            widths,
+            done: &done,
+        };
+        let run = align_checkpointed(
+            &cfg,
+            trainer,
+            &mut |p| observer(AlignEvent::Progress(p)),
+            &context,
+        )?;
+        let finished = AlignWidth::from(&run);
+        observer(AlignEvent::Finished {
+            width: &finished,
+            restored: false,
+        });
+        done.push(finished);
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -124,6 +124,7 @@ impl Trainer {
             progress: Some(Box::new(progress)),
             step_hook: None,
             stop: Some(&halt),
+            extension: None,
         };
         Ok(rules::train_checkpointed(cfg, &data, callbacks, ckpt)?.0)
     }

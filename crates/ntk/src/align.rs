@@ -531,6 +531,41 @@ impl<M: AlignModel> ShadowAccumulator<M> {
         self.steps
     }
 
+    /// Replaces the accumulated changes and the step count with saved ones (what
+    /// [`ShadowAccumulator::changes`] and [`ShadowAccumulator::steps`] gave), to continue a run
+    /// from a checkpoint; the initial network and its cache stay.
+    ///
+    /// # Errors
+    /// [`NtkError::Shape`] unless `changes` holds one matrix per parameter tensor, shaped as
+    /// [`AlignModel::param_shapes`] says; nothing is replaced then.
+    ///
+    /// ```
+    /// use widealign_models::{Mlp, MlpSpec};
+    /// use widealign_ntk::align::ShadowAccumulator;
+    /// use widealign_tensor::{Activation, Mat};
+    /// let net = Mlp::<f32>::new(&MlpSpec::new(3, vec![8], 2, Activation::Relu), 0).unwrap();
+    /// let mut shadow = ShadowAccumulator::new(&net);
+    /// shadow.observe(&Mat::from_element(4, 3, 0.5), &Mat::from_element(4, 2, 0.1), 0.5).unwrap();
+    /// let mut resumed = ShadowAccumulator::new(&net);
+    /// resumed.restore(shadow.changes().to_vec(), shadow.steps()).unwrap();
+    /// assert_eq!((resumed.changes(), resumed.steps()), (shadow.changes(), 1));
+    /// assert!(resumed.restore(vec![Mat::zeros(8, 3)], 1).is_err());
+    /// ```
+    pub fn restore(&mut self, changes: Vec<Mat<M::Scalar>>, steps: usize) -> Result<(), NtkError> {
+        let want: Vec<(usize, usize)> = self.deltas.iter().map(|m| m.shape()).collect();
+        let got: Vec<(usize, usize)> = changes.iter().map(|m| m.shape()).collect();
+        if want != got {
+            return Err(NtkError::Shape {
+                what: "saved shadow changes".into(),
+                expected: format!("{want:?}"),
+                got: format!("{got:?}"),
+            });
+        }
+        self.deltas = changes;
+        self.steps = steps;
+        Ok(())
+    }
+
     /// The initial network the shadow reads.
     pub fn initial(&self) -> &M {
         self.rule

@@ -18,7 +18,10 @@
 //! * the position: epochs completed, mini-batches done in the current epoch and the running
 //!   sum of their losses, steps so far;
 //! * the history so far (every f64 as its bit pattern), the divergence epoch, elapsed seconds;
-//! * Adam's per-tensor step counts.
+//! * Adam's per-tensor step counts;
+//! * the state of a [`CheckpointExtension`] when the caller kept one beside the run (its name,
+//!   its JSON text and the names of its tensors, which sit in the file beside the parameters):
+//!   the alignment experiment's shadow accumulator is one.
 //!
 //! What is *not* stored, because it is rebuilt exactly from the seed: the frozen initial
 //! network of the Align rules and the fixed feedback matrices of `fa`/`dfa`
@@ -57,7 +60,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use widealign_models::safetensors::{self, SafetensorsFile};
+use widealign_models::safetensors::{self, SafetensorsFile, Tensor};
 use widealign_models::ModelError;
 
 use crate::{EpochRecord, RulesError, TrainConfig};
@@ -93,10 +96,49 @@ impl Checkpointing {
     }
 }
 
+/// State that the caller of a training run keeps beside it and that the run's checkpoints must
+/// hold too (e.g. the shadow accumulator of the alignment experiment, fed by the per-step hook):
+/// saved with every checkpoint, restored before a resumed run continues. Methods take `&self`;
+/// an implementation reaches its mutable state through a `RefCell` it shares with its hook.
+///
+/// A checkpoint written with an extension is continued only by a run with an extension of the
+/// same [`CheckpointExtension::name`], and a checkpoint written without one only by a run
+/// without one (each mismatch is an error naming both).
+pub trait CheckpointExtension {
+    /// The extension's name, stored in the checkpoint (e.g. `"align"`).
+    fn name(&self) -> &str;
+
+    /// The tensors and the (JSON) text to save at the current step boundary. Tensor names must
+    /// not collide with the run's own (parameter names, `adam.*`): prefix them.
+    ///
+    /// # Errors
+    /// Whatever the implementation cannot encode.
+    fn save(&self) -> Result<(Vec<Tensor<'static, f32>>, String), RulesError>;
+
+    /// Restores the state [`CheckpointExtension::save`] wrote: `file` is the validated
+    /// checkpoint (read the tensors by name and expected shape), `state` the saved text.
+    ///
+    /// # Errors
+    /// A missing tensor, another shape, or a state that does not parse.
+    fn restore(&self, file: &SafetensorsFile, state: &str) -> Result<(), RulesError>;
+}
+
+/// A [`CheckpointExtension`]'s part of the training state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExtensionState {
+    /// [`CheckpointExtension::name`].
+    pub name: String,
+    /// The names of the extension's tensors in the file.
+    pub tensors: Vec<String>,
+    /// The extension's text.
+    pub state: String,
+}
+
 /// An f64 stored as its bit pattern (JSON numbers do not round-trip every f64 exactly).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub(crate) struct Bits(u64);
+pub struct Bits(u64);
 
 impl From<f64> for Bits {
     fn from(v: f64) -> Self {
@@ -105,7 +147,8 @@ impl From<f64> for Bits {
 }
 
 impl Bits {
-    pub(crate) fn get(self) -> f64 {
+    /// The f64 again, bit for bit.
+    pub fn get(self) -> f64 {
         f64::from_bits(self.0)
     }
 }
@@ -181,6 +224,10 @@ pub(crate) struct TrainState {
     pub seconds: Bits,
     /// Adam's step count per parameter tensor (`None`: no state, or SGD).
     pub adam_steps: Vec<Option<u64>>,
+    /// The caller's [`CheckpointExtension`] state (absent in checkpoints of plain runs, so
+    /// their files are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<ExtensionState>,
 }
 
 impl TrainState {
@@ -305,7 +352,66 @@ pub(crate) fn open(path: &Path) -> Result<Opened, RulesError> {
 /// [`RulesError::Model`] with [`ModelError::Checkpoint`] naming the file and the problem
 /// (truncated, corrupted, other format or version); [`ModelError::Io`] if it cannot be read.
 pub fn checkpoint_config(path: &Path) -> Result<TrainConfig, RulesError> {
-    Ok(open(path)?.state.exact_config())
+    Ok(saved_run(path)?.config)
+}
+
+/// What a checkpoint says about its run besides the tensors ([`saved_run`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedRun {
+    /// The run's settings, floats exact.
+    pub config: TrainConfig,
+    /// Whether the run had ended (all epochs done, or diverged) when it was saved.
+    pub finished: bool,
+    /// The name and text of the [`CheckpointExtension`] saved with the run, if any.
+    pub extension: Option<(String, String)>,
+}
+
+/// The settings, state and extension of the run saved in `path` (after checking the file).
+///
+/// # Errors
+/// As [`checkpoint_config`].
+pub fn saved_run(path: &Path) -> Result<SavedRun, RulesError> {
+    let state = open(path)?.state;
+    Ok(SavedRun {
+        config: state.exact_config(),
+        finished: state.finished,
+        extension: state.extension.map(|e| (e.name, e.state)),
+    })
+}
+
+/// Checks that the extension saved in a checkpoint (`saved`) is the one the resuming run keeps
+/// (`run`), by name.
+pub(crate) fn check_extension(
+    path: &Path,
+    saved: Option<&ExtensionState>,
+    run: Option<&dyn CheckpointExtension>,
+) -> Result<(), RulesError> {
+    match (saved, run) {
+        (None, None) => Ok(()),
+        (Some(s), Some(r)) if s.name == r.name() => Ok(()),
+        (Some(s), Some(r)) => Err(bad(
+            path,
+            format!(
+                "holds the state of {:?} beside the run, not of {:?}",
+                s.name,
+                r.name()
+            ),
+        )),
+        (Some(s), None) => Err(bad(
+            path,
+            format!(
+                "holds the state of {:?} beside the run (it was written by `widealign {}`); continue it with that command",
+                s.name, s.name
+            ),
+        )),
+        (None, Some(r)) => Err(bad(
+            path,
+            format!(
+                "holds a plain training run, without the state of {:?} (it was written by `widealign train`)",
+                r.name()
+            ),
+        )),
+    }
 }
 
 /// Checks that `requested` may continue the run saved with `saved`: every field equal, except

@@ -9,7 +9,9 @@ use widealign_data::preprocess;
 use widealign_models::safetensors::Tensor;
 use widealign_tensor::{rng::SeedStream, Mat};
 
-use crate::checkpoint::{self, DataPrint, Position, TrainState};
+use crate::checkpoint::{
+    self, CheckpointExtension, DataPrint, ExtensionState, Position, TrainState,
+};
 use crate::{EpochRecord, ModelKind, RulesError, TrainConfig, TrainResult};
 
 /// A loss above this multiple of the initial training loss counts as divergence.
@@ -107,6 +109,9 @@ pub struct Callbacks<'a> {
     /// When set to true (e.g. by a Ctrl-C handler), training stops before the next step with
     /// [`RulesError::Interrupted`].
     pub stop: Option<&'a AtomicBool>,
+    /// State the caller keeps beside the run (typically fed by `step_hook`) that checkpoints
+    /// save and a resumed run restores ([`crate::train_checkpointed`]).
+    pub extension: Option<&'a dyn CheckpointExtension>,
 }
 
 impl std::fmt::Debug for Callbacks<'_> {
@@ -115,6 +120,7 @@ impl std::fmt::Debug for Callbacks<'_> {
             .field("progress", &self.progress.is_some())
             .field("step_hook", &self.step_hook.is_some())
             .field("stop", &self.stop.is_some())
+            .field("extension", &self.extension.map(|e| e.name()))
             .finish()
     }
 }
@@ -161,8 +167,22 @@ impl Ckpt<'_> {
         cfg: &TrainConfig,
         task: &dyn Task,
         at: &Position<'_>,
+        extension: Option<&dyn CheckpointExtension>,
     ) -> Result<(), RulesError> {
-        let (tensors, adam_steps) = task.checkpoint_tensors();
+        let (mut tensors, adam_steps) = task.checkpoint_tensors();
+        let extension = match extension {
+            Some(x) => {
+                let (more, state) = x.save()?;
+                let names = more.iter().map(|t| t.name.clone()).collect();
+                tensors.extend(more);
+                Some(ExtensionState {
+                    name: x.name().to_string(),
+                    tensors: names,
+                    state,
+                })
+            }
+            None => None,
+        };
         let state = TrainState {
             config: cfg.clone(),
             config_bits: checkpoint::config_bits(cfg),
@@ -176,6 +196,7 @@ impl Ckpt<'_> {
             finished: at.finished,
             seconds: at.seconds.into(),
             adam_steps,
+            extension,
         };
         checkpoint::save(self.path, &tensors, &state)
     }
@@ -283,7 +304,7 @@ pub(crate) fn run(
             if callbacks.stop.is_some_and(|f| f.load(Ordering::Relaxed)) {
                 if let Some(c) = &ckpt {
                     let at = position!(epoch - 1, s, loss_sum, false);
-                    c.save(cfg, task, &at)?;
+                    c.save(cfg, task, &at, callbacks.extension)?;
                     return Err(RulesError::Preempted {
                         epoch,
                         step: s,
@@ -327,7 +348,7 @@ pub(crate) fn run(
             if every.is_some_and(|k| steps % k == 0) {
                 if let Some(c) = &ckpt {
                     let at = position!(epoch - 1, s + 1, loss_sum, false);
-                    c.save(cfg, task, &at)?;
+                    c.save(cfg, task, &at, callbacks.extension)?;
                 }
             }
         }
@@ -354,13 +375,13 @@ pub(crate) fn run(
         }
         if let (Some(c), None, true) = (&ckpt, every, epoch < cfg.epochs) {
             let at = position!(epoch, 0, 0.0, false);
-            c.save(cfg, task, &at)?;
+            c.save(cfg, task, &at, callbacks.extension)?;
         }
     }
     let last = history.last().expect("epoch 0 is always recorded").clone();
     if let Some(c) = &ckpt {
         let at = position!(last.epoch, 0, 0.0, true);
-        c.save(cfg, task, &at)?;
+        c.save(cfg, task, &at, callbacks.extension)?;
     }
     let best_test_loss = history
         .iter()

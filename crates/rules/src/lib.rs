@@ -58,7 +58,9 @@ pub mod rule;
 mod train;
 mod trainable;
 
-pub use checkpoint::{check_resumable, checkpoint_config, Checkpointing};
+pub use checkpoint::{
+    check_resumable, checkpoint_config, saved_run, CheckpointExtension, Checkpointing, SavedRun,
+};
 pub use config::{
     DataShape, EpochRecord, ModelKind, OptimizerChoice, ParamKind, TrainConfig, TrainResult,
 };

@@ -122,7 +122,9 @@ pub fn train_model(
 /// As [`train`]; for a resumed run also [`RulesError::Model`] with a
 /// [`widealign_models::ModelError::Checkpoint`] (truncated, corrupted, other format or version,
 /// tensors of other shapes), [`RulesError::CheckpointMismatch`] (other settings than `cfg`;
-/// only `epochs` may grow) and [`RulesError::CheckpointData`] (other training data);
+/// only `epochs` may grow), [`RulesError::CheckpointData`] (other training data), a
+/// checkpoint whose [`crate::checkpoint::CheckpointExtension`] is not `callbacks.extension`'s
+/// and the extension's own restore errors;
 /// [`RulesError::InvalidConfig`] for `every == Some(0)`.
 pub fn train_checkpointed(
     cfg: &TrainConfig,
@@ -156,6 +158,7 @@ fn train_network<M: Trainable>(
         Some(path) => {
             let o = checkpoint::open(path)?;
             checkpoint::check_resumable(&o.state.exact_config(), cfg)?;
+            checkpoint::check_extension(path, o.state.extension.as_ref(), callbacks.extension)?;
             Some(o)
         }
         None => None,
@@ -187,7 +190,15 @@ fn train_network<M: Trainable>(
                             now: print.fingerprint,
                         });
                     }
-                    task.restore(&o.file, &o.state.adam_steps)?;
+                    let extension = o.state.extension.as_ref();
+                    task.restore(
+                        &o.file,
+                        &o.state.adam_steps,
+                        extension.map_or(0, |e| e.tensors.len()),
+                    )?;
+                    if let (Some(x), Some(saved)) = (callbacks.extension, extension) {
+                        x.restore(&o.file, &saved.state)?;
+                    }
                     Some(o.state)
                 }
                 None => None,
@@ -282,11 +293,13 @@ const ADAM_M: &str = "adam.m.";
 const ADAM_V: &str = "adam.v.";
 
 impl<M: Trainable> ModelTask<'_, M> {
-    /// Loads the parameters and Adam's moments of a checkpoint (shapes from this run's model).
+    /// Loads the parameters and Adam's moments of a checkpoint (shapes from this run's model);
+    /// `extension_tensors` more tensors belong to the caller's extension.
     fn restore(
         &mut self,
         file: &SafetensorsFile,
         adam_steps: &[Option<u64>],
+        extension_tensors: usize,
     ) -> Result<(), RulesError> {
         safetensors::load_network(file, &mut self.model, "")?;
         let layout = self.model.param_layout();
@@ -316,7 +329,9 @@ impl<M: Trainable> ModelTask<'_, M> {
                 None => None,
             });
         }
-        let names = layout.len() + 2 * adam_steps.iter().filter(|t| t.is_some()).count();
+        let names = layout.len()
+            + 2 * adam_steps.iter().filter(|t| t.is_some()).count()
+            + extension_tensors;
         if file.names().count() != names {
             return Err(bad(format!(
                 "holds {} tensors, this run's state has {names}",

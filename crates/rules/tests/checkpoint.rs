@@ -76,6 +76,7 @@ fn preempt(cfg: &TrainConfig, data: &Dataset, path: &Path, stop_after: usize) {
         })),
         step_hook: None,
         stop: Some(&stop),
+        extension: None,
     };
     let ck = Checkpointing {
         save_to: Some(path.to_path_buf()),
