@@ -1014,6 +1014,229 @@ fn sigterm_saves_a_checkpoint_and_exits_75_then_resume_finishes_the_same_run() {
     );
 }
 
+/// An alignment experiment over two widths slow enough (a few seconds) to be stopped in its
+/// second width.
+const SLOW_ALIGN: &[&str] = &[
+    "align",
+    "--dataset",
+    "digits",
+    "--train-size",
+    "1000",
+    "--depth",
+    "2",
+    "--widths",
+    "64,256",
+    "--epochs",
+    "2",
+    "--lr",
+    "0.5",
+    "--batch-size",
+    "2",
+    "--json",
+];
+
+/// The training state in a checkpoint's metadata.
+fn checkpoint_state(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    serde_json::from_str(header["__metadata__"]["state"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn align_stopped_by_sigterm_in_its_second_width_exits_75_and_resumes_to_the_same_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let whole = run_in(d, SLOW_ALIGN, &[]);
+    assert_eq!(whole.status.code(), Some(0), "{}", stderr(&whole));
+    let whole = last_json(&whole);
+    let ck = d.join("a.safetensors");
+    let mut args: Vec<&str> = SLOW_ALIGN.to_vec();
+    args.extend(["--checkpoint", "a.safetensors", "--checkpoint-every", "10"]);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .current_dir(d)
+        .env("WIDEALIGN_PROGRESS", "log")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait for the second width's run to pass step 50
+    let mut reached = false;
+    for _ in 0..10000 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if ck.exists() {
+            let state = checkpoint_state(&ck);
+            if state["config"]["width"] == 256 && state["steps"].as_u64().unwrap() >= 50 {
+                reached = true;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        reached,
+        "the experiment ended before width 256 passed step 50"
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(75), "{err}");
+    assert!(err.contains("checkpoint saved to a.safetensors"), "{err}");
+    assert!(err.contains("--resume a.safetensors"), "{err}");
+    assert!(
+        stdout(&o).is_empty(),
+        "no report for an unfinished experiment"
+    );
+    // the checkpoint holds the shadow beside the parameters, and the finished width's numbers
+    let state = checkpoint_state(&ck);
+    let ext: Value = serde_json::from_str(state["extension"]["state"].as_str().unwrap()).unwrap();
+    assert_eq!(state["extension"]["name"], "align");
+    assert_eq!(ext["widths"], serde_json::json!([64, 256]));
+    assert_eq!(ext["done"].as_array().unwrap().len(), 1);
+    assert!(state["extension"]["tensors"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("shadow.layer2.weight")));
+    // other widths are refused; the flags alone continue it
+    assert_bad_input(
+        &run_in(
+            d,
+            &["align", "--resume", "a.safetensors", "--widths", "64,512"],
+            &[],
+        ),
+        "--widths",
+    );
+    assert_bad_input(
+        &run_in(d, &["train", "--resume", "a.safetensors"], &[]),
+        "widealign align",
+    );
+    let o = run_in(d, &["align", "--resume", "a.safetensors", "--json"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("width 64 (from the checkpoint)"));
+    assert!(stderr(&o).contains("width 256 continues from the checkpoint"));
+    assert_eq!(last_json(&o), whole);
+}
+
+#[test]
+fn a_second_signal_exits_at_once_with_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // a wide network: saving its checkpoint after the first signal takes a while
+    let mut args: Vec<&str> = SLOW_TRAIN
+        .iter()
+        .map(|&a| if a == "384" { "2048" } else { a })
+        .filter(|&a| a != "--quiet")
+        .collect();
+    args.extend(["--checkpoint", "c.safetensors", "--checkpoint-every", "10"]);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .current_dir(d)
+        .env("WIDEALIGN_PROGRESS", "log")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_checkpoint(
+        &mut child,
+        &d.join("c.safetensors"),
+        10
+    ));
+    // two different signals (the same one twice may merge into one pending signal), sent
+    // microseconds apart by one shell
+    let pid = child.id().to_string();
+    assert!(Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}; kill -INT {pid}")])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    // the first signal alone would save the checkpoint and exit 75
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("signal again to quit now"), "{err}");
+    assert_eq!(err.lines().last(), Some("widealign: interrupted"), "{err}");
+    assert!(!err.contains("checkpoint saved"), "{err}");
+    assert!(stdout(&o).is_empty());
+    // whatever the exit interrupted, the checkpoint on disk is a whole one
+    assert!(checkpoint_steps(&d.join("c.safetensors")) >= 10);
+}
+
+/// FNV-1a-64 over bytes (the safetensors checksum of widealign).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// `good` with the metadata entry `"key":"from"` replaced by `"key":"to"` (same length) and the
+/// checksum fixed up: a valid file that says something else.
+fn rewrite_metadata(good: &[u8], from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let n = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&good[8..8 + n]).unwrap();
+    assert!(header.contains(from), "{header}");
+    let header = header.replacen(from, to, 1);
+    let at = header.find("fnv1a64:").unwrap() + "fnv1a64:".len();
+    let zeroed = format!("{}{}{}", &header[..at], "0".repeat(16), &header[at + 16..]);
+    let mut hashed = zeroed.clone().into_bytes();
+    hashed.extend_from_slice(&good[8 + n..]);
+    let sum = format!("{:016x}", fnv1a64(&hashed));
+    let fixed = format!("{}{sum}{}", &header[..at], &header[at + 16..]);
+    let mut out = good[..8].to_vec();
+    out.extend_from_slice(fixed.as_bytes());
+    out.extend_from_slice(&good[8 + n..]);
+    out
+}
+
+#[test]
+fn a_checkpoint_of_another_version_exits_2_naming_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        "train",
+        "--width",
+        "16",
+        "--epochs",
+        "1",
+        "--train-size",
+        "100",
+        "--batch-size",
+        "20",
+        "--checkpoint",
+        "c.st",
+        "--quiet",
+    ];
+    let o = run_in(d, &args, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let good = std::fs::read(d.join("c.st")).unwrap();
+    // the unchanged rewrite is still a good file: the fix-up is the real checksum
+    std::fs::write(
+        d.join("same.st"),
+        rewrite_metadata(&good, "\"version\":\"1\"", "\"version\":\"1\""),
+    )
+    .unwrap();
+    let o = run_in(d, &["train", "--resume", "same.st", "--json"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::write(
+        d.join("v9.st"),
+        rewrite_metadata(&good, "\"version\":\"1\"", "\"version\":\"9\""),
+    )
+    .unwrap();
+    for cmd in ["train", "align"] {
+        let o = run_in(d, &[cmd, "--resume", "v9.st"], &[]);
+        assert_bad_input(&o, "checkpoint version \"9\" is not supported");
+        assert!(stderr(&o).contains("v9.st"), "{}", stderr(&o));
+    }
+}
+
 #[test]
 fn untrusted_checkpoints_and_disagreeing_flags_exit_2_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
