@@ -882,6 +882,13 @@ Example:
 
 Prints {\"step_ms_median\", \"step_ms_min\", \"samples_per_s\", ..}.")]
     Step(BenchStepArgs),
+    /// Cost of mid-run checkpoints: the save and load of one checkpoint, and the step-time
+    /// overhead of `--checkpoint-every` (interleaved with plain runs).
+    #[command(after_help = "\
+Example:
+  widealign bench checkpoint --width 4096 --steps 0            # save/load of a 205 MB checkpoint
+  widealign bench checkpoint --width 1024 --every 100 --steps 400 --reps 5 --json")]
+    Checkpoint(BenchCheckpointArgs),
     /// Matrix-multiply throughput (n x n times n x n, f32).
     #[command(
         after_help = "Example:\n  widealign bench gemm --n 1024 --json\n\nPrints {\"gflops\", ..}."
@@ -927,6 +934,44 @@ pub struct BenchStepArgs {
     /// Seed of the random data and initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `widealign bench checkpoint`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchCheckpointArgs {
+    /// Hidden width of the MLP.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub width: usize,
+    /// Hidden layers.
+    #[arg(long, default_value_t = 2, value_name = "L")]
+    pub depth: usize,
+    /// Input dimension (64: the digits dataset).
+    #[arg(long, default_value_t = 64, value_name = "D")]
+    pub input_dim: usize,
+    /// Output dimension.
+    #[arg(long, default_value_t = 10, value_name = "C")]
+    pub output_dim: usize,
+    /// Optimiser (adam: the checkpoint also holds both moments, three times the parameters).
+    #[arg(long, value_parser = choice(OPTIMIZERS, OptimizerChoice::name), default_value_t = OptimizerChoice::Adam)]
+    pub optimizer: OptimizerChoice,
+    /// Mini-batch size of the timed steps.
+    #[arg(long, default_value_t = 100, value_name = "B")]
+    pub batch_size: usize,
+    /// Steps between checkpoints in the timed runs.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub every: usize,
+    /// Timed steps per run (0: time only the save and load).
+    #[arg(long, default_value_t = 400, value_name = "K")]
+    pub steps: usize,
+    /// Repetitions (saves; pairs of plain and checkpointed runs, interleaved).
+    #[arg(long, default_value_t = 3, value_name = "R")]
+    pub reps: usize,
+    /// Folder the checkpoints are written to (default: the system's temporary folder).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -100,6 +100,7 @@ fn dispatch(command: Command, progress: &Progress, given: &[String]) -> Result<(
         Command::Bench(BenchCommand::Gemm(a)) => bench::gemm(&a),
         Command::Bench(BenchCommand::Ntk(a)) => theory_cmd::bench_ntk(&a),
         Command::Bench(BenchCommand::Step(a)) => bench::step(&a),
+        Command::Bench(BenchCommand::Checkpoint(a)) => bench::checkpoint(&a),
     }
 }
 

@@ -95,22 +95,37 @@ fn dtype_name<T: Float>() -> &'static str {
     }
 }
 
-/// Column-major `rows × cols` values to row-major (the transpose's storage).
-fn col_to_row_major<T: Float>(rows: usize, cols: usize, v: &[T]) -> Vec<T> {
-    let mut out = Vec::with_capacity(v.len());
-    for r in 0..rows {
-        out.extend((0..cols).map(|c| v[c * rows + r]));
+/// The transpose of the row-major `a × b` matrix `v`, row-major (`b × a`), in square tiles
+/// so that the reads and the writes of a tile stay in cache (a plain loop strides through
+/// memory on one side and costs a cache miss per value for large matrices: 1.5 s instead of
+/// 0.1 s for the three 4096 × 4096 tensors of a 205 MB checkpoint; docs/cluster.md).
+fn transpose<T: Float>(a: usize, b: usize, v: &[T]) -> Vec<T> {
+    const TILE: usize = 32;
+    let mut out = vec![T::cast(0.0); a * b];
+    for i0 in (0..a).step_by(TILE) {
+        let i1 = (i0 + TILE).min(a);
+        for j0 in (0..b).step_by(TILE) {
+            let j1 = (j0 + TILE).min(b);
+            for i in i0..i1 {
+                let row = &v[i * b + j0..i * b + j1];
+                for (j, &x) in (j0..j1).zip(row) {
+                    out[j * a + i] = x;
+                }
+            }
+        }
     }
     out
 }
 
+/// Column-major `rows × cols` values to row-major (the transpose's storage).
+fn col_to_row_major<T: Float>(rows: usize, cols: usize, v: &[T]) -> Vec<T> {
+    // column-major rows × cols is row-major cols × rows
+    transpose(cols, rows, v)
+}
+
 /// Row-major `rows × cols` values to column-major storage.
 fn row_to_col_major<T: Float>(rows: usize, cols: usize, v: &[T]) -> Vec<T> {
-    let mut out = Vec::with_capacity(v.len());
-    for c in 0..cols {
-        out.extend((0..rows).map(|r| v[r * cols + c]));
-    }
-    out
+    transpose(rows, cols, v)
 }
 
 impl<'a, T: Float> Tensor<'a, T> {
@@ -211,27 +226,19 @@ pub fn write<T: Float>(
     while text.len() % 8 != 0 {
         text.push(' ');
     }
-    let mut bytes_buf = Vec::new();
-    let mut hash = Fnv::new();
-    hash.update(text.as_bytes());
-    for t in tensors {
-        for chunk in t.values.chunks(1 << 14) {
-            bytes_buf.clear();
-            chunk.iter().for_each(|v| v.write_le(&mut bytes_buf));
-            hash.update(&bytes_buf);
-        }
-    }
+    // One pass over the values: the header goes out with the checksum's digits as zeros, the
+    // data is hashed as it is written, and the digits are written in place at the end.
     let placeholder = format!("\"{CHECKSUM_PREFIX}{ZERO_DIGITS}\"");
-    let at = text
+    let digits_at = 8 + text
         .rfind(&placeholder)
-        .expect("the placeholder was just written");
-    text.replace_range(
-        at..at + placeholder.len(),
-        &format!("\"{CHECKSUM_PREFIX}{:016x}\"", hash.0),
-    );
+        .expect("the placeholder was just written")
+        + 1
+        + CHECKSUM_PREFIX.len();
     let tmp = crate::checkpoint::temp_path(path)?;
     let write = || -> std::io::Result<()> {
-        let mut w = BufWriter::new(File::create(&tmp)?);
+        let mut hash = Fnv::new();
+        hash.update(text.as_bytes());
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         w.write_all(&(text.len() as u64).to_le_bytes())?;
         w.write_all(text.as_bytes())?;
         let mut buf = Vec::new();
@@ -239,10 +246,15 @@ pub fn write<T: Float>(
             for chunk in t.values.chunks(1 << 14) {
                 buf.clear();
                 chunk.iter().for_each(|v| v.write_le(&mut buf));
+                hash.update(&buf);
                 w.write_all(&buf)?;
             }
         }
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        let mut file = w.into_inner().map_err(|e| e.into_error())?;
+        file.seek(SeekFrom::Start(digits_at as u64))?;
+        file.write_all(format!("{:016x}", hash.0).as_bytes())?;
+        file.sync_all()?;
+        drop(file);
         std::fs::rename(&tmp, path)?;
         // make the rename itself durable
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -559,6 +571,21 @@ mod tests {
 
     fn meta() -> BTreeMap<String, String> {
         BTreeMap::from([("k".to_string(), "v".to_string())])
+    }
+
+    #[test]
+    fn tiled_transposes_match_the_definition_on_ragged_shapes() {
+        for (rows, cols) in [(1, 1), (3, 70), (70, 33), (64, 64), (65, 31)] {
+            let v: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            // v as column-major rows × cols: entry (r, c) is v[c * rows + r]
+            let row_major = col_to_row_major(rows, cols, &v);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(row_major[r * cols + c], v[c * rows + r], "{rows}x{cols}");
+                }
+            }
+            assert_eq!(row_to_col_major(rows, cols, &row_major), v);
+        }
     }
 
     #[test]

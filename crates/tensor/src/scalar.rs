@@ -51,9 +51,11 @@ impl Float for f32 {
     fn exp_fn(self) -> Self {
         crate::vmath::exp_f32(self)
     }
+    #[inline]
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
+    #[inline]
     fn read_le(bytes: &[u8]) -> Self {
         let mut b = [0u8; 4];
         b.copy_from_slice(&bytes[..4]);
@@ -84,9 +86,11 @@ impl Float for f64 {
     fn exp_fn(self) -> Self {
         crate::vmath::exp(self)
     }
+    #[inline]
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
+    #[inline]
     fn read_le(bytes: &[u8]) -> Self {
         let mut b = [0u8; 8];
         b.copy_from_slice(&bytes[..8]);
