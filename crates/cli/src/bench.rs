@@ -279,7 +279,12 @@ fn checkpoint_in(
     use widealign_models::safetensors::{self, SafetensorsFile, Tensor};
     use widealign_models::{Mlp, MlpSpec, Network};
     let path = dir.join("bench.safetensors");
-    let spec = MlpSpec::new(a.input_dim, vec![a.width; a.depth], a.output_dim, cfg.activation);
+    let spec = MlpSpec::new(
+        a.input_dim,
+        vec![a.width; a.depth],
+        a.output_dim,
+        cfg.activation,
+    );
     let net = Mlp::<f32>::new(&spec, 0)?;
     let adam = a.optimizer == rules::OptimizerChoice::Adam;
     let meta = BTreeMap::from([("format".to_string(), "bench".to_string())]);
@@ -290,7 +295,11 @@ fn checkpoint_in(
         if adam {
             for prefix in ["adam.m.", "adam.v."] {
                 for ((name, shape), values) in net.param_layout().into_iter().zip(net.params()) {
-                    tensors.push(Tensor::column_major(format!("{prefix}{name}"), shape, values));
+                    tensors.push(Tensor::column_major(
+                        format!("{prefix}{name}"),
+                        shape,
+                        values,
+                    ));
                 }
             }
         }
@@ -389,7 +398,10 @@ fn checkpoint_in(
             m.insert("every".into(), a.every.into());
             m.insert("batch_size".into(), a.batch_size.into());
             m.insert("step_ms_plain_median".into(), median(&plain).into());
-            m.insert("step_ms_checkpointed_median".into(), median(&checkpointed).into());
+            m.insert(
+                "step_ms_checkpointed_median".into(),
+                median(&checkpointed).into(),
+            );
             m.insert("overhead_ratio_median".into(), median(&ratio).into());
             m.insert("overhead_ratios".into(), ratio.clone().into());
         }

@@ -97,7 +97,7 @@ fn killed_anywhere_resumes_to_the_same_numbers(base: TrainConfig) {
             &mut |_| true,
         )
         .unwrap();
-        assert_eq!(bits(&[AlignWidth::from(&single)]), bits(&[w.clone()]));
+        assert_eq!(bits(&[AlignWidth::from(&single)]), bits(std::slice::from_ref(w)));
     }
     let live = d.join("live.st");
     let save = Checkpointing {

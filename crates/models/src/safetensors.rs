@@ -229,9 +229,10 @@ pub fn write<T: Float>(
     // One pass over the values: the header goes out with the checksum's digits as zeros, the
     // data is hashed as it is written, and the digits are written in place at the end.
     let placeholder = format!("\"{CHECKSUM_PREFIX}{ZERO_DIGITS}\"");
-    let digits_at = 8 + text
-        .rfind(&placeholder)
-        .expect("the placeholder was just written")
+    let digits_at = 8
+        + text
+            .rfind(&placeholder)
+            .expect("the placeholder was just written")
         + 1
         + CHECKSUM_PREFIX.len();
     let tmp = crate::checkpoint::temp_path(path)?;
