@@ -130,21 +130,25 @@ fn random_dataset(a: &BenchStepArgs, n: usize) -> Result<Dataset, CliError> {
     })
 }
 
+/// `Ok` when every value is at least 1, else an error naming the first flag that is 0.
+fn require_positive(flags: &[(&str, usize)]) -> Result<(), CliError> {
+    match flags.iter().find(|(_, v)| *v == 0) {
+        Some((flag, _)) => Err(CliError::flag(flag, "must be at least 1")),
+        None => Ok(()),
+    }
+}
+
 /// `bench step`: times `steps` training steps (after two warm-up steps) of one rule on random
 /// data through the real training loop: the time between consecutive step reports.
 pub fn step(a: &BenchStepArgs) -> Result<(), CliError> {
-    for (flag, v) in [
+    require_positive(&[
         ("--input-dim", a.input_dim),
         ("--output-dim", a.output_dim),
         ("--width", a.width),
         ("--batch-size", a.batch_size),
         ("--steps", a.steps),
         ("--seq-len", a.seq_len),
-    ] {
-        if v == 0 {
-            return Err(CliError::flag(flag, "must be at least 1"));
-        }
-    }
+    ])?;
     const WARMUP: usize = 2;
     let n = a.batch_size * (a.steps + WARMUP);
     let data = random_dataset(a, n)?;
@@ -236,18 +240,14 @@ fn secs(t: Instant) -> f64 {
 /// plain and with a checkpoint every `every` steps, interleaved, timed from the first step
 /// report to the last (so the periodic saves are inside, the final one outside).
 pub fn checkpoint(a: &BenchCheckpointArgs) -> Result<(), CliError> {
-    for (flag, v) in [
+    require_positive(&[
         ("--width", a.width),
         ("--input-dim", a.input_dim),
         ("--output-dim", a.output_dim),
         ("--batch-size", a.batch_size),
         ("--every", a.every),
         ("--reps", a.reps),
-    ] {
-        if v == 0 {
-            return Err(CliError::flag(flag, "must be at least 1"));
-        }
-    }
+    ])?;
     let cfg = TrainConfig {
         width: a.width,
         depth: a.depth,

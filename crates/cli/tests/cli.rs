@@ -878,14 +878,42 @@ fn timeless(mut v: Value) -> Value {
     v
 }
 
-/// The `steps` of the training state in a checkpoint (read as any safetensors reader would).
-fn checkpoint_steps(path: &Path) -> u64 {
+/// The training state in a checkpoint's metadata (read as any safetensors reader would).
+fn checkpoint_state(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let state: Value =
-        serde_json::from_str(header["__metadata__"]["state"].as_str().unwrap()).unwrap();
-    state["steps"].as_u64().unwrap()
+    serde_json::from_str(header["__metadata__"]["state"].as_str().unwrap()).unwrap()
+}
+
+/// The `steps` of the training state in a checkpoint.
+fn checkpoint_steps(path: &Path) -> u64 {
+    checkpoint_state(path)["steps"].as_u64().unwrap()
+}
+
+/// Sends `signals` (e.g. `["TERM"]`) to `child`, one shell `kill` each, microseconds apart, and
+/// waits for its output.
+fn signal_and_wait(child: std::process::Child, signals: &[&str]) -> Output {
+    let pid = child.id();
+    let script: Vec<String> = signals.iter().map(|s| format!("kill -{s} {pid}")).collect();
+    assert!(Command::new("sh")
+        .args(["-c", &script.join("; ")])
+        .status()
+        .unwrap()
+        .success());
+    child.wait_with_output().unwrap()
+}
+
+/// Starts `widealign args` in `dir` with progress as log lines and stdout and stderr captured.
+fn spawn_in(dir: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("WIDEALIGN_PROGRESS", "log")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Waits until the checkpoint `path` has reached `min_steps` steps; false if the child
@@ -977,26 +1005,13 @@ fn sigterm_saves_a_checkpoint_and_exits_75_then_resume_finishes_the_same_run() {
     let mut args: Vec<&str> = SLOW_TRAIN.to_vec();
     args.retain(|a| *a != "--quiet");
     args.extend(["--checkpoint", "c.safetensors", "--checkpoint-every", "10"]);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .current_dir(d)
-        .env("WIDEALIGN_PROGRESS", "log")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_in(d, &args);
     assert!(wait_for_checkpoint(
         &mut child,
         &d.join("c.safetensors"),
         50
     ));
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let o = child.wait_with_output().unwrap();
+    let o = signal_and_wait(child, &["TERM"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(75), "{err}");
     assert!(err.contains("checkpoint saved to c.safetensors"), "{err}");
@@ -1035,14 +1050,6 @@ const SLOW_ALIGN: &[&str] = &[
     "--json",
 ];
 
-/// The training state in a checkpoint's metadata.
-fn checkpoint_state(path: &Path) -> Value {
-    let bytes = std::fs::read(path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    serde_json::from_str(header["__metadata__"]["state"].as_str().unwrap()).unwrap()
-}
-
 #[test]
 fn align_stopped_by_sigterm_in_its_second_width_exits_75_and_resumes_to_the_same_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -1053,14 +1060,7 @@ fn align_stopped_by_sigterm_in_its_second_width_exits_75_and_resumes_to_the_same
     let ck = d.join("a.safetensors");
     let mut args: Vec<&str> = SLOW_ALIGN.to_vec();
     args.extend(["--checkpoint", "a.safetensors", "--checkpoint-every", "10"]);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .current_dir(d)
-        .env("WIDEALIGN_PROGRESS", "log")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_in(d, &args);
     // wait for the second width's run to pass step 50
     let mut reached = false;
     for _ in 0..10000 {
@@ -1076,13 +1076,7 @@ fn align_stopped_by_sigterm_in_its_second_width_exits_75_and_resumes_to_the_same
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let o = child.wait_with_output().unwrap();
+    let o = signal_and_wait(child, &["TERM"]);
     assert!(
         reached,
         "the experiment ended before width 256 passed step 50"
@@ -1136,14 +1130,7 @@ fn a_second_signal_exits_at_once_with_130() {
         .filter(|&a| a != "--quiet")
         .collect();
     args.extend(["--checkpoint", "c.safetensors", "--checkpoint-every", "10"]);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .current_dir(d)
-        .env("WIDEALIGN_PROGRESS", "log")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_in(d, &args);
     assert!(wait_for_checkpoint(
         &mut child,
         &d.join("c.safetensors"),
@@ -1151,13 +1138,7 @@ fn a_second_signal_exits_at_once_with_130() {
     ));
     // two different signals (the same one twice may merge into one pending signal), sent
     // microseconds apart by one shell
-    let pid = child.id().to_string();
-    assert!(Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}; kill -INT {pid}")])
-        .status()
-        .unwrap()
-        .success());
-    let o = child.wait_with_output().unwrap();
+    let o = signal_and_wait(child, &["TERM", "INT"]);
     let err = stderr(&o);
     // the first signal alone would save the checkpoint and exit 75
     assert_eq!(o.status.code(), Some(130), "{err}");
