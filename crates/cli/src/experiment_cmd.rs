@@ -11,7 +11,7 @@ use widealign_experiments::Trainer;
 use widealign_ntk::align::AlignReport;
 use widealign_rules::{ModelKind, TrainConfig};
 
-use crate::cli::{AlignArgs, DataArgs, DynamicsArgs, OptimArgs};
+use crate::cli::{AlignArgs, CnnArgs, DataArgs, DynamicsArgs, OptimArgs};
 use crate::commands::{divergence, RunProgress};
 use crate::config;
 use crate::emit;
@@ -31,7 +31,9 @@ pub fn dynamics_cmd(a: &DynamicsArgs) -> Result<(), CliError> {
         ModelKind::Cnn => {
             return Err(CliError::flag(
                 "--model",
-                "dynamics has no cnn form yet (mlp, rnn)",
+                "dynamics supports --model mlp and --model rnn (the closed-form dynamics of a \
+                 convolutional network are not implemented); for the cnn, `align --model cnn` \
+                 measures its weight changes against the predicted update",
             ))
         }
     };
@@ -103,47 +105,79 @@ pub fn dynamics_cmd(a: &DynamicsArgs) -> Result<(), CliError> {
     emit(&s)
 }
 
-/// `widealign align`.
+/// `widealign align`: one alignment run per width (MLP, RNN) or per channel count
+/// (`--model cnn --channels C,C,..`); the JSON's `"widths"` holds that axis (for the CNN also
+/// as `"channels"`).
 pub fn align_cmd(a: &AlignArgs, progress: &Progress) -> Result<(), CliError> {
-    let base = TrainConfig {
-        rule: a.rule,
-        width: 1,
-        ..config::from_flags(&a.model, &a.data, &a.optim)
+    let shape_only = CnnArgs {
+        channels: None,
+        ..a.cnn.clone()
     };
+    let base = config::with_cnn_flags(
+        TrainConfig {
+            rule: a.rule,
+            width: 1,
+            ..config::from_flags(&a.model, &a.data, &a.optim)
+        },
+        &shape_only,
+    )?;
+    let is_cnn = base.model == ModelKind::Cnn;
+    if a.cnn.channels.is_some() && !is_cnn {
+        return Err(CliError::flag(
+            "--channels",
+            format!("applies to --model cnn only (the model is {})", base.model),
+        ));
+    }
     config::validate(&base)?;
+    let (axis, sizes) = if is_cnn {
+        let sizes = a
+            .cnn
+            .channels
+            .as_ref()
+            .map_or_else(|| vec![base.channels], |c| c.0.clone());
+        ("channels", sizes)
+    } else {
+        ("width", a.widths.0.clone())
+    };
+    let at = |size: usize| {
+        if is_cnn {
+            TrainConfig {
+                channels: size,
+                ..base.clone()
+            }
+        } else {
+            TrainConfig {
+                width: size,
+                ..base.clone()
+            }
+        }
+    };
     let mut trainer = Trainer::new();
-    for &width in &a.widths.0 {
-        let cfg = TrainConfig {
-            width,
-            ..base.clone()
-        };
-        widealign_experiments::align::check_memory(&cfg, &mut trainer)?;
+    for &size in &sizes {
+        widealign_experiments::align::check_memory(&at(size), &mut trainer)?;
     }
     let mut report = AlignReport::new();
     let mut extra: Vec<(f64, Option<f64>, bool)> = Vec::new();
-    for &width in &a.widths.0 {
-        let cfg = TrainConfig {
-            width,
-            ..base.clone()
-        };
+    for &size in &sizes {
+        let cfg = at(size);
         let mut rp = RunProgress::new(progress, &cfg, false);
         let run = align_run(&cfg, &mut trainer, &mut |p| rp.event(p))?;
         drop(rp);
         if run.result.diverged {
             progress.log(&format!(
-                "align: width {width} {}; its alignment is reported as null",
+                "align: {axis} {size} {}; its alignment is reported as null",
                 divergence(&run.result)
             ));
         }
         progress.log(&format!(
-            "align: width {width}: scores {}",
+            "align: {axis} {size}: scores {}",
             run.layers
                 .iter()
                 .map(|l| format!("{} {:.3}", l.name, l.score))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        report.push(width, &run.layers)?;
+        report.push(size, &run.layers)?;
         extra.push((
             run.result.test_loss,
             run.result.test_accuracy,
@@ -156,6 +190,9 @@ pub fn align_cmd(a: &AlignArgs, progress: &Progress) -> Result<(), CliError> {
         m.insert("test_loss".into(), extra.iter().map(|e| e.0).collect());
         m.insert("test_accuracy".into(), extra.iter().map(|e| e.1).collect());
         m.insert("diverged".into(), extra.iter().map(|e| e.2).collect());
+        if is_cnn {
+            m.insert("channels".into(), Value::from(report.widths.clone()));
+        }
     }
     if a.json {
         return emit(&v.to_string());
@@ -164,7 +201,7 @@ pub fn align_cmd(a: &AlignArgs, progress: &Progress) -> Result<(), CliError> {
     for layer in &report.layers {
         s.push_str(&format!(
             "layer {} ({})\n{:>7} {:>8} {:>8} {:>9} {:>8} {:>10}\n",
-            layer.layer, layer.name, "width", "score", "probe", "shuffled", "random", "input span"
+            layer.layer, layer.name, axis, "score", "probe", "shuffled", "random", "input span"
         ));
         for (i, w) in report.widths.iter().enumerate() {
             s.push_str(&format!(

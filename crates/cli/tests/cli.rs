@@ -1309,6 +1309,69 @@ fn align_rnn_json_contract() {
 }
 
 #[test]
+fn align_cnn_json_contract_per_conv_layer() {
+    let o = run(&[
+        "align",
+        "--model",
+        "cnn",
+        "--dataset",
+        "digits",
+        "--channels",
+        "4,16",
+        "--conv-layers",
+        "2",
+        "--kernel",
+        "3",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.5",
+        "--train-size",
+        "100",
+        "--batch-size",
+        "50",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["widths"], serde_json::json!([4, 16]));
+    assert_eq!(v["channels"], serde_json::json!([4, 16]));
+    assert_eq!(v["diverged"], serde_json::json!([false, false]));
+    let layers = v["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["conv1", "conv2", "readout"]);
+    for (i, l) in layers.iter().enumerate() {
+        assert_eq!(l["layer"], i + 1);
+        for k in ["score", "probe_score", "shuffled", "random", "input_span"] {
+            let xs = l[k].as_array().unwrap();
+            assert_eq!(xs.len(), 2, "{k}");
+            for x in xs {
+                let x = x.as_f64().unwrap();
+                assert!((-1e-9..=1.0 + 1e-9).contains(&x), "{k} = {x}");
+            }
+        }
+    }
+    // the table names the axis
+    let o = run(&[
+        "align", "--model", "cnn", "--channels", "4", "--conv-layers", "1", "--epochs", "1",
+        "--train-size", "50", "--batch-size", "50",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("layer 1 (conv1)") && out.contains("channels"), "{out}");
+    // a channel list is for align; --channels is for the cnn
+    let o = run(&["train", "--model", "cnn", "--channels", "4,8", "--epochs", "1"]);
+    assert_bad_input(&o, "--channels: takes one channel count");
+    let o = run(&["align", "--channels", "4", "--widths", "8"]);
+    assert_bad_input(&o, "--channels: applies to --model cnn only");
+    let o = run(&["align", "--model", "cnn", "--dataset", "add", "--channels", "4"]);
+    assert_bad_input(&o, "--dataset");
+    // dynamics names what it supports
+    let o = run(&["dynamics", "--model", "cnn", "--widths", "8"]);
+    assert_bad_input(&o, "--model: dynamics supports --model mlp and --model rnn");
+}
+
+#[test]
 fn bench_step_and_ntk_json_contracts() {
     let o = run(&[
         "bench",
