@@ -529,26 +529,72 @@ impl<T: Float> AlignModel for Cnn<T> {
     }
 
     fn input_spans(&self, x: &Mat<T>) -> Result<Vec<SpanBasis>, NtkError> {
-        let mut grams: Vec<Mat<f64>> = self
+        let spec = &self.spec;
+        let n = x.nrows();
+        // per matrix: rows of all N examples, and where they go: a Gram on the input side when
+        // there are more rows than input dimensions, else the rows themselves (the Gram on the
+        // rows' side is then the smaller one, SpanBasis::new)
+        let total: Vec<usize> = (1..=spec.depth())
+            .map(|l| {
+                if l > spec.conv_layers() {
+                    n
+                } else {
+                    n * spec.map_len(l) / spec.channels[l - 1]
+                }
+            })
+            .collect();
+        enum Acc<T: Float> {
+            Gram { g: Mat<f64>, seen: usize, whole: bool },
+            Rows(Vec<Mat<T>>),
+        }
+        let mut accs: Vec<Acc<T>> = self
             .weights
             .iter()
-            .map(|w| Mat::zeros(w.ncols(), w.ncols()))
-            .collect();
-        let mut whole = vec![false; grams.len()];
-        cnn_chunks(self, x, |trace| {
-            for (l, (g, done)) in grams.iter_mut().zip(whole.iter_mut()).enumerate() {
-                if *done {
-                    continue;
+            .zip(&total)
+            .map(|(w, &rows)| {
+                let dim = w.ncols();
+                if rows > dim {
+                    Acc::Gram {
+                        g: Mat::zeros(dim, dim),
+                        seen: 0,
+                        whole: false,
+                    }
+                } else {
+                    Acc::Rows(Vec::new())
                 }
-                self.for_each_input_block(trace, l + 1, &mut |blk| {
-                    let b = blk.map(|v| v.as_f64());
-                    gemm::gemm(1.0, &b, gemm::Op::T, &b, gemm::Op::N, 1.0, g);
-                });
-                *done = SpanBasis::gram_spans_everything(g);
+            })
+            .collect();
+        cnn_chunks(self, x, |trace| {
+            let mut more = false;
+            for (l, acc) in accs.iter_mut().enumerate() {
+                match acc {
+                    Acc::Gram { whole: true, .. } => {}
+                    Acc::Gram { g, seen, whole } => {
+                        self.for_each_input_block(trace, l + 1, &mut |blk| {
+                            let b = blk.map(|v| v.as_f64());
+                            gemm::gemm(1.0, &b, gemm::Op::T, &b, gemm::Op::N, 1.0, g);
+                            *seen += blk.nrows();
+                        });
+                        // fewer rows than dimensions cannot span the space: test only after
+                        *whole = *seen >= g.nrows() && SpanBasis::gram_spans_everything(g);
+                        more |= !*whole;
+                    }
+                    Acc::Rows(rows) => {
+                        self.for_each_input_block(trace, l + 1, &mut |blk| rows.push(blk.clone()));
+                        more = true;
+                    }
+                }
             }
-            whole.iter().any(|d| !d)
+            more
         })?;
-        Ok(grams.iter().map(SpanBasis::from_gram).collect())
+        Ok(accs
+            .iter()
+            .zip(&self.weights)
+            .map(|(acc, w)| match acc {
+                Acc::Gram { g, .. } => SpanBasis::from_gram(g),
+                Acc::Rows(rows) => SpanBasis::new(&stack_rows(rows.iter(), w.ncols())),
+            })
+            .collect())
     }
 }
 
