@@ -329,8 +329,9 @@ pub fn same_cell<'a>(
 /// * `digits` (8×8×1): 2 convolution layers of 3×3, stride 1, SAME padding, batch norm after
 ///   each, ReLU, a readout of the flattened last maps, lr 30, batch 100. On 8×8 images a global
 ///   average pooling after two 3×3 layers (the reference's readout) keeps only a bag of 5×5
-///   patches: backprop stays below 0.55 test accuracy after 5 epochs at 16 channels, against
-///   0.89 with the flattened readout (docs/reproduction.md).
+///   patches: backprop reaches 0.55 test accuracy after 5 epochs at 16 channels (seed 0),
+///   against 0.89 with the flattened readout (`widealign train --model cnn --channels 16
+///   --conv-layers 2 --norm batch --lr 30 --epochs 5 --readout gap|flatten`).
 /// * `fashion-mnist` (28×28×1): the reference's KMNIST network as far as the config can say it:
 ///   3 convolution layers of 3×3 with batch norm and global average pooling, lr 2, batch 100;
 ///   stride 2 in every layer (the reference: 1, 2, 2).
