@@ -1119,7 +1119,7 @@ const CNN_REFERENCE: &str = "Relation to the reference code (`train_kmnist.py`, 
     convolutions in the NTK parameterisation (N(0, 1) kernels scaled by 1/√(k·k·C_in)), zero biases, parameter-free batch normalisation over the batch \
     axis of every feature (ε = 10⁻⁶) after each convolution and before the ReLU, a readout scaled by 1/√n_R, MSE against one-hot − 0.1, plain SGD \
     at batch 100, DFA projections of scale 1/√(H_l·W_l·C_l). Different: the reference has 3 layers with strides 1, 2, 2, global average pooling, \
-    lr 2, 100–200 epochs, inputs shifted by + 0.5 and KMNIST or CIFAR-10; on `digits` (8×8) this plan uses 2 layers of stride 1 and a flattened \
+    lr 2, 100–200 epochs, KMNIST or CIFAR-10 (inputs in [0, 1] there as here); on `digits` (8×8) this plan uses 2 layers of stride 1 and a flattened \
     readout (global average pooling after two 3×3 layers keeps only a bag of 5×5 patches of an 8×8 digit) at lr 30 for 5 epochs; on \
     `fashion-mnist` 3 layers with global average pooling at lr 2, stride 2 in every layer.";
 
