@@ -1565,21 +1565,45 @@ mod tests {
         assert_eq!(r.cnn_alignment.len(), p.cnn_align.len());
         let s = cnn(&p, &r);
         let md = &s.markdown;
-        assert!(md.contains("## 8. CNN: test accuracy and alignment against channel count"), "{md}");
+        assert!(
+            md.contains("## 8. CNN: test accuracy and alignment against channel count"),
+            "{md}"
+        );
         assert!(md.contains("2 convolution layers of 3×3 kernels"), "{md}");
         assert!(md.contains("flattened last maps, on `digits`"), "{md}");
-        assert!(md.contains("| rule | 2 channels | 8 channels | 32 channels |"), "{md}");
-        assert!(md.contains("| bp | 0.8180 ± 0.0248 | 0.8420 ± 0.0248 | 0.9380 ± 0.0248 |"), "{md}");
+        assert!(
+            md.contains("| rule | 2 channels | 8 channels | 32 channels |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| bp | 0.8180 ± 0.0248 | 0.8420 ± 0.0248 | 0.9380 ± 0.0248 |"),
+            "{md}"
+        );
         assert!(md.contains("| align-zero | – | – | – |"), "{md}");
         assert!(md.contains("* 2 channels: above: none; below: fa;"), "{md}");
-        assert!(md.contains("* bp: 2 channels → 8 channels ≈, 8 channels → 32 channels ↑"), "{md}");
+        assert!(
+            md.contains("* bp: 2 channels → 8 channels ≈, 8 channels → 32 channels ↑"),
+            "{md}"
+        );
         assert!(md.contains("| 32 | conv2 | 0.8210 ± "), "{md}");
         assert!(md.contains("| 2 | readout | "), "{md}");
-        assert!(md.contains("1 (trivially: the inputs never change)"), "{md}");
+        assert!(
+            md.contains("1 (trivially: the inputs never change)"),
+            "{md}"
+        );
         let names: Vec<&str> = s.charts.iter().map(|c| c.0.as_str()).collect();
-        assert_eq!(names, ["cnn_accuracy_vs_channels.svg", "cnn_alignment_vs_channels.svg"]);
+        assert_eq!(
+            names,
+            [
+                "cnn_accuracy_vs_channels.svg",
+                "cnn_alignment_vs_channels.svg"
+            ]
+        );
         let labels = series_labels(&s.charts[1].1);
-        assert_eq!(labels[..4], ["conv1", "conv1 shuffled", "conv1 random", "conv2"]);
+        assert_eq!(
+            labels[..4],
+            ["conv1", "conv1 shuffled", "conv1 random", "conv2"]
+        );
         assert_eq!(labels[6], "readout");
         assert_eq!(s.charts[0].1.series[0].band.len(), 3);
         // a plan without the CNN group renders nothing

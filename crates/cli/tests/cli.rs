@@ -1353,18 +1353,48 @@ fn align_cnn_json_contract_per_conv_layer() {
     }
     // the table names the axis
     let o = run(&[
-        "align", "--model", "cnn", "--channels", "4", "--conv-layers", "1", "--epochs", "1",
-        "--train-size", "50", "--batch-size", "50",
+        "align",
+        "--model",
+        "cnn",
+        "--channels",
+        "4",
+        "--conv-layers",
+        "1",
+        "--epochs",
+        "1",
+        "--train-size",
+        "50",
+        "--batch-size",
+        "50",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("layer 1 (conv1)") && out.contains("channels"), "{out}");
+    assert!(
+        out.contains("layer 1 (conv1)") && out.contains("channels"),
+        "{out}"
+    );
     // a channel list is for align; --channels is for the cnn
-    let o = run(&["train", "--model", "cnn", "--channels", "4,8", "--epochs", "1"]);
+    let o = run(&[
+        "train",
+        "--model",
+        "cnn",
+        "--channels",
+        "4,8",
+        "--epochs",
+        "1",
+    ]);
     assert_bad_input(&o, "--channels: takes one channel count");
     let o = run(&["align", "--channels", "4", "--widths", "8"]);
     assert_bad_input(&o, "--channels: applies to --model cnn only");
-    let o = run(&["align", "--model", "cnn", "--dataset", "add", "--channels", "4"]);
+    let o = run(&[
+        "align",
+        "--model",
+        "cnn",
+        "--dataset",
+        "add",
+        "--channels",
+        "4",
+    ]);
     assert_bad_input(&o, "--dataset");
     // dynamics names what it supports
     let o = run(&["dynamics", "--model", "cnn", "--widths", "8"]);
@@ -1697,7 +1727,10 @@ fn report_published(sub: &str, dataset: &str, lines: u64, plots: u64) {
     // the digits file holds the CNN group too (the Fashion-MNIST file predates it)
     if dataset == "digits" {
         let cnn = md.split("## 8. CNN").nth(1).expect("the CNN section");
-        assert!(!cnn.contains("| – |"), "a published CNN run is missing: {cnn}");
+        assert!(
+            !cnn.contains("| – |"),
+            "a published CNN run is missing: {cnn}"
+        );
     }
 }
 

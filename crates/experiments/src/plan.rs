@@ -719,7 +719,10 @@ mod tests {
                 assert_eq!(p.cnn_align.len(), p.cnn_channels.len());
                 for c in p.cnn.iter().chain(&p.cnn_align) {
                     config::validate(c).unwrap();
-                    assert_eq!((c.model, c.dataset.as_str(), c.seed), (ModelKind::Cnn, dataset, 4));
+                    assert_eq!(
+                        (c.model, c.dataset.as_str(), c.seed),
+                        (ModelKind::Cnn, dataset, 4)
+                    );
                     assert_eq!(c.norm, Norm::Batch);
                 }
                 for (a, ch) in p.cnn_align.iter().zip(&p.cnn_channels) {
@@ -732,7 +735,16 @@ mod tests {
         assert_eq!(q.cnn_channels, [2, 8, 32]);
         let c = &q.cnn[0];
         assert_eq!(
-            (c.conv_layers, c.kernel, c.stride, c.readout, c.lr, c.batch_size, c.epochs, c.train_size),
+            (
+                c.conv_layers,
+                c.kernel,
+                c.stride,
+                c.readout,
+                c.lr,
+                c.batch_size,
+                c.epochs,
+                c.train_size
+            ),
             (2, 3, 1, CnnReadout::Flatten, 30.0, 100, 5, None)
         );
         let f = plan(Scale::Full, "fashion-mnist", 0).unwrap();

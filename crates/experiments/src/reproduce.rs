@@ -998,7 +998,8 @@ mod tests {
         p.rnn_align.clear();
         p.dynamics.truncate(1);
         p.rnn_dynamics.clear();
-        p.cnn.retain(|c| matches!(c.rule, RuleKind::Bp | RuleKind::AlignZero));
+        p.cnn
+            .retain(|c| matches!(c.rule, RuleKind::Bp | RuleKind::AlignZero));
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let mut trainer = Trainer::new();
@@ -1007,7 +1008,10 @@ mod tests {
         assert_eq!(r.lines, 1 + p.cnn.len() + p.cnn_align.len());
         let text = std::fs::read_to_string(&done.results_path).unwrap();
         assert!(
-            text.lines().next().unwrap().contains("\"experiment\":\"dynamics\""),
+            text.lines()
+                .next()
+                .unwrap()
+                .contains("\"experiment\":\"dynamics\""),
             "the CNN group runs after the others"
         );
         for c in &p.cnn {
@@ -1020,7 +1024,12 @@ mod tests {
             assert_eq!(l.layers.len(), c.conv_layers + 1);
             assert!(l.layers.iter().all(|x| x.score.is_finite()));
             // the bp cell of the accuracy runs and its alignment run train the same network
-            let acc = r.result(&TrainConfig { rule: RuleKind::Bp, ..c.clone() }).unwrap();
+            let acc = r
+                .result(&TrainConfig {
+                    rule: RuleKind::Bp,
+                    ..c.clone()
+                })
+                .unwrap();
             assert_eq!(l.test_accuracy, acc.test_accuracy);
         }
         struct Count(usize);

@@ -462,12 +462,20 @@ impl<T: Float> Cnn<T> {
     pub fn for_each_input_block(&self, trace: &CnnTrace<T>, l: usize, f: &mut dyn FnMut(&Mat<T>)) {
         let spec = &self.spec;
         let layers = spec.conv_layers();
-        assert!((1..=layers + 1).contains(&l), "weight layer {l} of {}", layers + 1);
+        assert!(
+            (1..=layers + 1).contains(&l),
+            "weight layer {l} of {}",
+            layers + 1
+        );
         if l == layers + 1 {
             f(trace.readout_input(spec));
             return;
         }
-        let a = if l == 1 { &trace.input } else { &trace.act[l - 2] };
+        let a = if l == 1 {
+            &trace.input
+        } else {
+            &trace.act[l - 2]
+        };
         let g = geometry(spec, l);
         let b = a.nrows();
         let (pout, kk) = (g.out_pixels(), g.patch_len());

@@ -544,7 +544,11 @@ impl<T: Float> AlignModel for Cnn<T> {
             })
             .collect();
         enum Acc<T: Float> {
-            Gram { g: Mat<f64>, seen: usize, whole: bool },
+            Gram {
+                g: Mat<f64>,
+                seen: usize,
+                whole: bool,
+            },
             Rows(Vec<Mat<T>>),
         }
         let mut accs: Vec<Acc<T>> = self
@@ -1338,7 +1342,9 @@ mod tests {
             let lr = 0.2f32;
             let batch = x.rows(0, 4).into_owned();
             let live = net0.forward(&batch).unwrap();
-            let (_, err) = Loss::Mse.evaluate(live.output(), &y.rows(0, 4).into_owned()).unwrap();
+            let (_, err) = Loss::Mse
+                .evaluate(live.output(), &y.rows(0, 4).into_owned())
+                .unwrap();
             let mut shadow = ShadowAccumulator::new(&net0);
             shadow.observe_step(&batch, None, &err, lr).unwrap();
             // one backprop step and one Align-zero step from the same initial network
@@ -1387,7 +1393,11 @@ mod tests {
             for (((name, k, w), a), span) in mats.into_iter().zip(&acts).zip(&spans) {
                 assert_eq!(a.ncols(), w.ncols(), "{name}");
                 let direct = SpanBasis::new(a);
-                assert_eq!((span.rank(), span.dim()), (direct.rank(), direct.dim()), "{name}");
+                assert_eq!(
+                    (span.rank(), span.dim()),
+                    (direct.rank(), direct.dim()),
+                    "{name}"
+                );
                 let d = &shadow.changes()[k];
                 let f = span.fraction(d).unwrap();
                 // with batch norm the shadow's steps saw batches of 4, the span chunks of 12
@@ -1395,7 +1405,10 @@ mod tests {
                     assert!((f - 1.0).abs() < 1e-5, "{name}: {f}");
                 }
                 let probe: Mat<f32> = s.gaussian_matrix("probe", 3, w.ncols(), 1.0);
-                let (f1, f2) = (span.fraction(&probe).unwrap(), direct.fraction(&probe).unwrap());
+                let (f1, f2) = (
+                    span.fraction(&probe).unwrap(),
+                    direct.fraction(&probe).unwrap(),
+                );
                 assert!((f1 - f2).abs() < 1e-9, "{name}: {f1} vs {f2}");
             }
             // the patches of 12 images span the first kernel's input space, not the readout's
