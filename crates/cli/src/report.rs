@@ -561,6 +561,44 @@ pub fn add_task(plan: &Plan, results: &ReproResults, add_baseline: f64) -> Secti
     }
 }
 
+/// A table of final test accuracy, one row per rule and one column per `(label, x)` of
+/// `columns` (the run of `cell(rule, j)` in column `j`, from `runs`), followed by its reading
+/// against bp; each rule becomes a series of `chart` with its interval band. Returns the
+/// markdown and the intervals `[rule][column]`.
+fn rules_by_column<'a>(
+    results: &ReproResults,
+    runs: &[TrainConfig],
+    (columns, xs): (&[String], &[f64]),
+    cell: impl Fn(RuleKind, usize) -> Option<&'a TrainConfig>,
+    chart: &mut Chart,
+    seeds: usize,
+) -> (String, Vec<Vec<Interval>>) {
+    let mut header = vec!["rule".to_string()];
+    header.extend(columns.iter().cloned());
+    let mut rows = Vec::new();
+    let mut ivs = Vec::new();
+    for (ri, rule) in RuleKind::ALL.iter().enumerate() {
+        let mut row = vec![rule.name().to_string()];
+        let mut row_ivs = Vec::new();
+        for j in 0..columns.len() {
+            let (text, iv) = cell_entry(results, runs, cell(*rule, j), test_accuracy);
+            row.push(text);
+            row_ivs.push(iv);
+        }
+        rows.push(row);
+        let pts = xs.iter().zip(&row_ivs).map(|(&x, i)| (x, i.mean)).collect();
+        chart
+            .series
+            .push(Series::new(rule.name(), pts, ri).with_band(band(xs, &row_ivs)));
+        ivs.push(row_ivs);
+    }
+    let mut md = md_table(&header, &rows);
+    let names: Vec<String> = RuleKind::ALL.iter().map(|r| r.name().to_string()).collect();
+    md.push('\n');
+    md.push_str(&reading(&names, columns, &ivs, 0, seeds, "above", "below"));
+    (md, ivs)
+}
+
 /// Section 3: final test accuracy of every rule with small stratified training sets (mean ±
 /// 95% interval over seeds).
 pub fn low_data(plan: &Plan, results: &ReproResults) -> Section {
@@ -580,11 +618,7 @@ pub fn low_data(plan: &Plan, results: &ReproResults) -> Section {
             .join(", "),
         plan.sizes
     );
-    let mut header = vec!["rule".to_string()];
     let columns: Vec<String> = plan.sizes.iter().map(|k| format!("{k} examples")).collect();
-    header.extend(columns.iter().cloned());
-    let mut rows = Vec::new();
-    let mut ivs = Vec::new();
     let mut chart = Chart::new(
         format!(
             "Low data: test accuracy vs training examples (width {})",
@@ -596,31 +630,19 @@ pub fn low_data(plan: &Plan, results: &ReproResults) -> Section {
         Axis::Linear,
     );
     let xs: Vec<f64> = plan.sizes.iter().map(|&k| k as f64).collect();
-    for (ri, rule) in RuleKind::ALL.iter().enumerate() {
-        let mut row = vec![rule.name().to_string()];
-        let mut row_ivs = Vec::new();
-        for &k in &plan.sizes {
-            let c = plan
-                .low_data
+    let (table, _) = rules_by_column(
+        results,
+        &plan.low_data,
+        (&columns, &xs),
+        |rule, j| {
+            plan.low_data
                 .iter()
-                .find(|c| c.rule == *rule && c.train_size == Some(k));
-            let (text, iv) = cell_entry(results, &plan.low_data, c, test_accuracy);
-            row.push(text);
-            row_ivs.push(iv);
-        }
-        rows.push(row);
-        let pts = xs.iter().zip(&row_ivs).map(|(&x, i)| (x, i.mean)).collect();
-        chart
-            .series
-            .push(Series::new(rule.name(), pts, ri).with_band(band(&xs, &row_ivs)));
-        ivs.push(row_ivs);
-    }
-    md.push_str(&md_table(&header, &rows));
-    let names: Vec<String> = RuleKind::ALL.iter().map(|r| r.name().to_string()).collect();
-    md.push('\n');
-    md.push_str(&reading(
-        &names, &columns, &ivs, 0, plan.seeds, "above", "below",
-    ));
+                .find(|c| c.rule == rule && c.train_size == Some(plan.sizes[j]))
+        },
+        &mut chart,
+        plan.seeds,
+    );
+    md.push_str(&table);
     md.push_str("![Low-data accuracy](low_data.svg)\n\n");
     Section {
         markdown: md,
@@ -772,6 +794,53 @@ pub fn alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
     }
 }
 
+/// The rows of an alignment table, one per cell and weight matrix (`size` of the cell, `name` of
+/// the matrix by its 1-based position, the score, probe, three controls and — with `span` — the
+/// input-span fraction, the first matrix's inputs being the network's), and per matrix kept by
+/// `plotted` the chart points `(size, [score, shuffled, random])`.
+fn alignment_rows(
+    cells: Vec<(&TrainConfig, Vec<&AlignmentLine>)>,
+    size: impl Fn(&TrainConfig) -> usize,
+    name: impl Fn(usize) -> String,
+    span: bool,
+    plotted: impl Fn(usize) -> bool,
+) -> (Vec<Vec<String>>, Vec<MatrixPoints>) {
+    let mut rows = Vec::new();
+    let mut per_matrix: BTreeMap<usize, Vec<(f64, [Interval; 3])>> = BTreeMap::new();
+    for (cfg, cell_lines) in cells {
+        for layer in layers_of(&cell_lines) {
+            let no = layer[0].layer;
+            let score = layer_iv(&layer, |l| l.score);
+            let shuffled = layer_iv(&layer, |l| l.shuffled);
+            let random = layer_iv(&layer, |l| l.random);
+            let mut row = vec![
+                size(cfg).to_string(),
+                name(no),
+                score.format(4),
+                layer_iv(&layer, |l| l.probe_score).format(4),
+                shuffled.format(4),
+                random.format(4),
+                layer_iv(&layer, |l| l.shuffled_trained).format(4),
+            ];
+            if span {
+                row.push(span_text(&layer, no == 1));
+            }
+            rows.push(row);
+            if plotted(no) {
+                per_matrix
+                    .entry(no)
+                    .or_default()
+                    .push((size(cfg) as f64, [score, shuffled, random]));
+            }
+        }
+    }
+    let points = per_matrix
+        .into_iter()
+        .map(|(layer, pts)| (name(layer), pts))
+        .collect();
+    (rows, points)
+}
+
 /// One weight matrix's alignment points: its label and `(width, [score, shuffled, random])`
 /// intervals per width.
 type MatrixPoints = (String, Vec<(f64, [Interval; 3])>);
@@ -828,41 +897,19 @@ pub fn rnn_alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
         "random",
         "shuffle(W)−W₀",
     ]);
-    let mut rows = Vec::new();
-    let mut per_matrix: BTreeMap<usize, Vec<(f64, [Interval; 3])>> = BTreeMap::new();
     let name = |layer: usize| {
         RNN_MATRICES
             .get(layer.wrapping_sub(1))
             .map_or_else(|| format!("matrix {layer}"), |n| n.to_string())
     };
-    for (cfg, cell_lines) in alignment_cells(&plan.rnn_align, lines) {
-        for layer in layers_of(&cell_lines) {
-            let no = layer[0].layer;
-            let score = layer_iv(&layer, |l| l.score);
-            let shuffled = layer_iv(&layer, |l| l.shuffled);
-            let random = layer_iv(&layer, |l| l.random);
-            rows.push(vec![
-                cfg.width.to_string(),
-                name(no),
-                score.format(4),
-                layer_iv(&layer, |l| l.probe_score).format(4),
-                shuffled.format(4),
-                random.format(4),
-                layer_iv(&layer, |l| l.shuffled_trained).format(4),
-            ]);
-            if no > 1 {
-                per_matrix
-                    .entry(no)
-                    .or_default()
-                    .push((cfg.width as f64, [score, shuffled, random]));
-            }
-        }
-    }
+    let (rows, per_matrix) = alignment_rows(
+        alignment_cells(&plan.rnn_align, lines),
+        |c| c.width,
+        name,
+        false,
+        |no| no > 1,
+    );
     md.push_str(&md_table(&header, &rows));
-    let per_matrix: Vec<MatrixPoints> = per_matrix
-        .into_iter()
-        .map(|(layer, pts)| (name(layer), pts))
-        .collect();
     let chart = alignment_chart(
         "RNN alignment with the predicted update vs width (Add task, bp)",
         &per_matrix,
@@ -1156,15 +1203,11 @@ pub fn cnn(plan: &Plan, results: &ReproResults) -> Section {
         c0.epochs,
         seeds_of(&plan.cnn)
     );
-    let mut header = vec!["rule".to_string()];
     let columns: Vec<String> = plan
         .cnn_channels
         .iter()
         .map(|c| format!("{c} channels"))
         .collect();
-    header.extend(columns.iter().cloned());
-    let mut rows = Vec::new();
-    let mut ivs = Vec::new();
     let mut chart = Chart::new(
         format!("CNN test accuracy vs channels ({})", c0.dataset),
         "channels per convolution layer",
@@ -1173,31 +1216,20 @@ pub fn cnn(plan: &Plan, results: &ReproResults) -> Section {
         Axis::Linear,
     );
     let xs: Vec<f64> = plan.cnn_channels.iter().map(|&c| c as f64).collect();
-    for (ri, rule) in RuleKind::ALL.iter().enumerate() {
-        let mut row = vec![rule.name().to_string()];
-        let mut row_ivs = Vec::new();
-        for &ch in &plan.cnn_channels {
-            let c = plan
-                .cnn
+    let (table, ivs) = rules_by_column(
+        results,
+        &plan.cnn,
+        (&columns, &xs),
+        |rule, j| {
+            plan.cnn
                 .iter()
-                .find(|c| c.rule == *rule && c.channels == ch);
-            let (text, iv) = cell_entry(results, &plan.cnn, c, test_accuracy);
-            row.push(text);
-            row_ivs.push(iv);
-        }
-        rows.push(row);
-        let pts = xs.iter().zip(&row_ivs).map(|(&x, i)| (x, i.mean)).collect();
-        chart
-            .series
-            .push(Series::new(rule.name(), pts, ri).with_band(band(&xs, &row_ivs)));
-        ivs.push(row_ivs);
-    }
-    md.push_str(&md_table(&header, &rows));
+                .find(|c| c.rule == rule && c.channels == plan.cnn_channels[j])
+        },
+        &mut chart,
+        plan.seeds,
+    );
+    md.push_str(&table);
     let names: Vec<String> = RuleKind::ALL.iter().map(|r| r.name().to_string()).collect();
-    md.push('\n');
-    md.push_str(&reading(
-        &names, &columns, &ivs, 0, plan.seeds, "above", "below",
-    ));
     md.push_str(&trends(&names, &columns, &ivs, plan.seeds));
     md.push_str("![CNN test accuracy against channels](cnn_accuracy_vs_channels.svg)\n\n");
     // alignment per weight matrix: conv1..convL, then the readout
@@ -1217,43 +1249,21 @@ pub fn cnn(plan: &Plan, results: &ReproResults) -> Section {
         "shuffle(W)−W₀",
         "input span",
     ]);
-    let mut arows = Vec::new();
-    let mut per_matrix: BTreeMap<usize, Vec<(f64, [Interval; 3])>> = BTreeMap::new();
     let layers = c0.conv_layers;
-    let name = |layer: usize| {
-        if layer > layers {
-            "readout".to_string()
-        } else {
-            format!("conv{layer}")
-        }
-    };
-    for (cfg, cell_lines) in alignment_cells(&plan.cnn_align, &results.cnn_alignment) {
-        for layer in layers_of(&cell_lines) {
-            let no = layer[0].layer;
-            let score = layer_iv(&layer, |l| l.score);
-            let shuffled = layer_iv(&layer, |l| l.shuffled);
-            let random = layer_iv(&layer, |l| l.random);
-            arows.push(vec![
-                cfg.channels.to_string(),
-                name(no),
-                score.format(4),
-                layer_iv(&layer, |l| l.probe_score).format(4),
-                shuffled.format(4),
-                random.format(4),
-                layer_iv(&layer, |l| l.shuffled_trained).format(4),
-                span_text(&layer, no == 1),
-            ]);
-            per_matrix
-                .entry(no)
-                .or_default()
-                .push((cfg.channels as f64, [score, shuffled, random]));
-        }
-    }
+    let (arows, per_matrix) = alignment_rows(
+        alignment_cells(&plan.cnn_align, &results.cnn_alignment),
+        |c| c.channels,
+        |layer| {
+            if layer > layers {
+                "readout".to_string()
+            } else {
+                format!("conv{layer}")
+            }
+        },
+        true,
+        |_| true,
+    );
     md.push_str(&md_table(&aheader, &arows));
-    let per_matrix: Vec<MatrixPoints> = per_matrix
-        .into_iter()
-        .map(|(layer, pts)| (name(layer), pts))
-        .collect();
     let mut achart = alignment_chart(
         &format!(
             "CNN alignment with the predicted update vs channels ({}, bp)",

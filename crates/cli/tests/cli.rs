@@ -1210,6 +1210,22 @@ fn rnn_dynamics_json_contract() {
     assert_eq!(v["errors"]["weight_norm"][0].as_array().unwrap().len(), 3);
 }
 
+/// Every layer of an `align --json` report: numbered from 1, and each score, control and
+/// input-span fraction one number in [0, 1] per width.
+fn assert_layer_scores(layers: &[Value], widths: usize) {
+    for (i, l) in layers.iter().enumerate() {
+        assert_eq!(l["layer"], i + 1);
+        for k in ["score", "probe_score", "shuffled", "random", "input_span"] {
+            let xs = l[k].as_array().unwrap();
+            assert_eq!(xs.len(), widths, "{k}");
+            for x in xs {
+                let x = x.as_f64().unwrap();
+                assert!((-1e-9..=1.0 + 1e-9).contains(&x), "{k} = {x}");
+            }
+        }
+    }
+}
+
 #[test]
 fn align_json_contract() {
     let o = run(&[
@@ -1239,17 +1255,7 @@ fn align_json_contract() {
     assert_eq!(v["widths"], serde_json::json!([16, 32]));
     let layers = v["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2);
-    for (i, l) in layers.iter().enumerate() {
-        assert_eq!(l["layer"], i + 1);
-        for k in ["score", "probe_score", "shuffled", "random", "input_span"] {
-            let xs = l[k].as_array().unwrap();
-            assert_eq!(xs.len(), 2, "{k}");
-            for x in xs {
-                let x = x.as_f64().unwrap();
-                assert!((-1e-9..=1.0 + 1e-9).contains(&x), "{k} = {x}");
-            }
-        }
-    }
+    assert_layer_scores(layers, 2);
     let o = run(&["align", "--dataset", "add", "--widths", "8"]);
     assert_bad_input(&o, "--dataset");
 }
@@ -1284,17 +1290,7 @@ fn align_rnn_json_contract() {
     let layers = v["layers"].as_array().unwrap();
     let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["w_in", "w_rec", "w_out"]);
-    for (i, l) in layers.iter().enumerate() {
-        assert_eq!(l["layer"], i + 1);
-        for k in ["score", "probe_score", "shuffled", "random", "input_span"] {
-            let xs = l[k].as_array().unwrap();
-            assert_eq!(xs.len(), 2, "{k}");
-            for x in xs {
-                let x = x.as_f64().unwrap();
-                assert!((-1e-9..=1.0 + 1e-9).contains(&x), "{k} = {x}");
-            }
-        }
-    }
+    assert_layer_scores(layers, 2);
     // an RNN needs a sequence task
     let o = run(&[
         "align",
@@ -1340,17 +1336,7 @@ fn align_cnn_json_contract_per_conv_layer() {
     let layers = v["layers"].as_array().unwrap();
     let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["conv1", "conv2", "readout"]);
-    for (i, l) in layers.iter().enumerate() {
-        assert_eq!(l["layer"], i + 1);
-        for k in ["score", "probe_score", "shuffled", "random", "input_span"] {
-            let xs = l[k].as_array().unwrap();
-            assert_eq!(xs.len(), 2, "{k}");
-            for x in xs {
-                let x = x.as_f64().unwrap();
-                assert!((-1e-9..=1.0 + 1e-9).contains(&x), "{k} = {x}");
-            }
-        }
-    }
+    assert_layer_scores(layers, 2);
     // the table names the axis
     let o = run(&[
         "align",

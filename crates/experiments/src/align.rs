@@ -34,6 +34,7 @@ use widealign_ntk::align::{
     align_layers, AlignModel, AlignOptions, LayerAlignment, ShadowAccumulator,
 };
 use widealign_rules::{self as rules, ModelKind, TrainConfig, TrainResult};
+use widealign_tensor::Mat;
 
 use crate::dynamics::require_ntk_sgd;
 use crate::trainer::Observer;
@@ -86,34 +87,49 @@ pub fn align_run(
     check_memory(cfg, trainer)?;
     let data = trainer.dataset(cfg)?;
     match cfg.model {
-        ModelKind::Mlp => {
+        ModelKind::Mlp | ModelKind::Cnn => {
             let Some(train) = data.train.as_tabular() else {
                 return Err(ExperimentError::setting(
                     "dataset",
                     format!(
-                        "{} is a sequence task; align --model mlp needs a dataset of feature vectors",
-                        cfg.dataset
+                        "{} is a sequence task; align --model {} needs {}",
+                        cfg.dataset,
+                        cfg.model,
+                        if cfg.model == ModelKind::Cnn {
+                            "an image dataset"
+                        } else {
+                            "a dataset of feature vectors"
+                        }
                     ),
                 ));
             };
-            let spec = cfg.mlp_spec(train.input_dim(), train.output_dim())?;
-            let initial = Mlp::<f32>::new(&spec, cfg.seed)?;
-            let shadow = ShadowAccumulator::new(&initial);
-            align_model(
-                cfg,
-                &data,
-                observer,
-                shadow,
-                &train.x,
-                |shadow, v| match v.batch {
-                    rules::StepBatch::Mlp { x, err } => shadow.observe(x, err, v.lr as f32),
-                    rules::StepBatch::Rnn { .. } | rules::StepBatch::Cnn { .. } => Ok(()),
-                },
-                |t| match t {
-                    rules::Trained::Mlp(m) => Some(m),
-                    rules::Trained::Rnn(_) | rules::Trained::Cnn(_) => None,
-                },
-            )
+            if cfg.model == ModelKind::Mlp {
+                let spec = cfg.mlp_spec(train.input_dim(), train.output_dim())?;
+                align_tabular(
+                    cfg,
+                    &data,
+                    observer,
+                    Mlp::new(&spec, cfg.seed)?,
+                    &train.x,
+                    |t| match t {
+                        rules::Trained::Mlp(m) => Some(m),
+                        rules::Trained::Rnn(_) | rules::Trained::Cnn(_) => None,
+                    },
+                )
+            } else {
+                let spec = cfg.cnn_spec_for(train)?;
+                align_tabular(
+                    cfg,
+                    &data,
+                    observer,
+                    Cnn::new(&spec, cfg.seed)?,
+                    &train.x,
+                    |t| match t {
+                        rules::Trained::Cnn(m) => Some(m),
+                        rules::Trained::Mlp(_) | rules::Trained::Rnn(_) => None,
+                    },
+                )
+            }
         }
         ModelKind::Rnn => {
             let Some(train) = data.train.as_sequences() else {
@@ -156,38 +172,36 @@ pub fn align_run(
                 },
             )
         }
-        ModelKind::Cnn => {
-            let Some(train) = data.train.as_tabular() else {
-                return Err(ExperimentError::setting(
-                    "dataset",
-                    format!(
-                        "{} is a sequence task; align --model cnn needs an image dataset",
-                        cfg.dataset
-                    ),
-                ));
-            };
-            let spec = cfg.cnn_spec_for(train)?;
-            let initial = Cnn::<f32>::new(&spec, cfg.seed)?;
-            let shadow = ShadowAccumulator::new(&initial);
-            align_model(
-                cfg,
-                &data,
-                observer,
-                shadow,
-                &train.x,
-                |shadow, v| match v.batch {
-                    rules::StepBatch::Cnn { x, err } => {
-                        shadow.observe_step(x, None, err, v.lr as f32)
-                    }
-                    rules::StepBatch::Mlp { .. } | rules::StepBatch::Rnn { .. } => Ok(()),
-                },
-                |t| match t {
-                    rules::Trained::Cnn(m) => Some(m),
-                    rules::Trained::Mlp(_) | rules::Trained::Rnn(_) => None,
-                },
-            )
-        }
     }
+}
+
+/// [`align_model`] for a model that reads one example per row (the MLP on feature vectors, the
+/// CNN on images): the shadow observes every step's batch and live error.
+fn align_tabular<M>(
+    cfg: &TrainConfig,
+    data: &widealign_data::Dataset,
+    observer: &mut Observer<'_>,
+    initial: M,
+    train_x: &Mat<f32>,
+    trained_model: impl FnOnce(rules::Trained) -> Option<M>,
+) -> Result<AlignRun, ExperimentError>
+where
+    M: AlignModel<Scalar = f32, Input = Mat<f32>, Error = Mat<f32>>,
+{
+    align_model(
+        cfg,
+        data,
+        observer,
+        ShadowAccumulator::new(&initial),
+        train_x,
+        |shadow, v| match v.batch {
+            rules::StepBatch::Mlp { x, err } | rules::StepBatch::Cnn { x, err } => {
+                shadow.observe_step(x, None, err, v.lr as f32)
+            }
+            rules::StepBatch::Rnn { .. } => Ok(()),
+        },
+        trained_model,
+    )
 }
 
 /// The model-generic part of [`align_run`]: train with `observe` as the per-step hook, take the

@@ -788,6 +788,14 @@ mod tests {
     use crate::plan::{plan, Scale};
     use widealign_rules::RuleKind;
 
+    /// Counts the runs a reproduction trains.
+    struct Count(usize);
+    impl ReproduceObserver for Count {
+        fn run_started(&mut self, _: &TrainConfig) {
+            self.0 += 1;
+        }
+    }
+
     #[test]
     fn keys_are_the_sorted_settings() {
         let p = plan(Scale::Quick, "digits", 0).unwrap();
@@ -973,13 +981,6 @@ mod tests {
             // W_in is n×1 on the Add task: its score is 1
             assert!((l.layers[0].score - 1.0).abs() < 1e-9);
         }
-        /// Counts the runs a reproduction trains.
-        struct Count(usize);
-        impl ReproduceObserver for Count {
-            fn run_started(&mut self, _: &TrainConfig) {
-                self.0 += 1;
-            }
-        }
         let mut count = Count(0);
         let again = reproduce(&p, dir.path(), true, &mut trainer, &mut count, &stop).unwrap();
         assert_eq!(count.0, 0, "resume retrains nothing");
@@ -1031,12 +1032,6 @@ mod tests {
                 })
                 .unwrap();
             assert_eq!(l.test_accuracy, acc.test_accuracy);
-        }
-        struct Count(usize);
-        impl ReproduceObserver for Count {
-            fn run_started(&mut self, _: &TrainConfig) {
-                self.0 += 1;
-            }
         }
         let mut count = Count(0);
         let again = reproduce(&p, dir.path(), true, &mut trainer, &mut count, &stop).unwrap();

@@ -342,8 +342,17 @@ pub fn input_span_fraction<T: Float>(dw: &Mat<T>, activities: &Mat<T>) -> Result
 /// multiplies (for the input-span fraction). Implemented for [`Mlp`] and [`Rnn`].
 pub trait AlignModel: Network {
     /// The shape of every parameter tensor in the order of [`Network::params`]: `(rows, cols)`
-    /// of a matrix (column-major, as the parameter slice stores it), `(len, 1)` for a vector.
-    fn param_shapes(&self) -> Vec<(usize, usize)>;
+    /// of a matrix (column-major, as the parameter slice stores it), `(len, 1)` for a vector;
+    /// read from [`Network::param_layout`].
+    fn param_shapes(&self) -> Vec<(usize, usize)> {
+        self.param_layout()
+            .into_iter()
+            .map(|(_, shape)| match shape[..] {
+                [rows, cols] => (rows, cols),
+                _ => (shape.iter().product(), 1),
+            })
+            .collect()
+    }
 
     /// The weight matrices the alignment is measured on, in report order: a name (`"w1"`, … for
     /// the MLP; `"w_in"`, `"w_rec"`, `"w_out"` for the RNN), the index of the tensor in
@@ -375,14 +384,6 @@ pub trait AlignModel: Network {
 }
 
 impl<T: Float> AlignModel for Mlp<T> {
-    fn param_shapes(&self) -> Vec<(usize, usize)> {
-        self.weights
-            .iter()
-            .zip(&self.biases)
-            .flat_map(|(w, b)| [w.shape(), (b.len(), 1)])
-            .collect()
-    }
-
     fn weight_matrices(&self) -> Vec<(String, usize, &Mat<T>)> {
         self.weights
             .iter()
@@ -412,17 +413,6 @@ fn stack_rows<'a, T: Float>(ms: impl Iterator<Item = &'a Mat<T>> + Clone, cols: 
 }
 
 impl<T: Float> AlignModel for Rnn<T> {
-    fn param_shapes(&self) -> Vec<(usize, usize)> {
-        vec![
-            self.w_in.shape(),
-            self.w_rec.shape(),
-            (self.b.len(), 1),
-            self.w_out.shape(),
-            (self.b_out.len(), 1),
-            (self.r0.len(), 1),
-        ]
-    }
-
     fn weight_matrices(&self) -> Vec<(String, usize, &Mat<T>)> {
         vec![
             ("w_in".into(), 0, &self.w_in),
@@ -476,32 +466,23 @@ fn cnn_chunks<T: Float>(
 /// (`C_l × k·k·C_{l−1}`, named `"conv1"`, …) and the readout `W_R` (`"readout"`), so the
 /// alignment score compares `ΔKᵀΔK` (`k·k·C_{l−1}` square, over patch coordinates) with the
 /// prediction's. A kernel multiplies the im2col patches of its layer's input maps
-/// ([`Cnn::for_each_input_block`]): one row per example and output pixel. Those are
-/// `N·P_l` rows, too many to hold for a real training set, so the spans are built from
-/// Gram matrices `Σ patchᵀpatch` (f64) accumulated over chunks of [`CNN_ACTIVITY_CHUNK`] images,
-/// stopping for a layer as soon as the rows seen already span its whole input space (usually
-/// after the first chunk: `128·P_l` rows against `k·k·C_{l−1}` dimensions).
+/// ([`Cnn::for_each_input_block`]): one row per example and output pixel. When those `N·P_l`
+/// rows outnumber the kernel's input dimensions (always, for a real training set) the span is
+/// built from the Gram matrix `Σ patchᵀpatch` (f64) accumulated over chunks of
+/// [`CNN_ACTIVITY_CHUNK`] images, stopping as soon as the rows seen span the whole input space
+/// (usually after the first chunk: `128·P_l` rows against `k·k·C_{l−1}` dimensions); otherwise
+/// (a flattened readout with fewer examples than inputs) from the rows themselves
+/// ([`SpanBasis::new`], the Gram on the rows' side).
 impl<T: Float> AlignModel for Cnn<T> {
-    fn param_shapes(&self) -> Vec<(usize, usize)> {
-        self.weights
-            .iter()
-            .zip(&self.biases)
-            .flat_map(|(w, b)| [w.shape(), (b.len(), 1)])
-            .collect()
-    }
-
+    /// The names of [`Network::param_layout`] without `.weight`.
     fn weight_matrices(&self) -> Vec<(String, usize, &Mat<T>)> {
-        let last = self.weights.len();
+        let layout = self.param_layout();
         self.weights
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                let name = if i + 1 == last {
-                    "readout".to_string()
-                } else {
-                    format!("conv{}", i + 1)
-                };
-                (name, 2 * i, w)
+                let name = &layout[2 * i].0;
+                (name.trim_end_matches(".weight").to_string(), 2 * i, w)
             })
             .collect()
     }
