@@ -1444,7 +1444,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = last_json(&o);
-    assert_eq!(v["plots"], 8);
+    assert_eq!(v["plots"], 10);
     let lines = lines_of(&d.join("rep/results.jsonl"));
     assert_eq!(lines.len(), v["lines"].as_u64().unwrap() as usize);
     for e in [
@@ -1455,11 +1455,14 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         "rnn_alignment",
         "dynamics",
         "rnn_dynamics",
+        "cnn_accuracy_vs_channels",
+        "cnn_alignment",
     ] {
         assert!(lines.iter().any(|l| l["experiment"] == e), "no {e} line");
     }
     let runs: Vec<&Value> = lines.iter().filter(|l| l.get("config").is_some()).collect();
-    assert_eq!(runs.len(), 14 + 8 + 14);
+    // MLP accuracy, Add task, low data, then the CNN's 7 rules × 2 channel counts
+    assert_eq!(runs.len(), 14 + 8 + 14 + 14);
     for r in &runs {
         for k in RECORD_KEYS {
             assert!(r.get(k).is_some(), "missing {k}");
@@ -1474,7 +1477,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         assert!(svg.contains("<svg") && svg.contains("</svg>"));
         svgs += 1;
     }
-    assert_eq!(svgs, 8);
+    assert_eq!(svgs, 10);
     // Existing results are refused without --resume; with it nothing is rerun.
     let o = run_in(d, &["reproduce", "--scale", "tiny", "--out", "rep"], &[]);
     assert_bad_input(&o, "--resume");
@@ -1519,11 +1522,11 @@ fn reproduce_with_seeds_reports_intervals() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let lines = lines_of(&d.join("rep/results.jsonl"));
     let runs: Vec<&Value> = lines.iter().filter(|l| l.get("config").is_some()).collect();
-    assert_eq!(runs.len(), 2 * (14 + 8 + 14));
+    assert_eq!(runs.len(), 2 * (14 + 8 + 14 + 14));
     for seed in [0, 1] {
         assert_eq!(
             runs.iter().filter(|r| r["config"]["seed"] == seed).count(),
-            14 + 8 + 14
+            14 + 8 + 14 + 14
         );
     }
     let md = std::fs::read_to_string(d.join("rep/report.md")).unwrap();
