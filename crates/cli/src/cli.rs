@@ -326,13 +326,14 @@ pub struct ModelArgs {
     pub param: ParamKind,
 }
 
-/// Convolutional-network flags of `train` (`--model cnn` only; unset flags take the defaults of
-/// `TrainConfig`).
+/// Convolutional-network flags of `train` and `align` (`--model cnn` only; unset flags take the
+/// defaults of `TrainConfig`).
 #[derive(Debug, Clone, Default, Args)]
 pub struct CnnArgs {
-    /// CNN: channels of every convolution layer [default: 64].
+    /// CNN: channels of every convolution layer [default: 64]; `align` takes a list C,C,.. (one
+    /// run per channel count, in place of --widths).
     #[arg(long, value_name = "C")]
-    pub channels: Option<usize>,
+    pub channels: Option<Widths>,
     /// CNN: number of convolution layers [default: 3].
     #[arg(long, value_name = "L")]
     pub conv_layers: Option<usize>,
@@ -822,10 +823,13 @@ pub struct AlignArgs {
     /// Optimisation.
     #[command(flatten)]
     pub optim: OptimArgs,
+    /// Convolutional network (--channels C,C,.. lists the channel counts to train).
+    #[command(flatten)]
+    pub cnn: CnnArgs,
     /// Learning rule of the training run whose weight changes are measured.
     #[arg(long, value_parser = choice(RULES, RuleKind::name), default_value_t = RuleKind::Bp)]
     pub rule: RuleKind,
-    /// Widths to train.
+    /// Widths to train (MLP, RNN; the CNN's axis is --channels).
     #[arg(long, default_value = "64,256,1024,4096", value_name = "N,N,..")]
     pub widths: Widths,
     /// Print one JSON object.

@@ -54,7 +54,16 @@ pub fn with_cnn_flags(mut c: TrainConfig, cnn: &CnnArgs) -> Result<TrainConfig, 
             ));
         }
     }
-    c.channels = cnn.channels.unwrap_or(c.channels);
+    match cnn.channels.as_ref().map(|w| w.0.as_slice()) {
+        None => {}
+        Some(&[one]) => c.channels = one,
+        Some(_) => {
+            return Err(CliError::flag(
+                "--channels",
+                "takes one channel count here (a list C,C,.. is for align)",
+            ))
+        }
+    }
     c.conv_layers = cnn.conv_layers.unwrap_or(c.conv_layers);
     c.kernel = cnn.kernel.unwrap_or(c.kernel);
     c.stride = cnn.stride.unwrap_or(c.stride);

@@ -3,7 +3,9 @@
 //! hooked into its steps), tables or JSON out.
 
 use serde_json::Value;
-use widealign_experiments::align::{align_widths, saved_experiment, AlignEvent};
+use widealign_experiments::align::{
+    align_widths, at_axis, axis_size, saved_experiment, AlignEvent,
+};
 use widealign_experiments::dynamics::{
     run_dynamics, DynamicsParams, DEFAULT_RNN_DATASET, DEFAULT_RNN_LR,
 };
@@ -11,7 +13,7 @@ use widealign_experiments::Trainer;
 use widealign_ntk::align::AlignReport;
 use widealign_rules::{ModelKind, TrainConfig};
 
-use crate::cli::{AlignArgs, DataArgs, DynamicsArgs, OptimArgs};
+use crate::cli::{AlignArgs, CnnArgs, DataArgs, DynamicsArgs, OptimArgs};
 use crate::commands::{resume_overlay, unreadable_resume, RunProgress};
 use crate::config;
 use crate::emit;
@@ -31,7 +33,9 @@ pub fn dynamics_cmd(a: &DynamicsArgs) -> Result<(), CliError> {
         ModelKind::Cnn => {
             return Err(CliError::flag(
                 "--model",
-                "dynamics has no cnn form yet (mlp, rnn)",
+                "dynamics supports --model mlp and --model rnn (the closed-form dynamics of a \
+                 convolutional network are not implemented); for the cnn, `align --model cnn` \
+                 measures its weight changes against the predicted update",
             ))
         }
     };
@@ -103,33 +107,48 @@ pub fn dynamics_cmd(a: &DynamicsArgs) -> Result<(), CliError> {
     emit(&s)
 }
 
-/// `widealign align`. `given` names the flags typed on the command line.
+/// `widealign align`: one alignment run per width (MLP, RNN) or per channel count
+/// (`--model cnn --channels C,C,..`); the JSON's `"widths"` holds that axis (for the CNN also
+/// as `"channels"`). `given` names the flags typed on the command line.
 pub fn align_cmd(a: &AlignArgs, progress: &Progress, given: &[String]) -> Result<(), CliError> {
-    let flags = TrainConfig {
-        rule: a.rule,
-        width: 1,
-        ..config::from_flags(&a.model, &a.data, &a.optim)
+    let shape_only = CnnArgs {
+        channels: None,
+        ..a.cnn.clone()
+    };
+    let flags = config::with_cnn_flags(
+        TrainConfig {
+            rule: a.rule,
+            width: 1,
+            ..config::from_flags(&a.model, &a.data, &a.optim)
+        },
+        &shape_only,
+    )?;
+    if a.cnn.channels.is_some() && flags.model != ModelKind::Cnn {
+        return Err(CliError::flag(
+            "--channels",
+            format!("applies to --model cnn only (the model is {})", flags.model),
+        ));
+    }
+    // the axis the experiment varies: the channel count for the CNN, the width otherwise
+    let is_cnn = flags.model == ModelKind::Cnn;
+    let (axis, axis_flag, typed_sizes) = match (is_cnn, &a.cnn.channels) {
+        (true, Some(c)) => ("channels", "channels", c.0.clone()),
+        (true, None) => ("channels", "channels", vec![flags.channels]),
+        (false, _) => ("width", "widths", a.widths.0.clone()),
     };
     // with --resume alone, the settings and widths are the checkpoint's
     let (base, widths) = match &a.ckpt.resume {
         Some(path) => {
             let (saved, widths) = saved_experiment(path).map_err(|e| unreadable_resume(path, e))?;
-            let typed_widths = given.iter().any(|g| g == "widths");
+            let typed_widths = given.iter().any(|g| g == axis_flag);
             (
                 resume_overlay(&flags, saved, given),
-                if typed_widths {
-                    a.widths.0.clone()
-                } else {
-                    widths
-                },
+                if typed_widths { typed_sizes } else { widths },
             )
         }
-        None => (flags, a.widths.0.clone()),
+        None => (flags, typed_sizes),
     };
-    config::validate(&TrainConfig {
-        width: widths.first().copied().unwrap_or(1),
-        ..base.clone()
-    })?;
+    config::validate(&at_axis(&base, widths.first().copied().unwrap_or(1)))?;
     let ckpt = a.ckpt.checkpointing()?;
     let mut trainer = Trainer::new();
     let mut rp: Option<RunProgress> = None;
@@ -138,8 +157,8 @@ pub fn align_cmd(a: &AlignArgs, progress: &Progress, given: &[String]) -> Result
             AlignEvent::Starting { config, resumed } => {
                 if resumed {
                     progress.log(&format!(
-                        "align: width {} continues from the checkpoint",
-                        config.width
+                        "align: {axis} {} continues from the checkpoint",
+                        axis_size(config)
                     ));
                 }
                 rp = Some(RunProgress::new(progress, config, false));
@@ -157,12 +176,12 @@ pub fn align_cmd(a: &AlignArgs, progress: &Progress, given: &[String]) -> Result
                         .map(|e| format!(" in epoch {e}"))
                         .unwrap_or_default();
                     progress.log(&format!(
-                        "align: width {} diverged{epoch}; its alignment is reported as null",
+                        "align: {axis} {} diverged{epoch}; its alignment is reported as null",
                         w.width
                     ));
                 }
                 progress.log(&format!(
-                    "align: width {}{}: scores {}",
+                    "align: {axis} {}{}: scores {}",
                     w.width,
                     if restored {
                         " (from the checkpoint)"
@@ -191,6 +210,9 @@ pub fn align_cmd(a: &AlignArgs, progress: &Progress, given: &[String]) -> Result
         m.insert("test_loss".into(), extra.iter().map(|e| e.0).collect());
         m.insert("test_accuracy".into(), extra.iter().map(|e| e.1).collect());
         m.insert("diverged".into(), extra.iter().map(|e| e.2).collect());
+        if is_cnn {
+            m.insert("channels".into(), Value::from(report.widths.clone()));
+        }
     }
     if a.json {
         return emit(&v.to_string());
@@ -199,7 +221,7 @@ pub fn align_cmd(a: &AlignArgs, progress: &Progress, given: &[String]) -> Result
     for layer in &report.layers {
         s.push_str(&format!(
             "layer {} ({})\n{:>7} {:>8} {:>8} {:>9} {:>8} {:>10}\n",
-            layer.layer, layer.name, "width", "score", "probe", "shuffled", "random", "input span"
+            layer.layer, layer.name, axis, "score", "probe", "shuffled", "random", "input span"
         ));
         for (i, w) in report.widths.iter().enumerate() {
             s.push_str(&format!(

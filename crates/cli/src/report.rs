@@ -13,6 +13,7 @@
 //! | 5. layerwise dynamics against width | [`dynamics`] | `dynamics_<activation>.svg` each |
 //! | 6. RNN alignment against width (Add task) | [`rnn_alignment`] | `rnn_alignment_vs_width.svg` |
 //! | 7. RNN layerwise dynamics against width (`teacher-seq`) | [`rnn_dynamics`] | `rnn_dynamics_<activation>.svg` each |
+//! | 8. CNN: test accuracy and alignment against channel count | [`cnn`] | `cnn_accuracy_vs_channels.svg`, `cnn_alignment_vs_channels.svg` |
 //!
 //! **Seeds.** A cell (a run with its seed ignored, [`same_cell`]) shows the mean of its seeds
 //! with the half-width of the 95% t interval (`0.9239 ± 0.0012`; the mean alone for one seed)
@@ -72,6 +73,7 @@ pub fn write_report(
         dynamics(&results.dynamics),
         rnn_alignment(plan, &results.rnn_alignment),
         rnn_dynamics(&results.rnn_dynamics),
+        cnn(plan, results),
     ];
     let mut md = String::new();
     let mut plots = 0;
@@ -358,8 +360,8 @@ pub fn header(plan: &Plan, seconds: f64, command: &str) -> Section {
              that reproduces the reference): biases enter with s_b = 0.1 (reference: 1, `--b-std 1`); the Add task's delayed terms are zero before \
              the start (reference: wrap-around targets with an irreducible test loss of 0.203, `--dataset add-reference`); the RNN has one shared \
              initial state (reference: one per batch slot); Align-ada uses the frozen φ′ in every layer and, in the RNN, keeps the same-step output error \
-             (reference: live φ′ at the top hidden layer, no same-step error); the image experiments use an MLP (reference: a CNN with batch norm and \
-             global average pooling). The alignment runs follow the reference (lr 5, the epoch-100 snapshot).\n\n",
+             (reference: live φ′ at the top hidden layer, no same-step error); sections 1–4 use an MLP on the images (reference: a CNN with batch norm and \
+             global average pooling; section 8 is the CNN). The alignment runs follow the reference (lr 5, the epoch-100 snapshot).\n\n",
             plan.scale.name(),
             plan.dataset,
             plan.seeds,
@@ -578,6 +580,44 @@ pub fn add_task(plan: &Plan, results: &ReproResults, add_baseline: f64) -> Secti
     }
 }
 
+/// A table of final test accuracy, one row per rule and one column per `(label, x)` of
+/// `columns` (the run of `cell(rule, j)` in column `j`, from `runs`), followed by its reading
+/// against bp; each rule becomes a series of `chart` with its interval band. Returns the
+/// markdown and the intervals `[rule][column]`.
+fn rules_by_column<'a>(
+    results: &ReproResults,
+    runs: &[TrainConfig],
+    (columns, xs): (&[String], &[f64]),
+    cell: impl Fn(RuleKind, usize) -> Option<&'a TrainConfig>,
+    chart: &mut Chart,
+    seeds: usize,
+) -> (String, Vec<Vec<Interval>>) {
+    let mut header = vec!["rule".to_string()];
+    header.extend(columns.iter().cloned());
+    let mut rows = Vec::new();
+    let mut ivs = Vec::new();
+    for (ri, rule) in RuleKind::ALL.iter().enumerate() {
+        let mut row = vec![rule.name().to_string()];
+        let mut row_ivs = Vec::new();
+        for j in 0..columns.len() {
+            let (text, iv) = cell_entry(results, runs, cell(*rule, j), test_accuracy);
+            row.push(text);
+            row_ivs.push(iv);
+        }
+        rows.push(row);
+        let pts = xs.iter().zip(&row_ivs).map(|(&x, i)| (x, i.mean)).collect();
+        chart
+            .series
+            .push(Series::new(rule.name(), pts, ri).with_band(band(xs, &row_ivs)));
+        ivs.push(row_ivs);
+    }
+    let mut md = md_table(&header, &rows);
+    let names: Vec<String> = RuleKind::ALL.iter().map(|r| r.name().to_string()).collect();
+    md.push('\n');
+    md.push_str(&reading(&names, columns, &ivs, 0, seeds, "above", "below"));
+    (md, ivs)
+}
+
 /// Section 3: final test accuracy of every rule with small stratified training sets (mean ±
 /// 95% interval over seeds).
 pub fn low_data(plan: &Plan, results: &ReproResults) -> Section {
@@ -597,11 +637,7 @@ pub fn low_data(plan: &Plan, results: &ReproResults) -> Section {
             .join(", "),
         plan.sizes
     );
-    let mut header = vec!["rule".to_string()];
     let columns: Vec<String> = plan.sizes.iter().map(|k| format!("{k} examples")).collect();
-    header.extend(columns.iter().cloned());
-    let mut rows = Vec::new();
-    let mut ivs = Vec::new();
     let mut chart = Chart::new(
         format!(
             "Low data: test accuracy vs training examples (width {})",
@@ -613,31 +649,19 @@ pub fn low_data(plan: &Plan, results: &ReproResults) -> Section {
         Axis::Linear,
     );
     let xs: Vec<f64> = plan.sizes.iter().map(|&k| k as f64).collect();
-    for (ri, rule) in RuleKind::ALL.iter().enumerate() {
-        let mut row = vec![rule.name().to_string()];
-        let mut row_ivs = Vec::new();
-        for &k in &plan.sizes {
-            let c = plan
-                .low_data
+    let (table, _) = rules_by_column(
+        results,
+        &plan.low_data,
+        (&columns, &xs),
+        |rule, j| {
+            plan.low_data
                 .iter()
-                .find(|c| c.rule == *rule && c.train_size == Some(k));
-            let (text, iv) = cell_entry(results, &plan.low_data, c, test_accuracy);
-            row.push(text);
-            row_ivs.push(iv);
-        }
-        rows.push(row);
-        let pts = xs.iter().zip(&row_ivs).map(|(&x, i)| (x, i.mean)).collect();
-        chart
-            .series
-            .push(Series::new(rule.name(), pts, ri).with_band(band(&xs, &row_ivs)));
-        ivs.push(row_ivs);
-    }
-    md.push_str(&md_table(&header, &rows));
-    let names: Vec<String> = RuleKind::ALL.iter().map(|r| r.name().to_string()).collect();
-    md.push('\n');
-    md.push_str(&reading(
-        &names, &columns, &ivs, 0, plan.seeds, "above", "below",
-    ));
+                .find(|c| c.rule == rule && c.train_size == Some(plan.sizes[j]))
+        },
+        &mut chart,
+        plan.seeds,
+    );
+    md.push_str(&table);
     md.push_str("![Low-data accuracy](low_data.svg)\n\n");
     Section {
         markdown: md,
@@ -789,6 +813,53 @@ pub fn alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
     }
 }
 
+/// The rows of an alignment table, one per cell and weight matrix (`size` of the cell, `name` of
+/// the matrix by its 1-based position, the score, probe, three controls and — with `span` — the
+/// input-span fraction, the first matrix's inputs being the network's), and per matrix kept by
+/// `plotted` the chart points `(size, [score, shuffled, random])`.
+fn alignment_rows(
+    cells: Vec<(&TrainConfig, Vec<&AlignmentLine>)>,
+    size: impl Fn(&TrainConfig) -> usize,
+    name: impl Fn(usize) -> String,
+    span: bool,
+    plotted: impl Fn(usize) -> bool,
+) -> (Vec<Vec<String>>, Vec<MatrixPoints>) {
+    let mut rows = Vec::new();
+    let mut per_matrix: BTreeMap<usize, Vec<(f64, [Interval; 3])>> = BTreeMap::new();
+    for (cfg, cell_lines) in cells {
+        for layer in layers_of(&cell_lines) {
+            let no = layer[0].layer;
+            let score = layer_iv(&layer, |l| l.score);
+            let shuffled = layer_iv(&layer, |l| l.shuffled);
+            let random = layer_iv(&layer, |l| l.random);
+            let mut row = vec![
+                size(cfg).to_string(),
+                name(no),
+                score.format(4),
+                layer_iv(&layer, |l| l.probe_score).format(4),
+                shuffled.format(4),
+                random.format(4),
+                layer_iv(&layer, |l| l.shuffled_trained).format(4),
+            ];
+            if span {
+                row.push(span_text(&layer, no == 1));
+            }
+            rows.push(row);
+            if plotted(no) {
+                per_matrix
+                    .entry(no)
+                    .or_default()
+                    .push((size(cfg) as f64, [score, shuffled, random]));
+            }
+        }
+    }
+    let points = per_matrix
+        .into_iter()
+        .map(|(layer, pts)| (name(layer), pts))
+        .collect();
+    (rows, points)
+}
+
 /// One weight matrix's alignment points: its label and `(width, [score, shuffled, random])`
 /// intervals per width.
 type MatrixPoints = (String, Vec<(f64, [Interval; 3])>);
@@ -845,41 +916,19 @@ pub fn rnn_alignment(plan: &Plan, lines: &[AlignmentLine]) -> Section {
         "random",
         "shuffle(W)−W₀",
     ]);
-    let mut rows = Vec::new();
-    let mut per_matrix: BTreeMap<usize, Vec<(f64, [Interval; 3])>> = BTreeMap::new();
     let name = |layer: usize| {
         RNN_MATRICES
             .get(layer.wrapping_sub(1))
             .map_or_else(|| format!("matrix {layer}"), |n| n.to_string())
     };
-    for (cfg, cell_lines) in alignment_cells(&plan.rnn_align, lines) {
-        for layer in layers_of(&cell_lines) {
-            let no = layer[0].layer;
-            let score = layer_iv(&layer, |l| l.score);
-            let shuffled = layer_iv(&layer, |l| l.shuffled);
-            let random = layer_iv(&layer, |l| l.random);
-            rows.push(vec![
-                cfg.width.to_string(),
-                name(no),
-                score.format(4),
-                layer_iv(&layer, |l| l.probe_score).format(4),
-                shuffled.format(4),
-                random.format(4),
-                layer_iv(&layer, |l| l.shuffled_trained).format(4),
-            ]);
-            if no > 1 {
-                per_matrix
-                    .entry(no)
-                    .or_default()
-                    .push((cfg.width as f64, [score, shuffled, random]));
-            }
-        }
-    }
+    let (rows, per_matrix) = alignment_rows(
+        alignment_cells(&plan.rnn_align, lines),
+        |c| c.width,
+        name,
+        false,
+        |no| no > 1,
+    );
     md.push_str(&md_table(&header, &rows));
-    let per_matrix: Vec<MatrixPoints> = per_matrix
-        .into_iter()
-        .map(|(layer, pts)| (name(layer), pts))
-        .collect();
     let chart = alignment_chart(
         "RNN alignment with the predicted update vs width (Add task, bp)",
         &per_matrix,
@@ -1130,6 +1179,128 @@ pub fn rnn_dynamics(lines: &[DynamicsLine]) -> Section {
     }
 }
 
+/// How the CNN group's settings relate to the reference code's (`train_kmnist.py`,
+/// `train_cifar.py`; docs/fidelity.md).
+const CNN_REFERENCE: &str = "Relation to the reference code (`train_kmnist.py`, `train_cifar.py`): the same family — \
+    convolutions in the NTK parameterisation (N(0, 1) kernels scaled by 1/√(k·k·C_in)), zero biases, parameter-free batch normalisation over the batch \
+    axis of every feature (ε = 10⁻⁶) after each convolution and before the ReLU, a readout scaled by 1/√n_R, MSE against one-hot − 0.1, plain SGD \
+    at batch 100, DFA projections of scale 1/√(H_l·W_l·C_l). Different: the reference has 3 layers with strides 1, 2, 2, global average pooling, \
+    lr 2, 100–200 epochs, KMNIST or CIFAR-10 (inputs in [0, 1] there as here); on `digits` (8×8) this plan uses 2 layers of stride 1 and a flattened \
+    readout (global average pooling after two 3×3 layers keeps only a bag of 5×5 patches of an 8×8 digit) at lr 30 for 5 epochs; on \
+    `fashion-mnist` 3 layers with global average pooling at lr 2, stride 2 in every layer.";
+
+/// Section 8: the CNN — final test accuracy of every rule against the channel count (mean ±
+/// 95% interval over seeds, with a reading against bp), and the alignment of backprop's change
+/// of each kernel and of the readout with the predicted (Align-zero) update, with the controls
+/// and the input-span fraction.
+pub fn cnn(plan: &Plan, results: &ReproResults) -> Section {
+    let Some(c0) = plan.cnn.first() else {
+        return Section::default();
+    };
+    let mut md = format!(
+        "## 8. CNN: test accuracy and alignment against channel count
+
+{} convolution layers of {}×{} kernels with C channels each, stride {}, {} padding, \
+         batch normalisation after each, {}, a readout of the {}, on `{}`{}; NTK parameterisation, plain SGD, lr {}, batch {}, {} epochs; final-epoch \
+         test accuracy (seeds {}).\n\n{CNN_REFERENCE}\n\n",
+        c0.conv_layers,
+        c0.kernel,
+        c0.kernel,
+        c0.stride,
+        c0.padding.name().to_uppercase(),
+        c0.activation.name(),
+        match c0.readout {
+            widealign_models::CnnReadout::Gap => "globally average-pooled last maps",
+            widealign_models::CnnReadout::Flatten => "flattened last maps",
+        },
+        c0.dataset,
+        c0.train_size
+            .map(|k| format!(" ({k} training examples)"))
+            .unwrap_or_default(),
+        c0.lr,
+        c0.batch_size,
+        c0.epochs,
+        seeds_of(&plan.cnn)
+    );
+    let columns: Vec<String> = plan
+        .cnn_channels
+        .iter()
+        .map(|c| format!("{c} channels"))
+        .collect();
+    let mut chart = Chart::new(
+        format!("CNN test accuracy vs channels ({})", c0.dataset),
+        "channels per convolution layer",
+        Axis::Log2,
+        "test accuracy",
+        Axis::Linear,
+    );
+    let xs: Vec<f64> = plan.cnn_channels.iter().map(|&c| c as f64).collect();
+    let (table, ivs) = rules_by_column(
+        results,
+        &plan.cnn,
+        (&columns, &xs),
+        |rule, j| {
+            plan.cnn
+                .iter()
+                .find(|c| c.rule == rule && c.channels == plan.cnn_channels[j])
+        },
+        &mut chart,
+        plan.seeds,
+    );
+    md.push_str(&table);
+    let names: Vec<String> = RuleKind::ALL.iter().map(|r| r.name().to_string()).collect();
+    md.push_str(&trends(&names, &columns, &ivs, plan.seeds));
+    md.push_str("![CNN test accuracy against channels](cnn_accuracy_vs_channels.svg)\n\n");
+    // alignment per weight matrix: conv1..convL, then the readout
+    md.push_str(
+        "Alignment (backprop runs with the cells' settings): per kernel K^l (C_l × k·k·C_{l−1}) and the readout, the score \
+         cos(ΔWᵀΔW, ΔW_refᵀΔW_ref) of the trained change with the Align-zero update accumulated during the same run — for a kernel the frozen \
+         network's backward signals against the im2col patches of its own initial maps (docs/theory.md §5) — its probe estimate, the three \
+         controls of section 4, and the fraction of ‖ΔW‖² in the span of the initial patches (the readout: of its initial inputs).\n\n",
+    );
+    let aheader = strings(&[
+        "channels",
+        "matrix",
+        "score",
+        "probe",
+        "shuffled",
+        "random",
+        "shuffle(W)−W₀",
+        "input span",
+    ]);
+    let layers = c0.conv_layers;
+    let (arows, per_matrix) = alignment_rows(
+        alignment_cells(&plan.cnn_align, &results.cnn_alignment),
+        |c| c.channels,
+        |layer| {
+            if layer > layers {
+                "readout".to_string()
+            } else {
+                format!("conv{layer}")
+            }
+        },
+        true,
+        |_| true,
+    );
+    md.push_str(&md_table(&aheader, &arows));
+    let mut achart = alignment_chart(
+        &format!(
+            "CNN alignment with the predicted update vs channels ({}, bp)",
+            c0.dataset
+        ),
+        &per_matrix,
+    );
+    achart.x_label = "channels per convolution layer".into();
+    md.push_str("\n![CNN alignment against channels](cnn_alignment_vs_channels.svg)\n\n");
+    Section {
+        markdown: md,
+        charts: vec![
+            ("cnn_accuracy_vs_channels.svg".into(), chart),
+            ("cnn_alignment_vs_channels.svg".into(), achart),
+        ],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1226,7 +1397,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let r = results(vec![record(&p.accuracy[0], None, Some(0.5))]);
         let s = write_report(d.path(), &p, &r, 0.3, 1.0, "widealign reproduce").unwrap();
-        assert_eq!(s.plots, 6); // no dynamics lines yet: no dynamics plot
+        assert_eq!(s.plots, 8); // no dynamics lines yet: no dynamics plot (the CNN's two are there)
         let md = std::fs::read_to_string(d.path().join("report.md")).unwrap();
         assert!(md.contains("| bp | 0.5000 | – | – |"));
         assert!(md.contains("![Test accuracy against width](accuracy_vs_width.svg)"));
@@ -1365,6 +1536,113 @@ mod tests {
         let md = std::fs::read_to_string(d.path().join("report.md")).unwrap();
         assert!(md.contains("![RNN alignment against width](rnn_alignment_vs_width.svg)"));
         assert!(d.path().join("rnn_alignment_vs_width.svg").exists());
+    }
+
+    /// The CNN section: accuracy per rule and channel count with intervals and a reading, the
+    /// alignment per kernel and readout with the controls, and its two plots.
+    #[test]
+    fn cnn_section_renders_accuracy_and_alignment() {
+        use widealign_experiments::plan::Experiment;
+        use widealign_experiments::reproduce::cnn_alignment_key;
+        let p = quick_with_three_seeds();
+        assert_eq!(p.cnn_channels, [2, 8, 32]);
+        let acc = |c: &TrainConfig| -> Option<f64> {
+            let base = match c.rule {
+                RuleKind::Bp => 0.80 + 0.004 * c.channels as f64,
+                RuleKind::Fa => 0.60,
+                _ => return None,
+            };
+            Some(base + 0.01 * c.seed as f64)
+        };
+        let mut lines: Vec<serde_json::Value> = p
+            .cnn
+            .iter()
+            .filter_map(|c| {
+                let mut v = record(c, None, acc(c));
+                acc(c)?;
+                v["experiment"] = serde_json::json!(Experiment::CnnAccuracy.name());
+                Some(v)
+            })
+            .collect();
+        for c in &p.cnn_align {
+            let layers = (1..=3)
+                .map(|layer| LayerScores {
+                    layer,
+                    score: 0.5 + 0.01 * c.channels as f64 + 0.001 * c.seed as f64,
+                    probe_score: 0.5,
+                    shuffled: 0.1,
+                    random: 0.05,
+                    shuffled_trained: 0.07,
+                    input_span: 1.0,
+                    span_rank: Some(9),
+                    span_dim: Some(9),
+                })
+                .collect();
+            let l = AlignmentLine {
+                widealign_version: VERSION.into(),
+                experiment: Experiment::CnnAlignment.name().into(),
+                key: cnn_alignment_key(c),
+                settings: c.clone(),
+                width: c.channels,
+                test_accuracy: None,
+                diverged: false,
+                layers,
+            };
+            lines.push(serde_json::to_value(&l).unwrap());
+        }
+        let r = results(lines);
+        assert_eq!(r.cnn_alignment.len(), p.cnn_align.len());
+        let s = cnn(&p, &r);
+        let md = &s.markdown;
+        assert!(
+            md.contains("## 8. CNN: test accuracy and alignment against channel count"),
+            "{md}"
+        );
+        assert!(md.contains("2 convolution layers of 3×3 kernels"), "{md}");
+        assert!(md.contains("flattened last maps, on `digits`"), "{md}");
+        assert!(
+            md.contains("| rule | 2 channels | 8 channels | 32 channels |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| bp | 0.8180 ± 0.0248 | 0.8420 ± 0.0248 | 0.9380 ± 0.0248 |"),
+            "{md}"
+        );
+        assert!(md.contains("| align-zero | – | – | – |"), "{md}");
+        assert!(md.contains("* 2 channels: above: none; below: fa;"), "{md}");
+        assert!(
+            md.contains("* bp: 2 channels → 8 channels ≈, 8 channels → 32 channels ↑"),
+            "{md}"
+        );
+        assert!(md.contains("| 32 | conv2 | 0.8210 ± "), "{md}");
+        assert!(md.contains("| 2 | readout | "), "{md}");
+        assert!(
+            md.contains("1 (trivially: the inputs never change)"),
+            "{md}"
+        );
+        let names: Vec<&str> = s.charts.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "cnn_accuracy_vs_channels.svg",
+                "cnn_alignment_vs_channels.svg"
+            ]
+        );
+        let labels = series_labels(&s.charts[1].1);
+        assert_eq!(
+            labels[..4],
+            ["conv1", "conv1 shuffled", "conv1 random", "conv2"]
+        );
+        assert_eq!(labels[6], "readout");
+        assert_eq!(s.charts[0].1.series[0].band.len(), 3);
+        // a plan without the CNN group renders nothing
+        let mut none = p.clone();
+        none.cnn.clear();
+        assert!(cnn(&none, &r).markdown.is_empty());
+        let d = tempfile::tempdir().unwrap();
+        write_report(d.path(), &p, &r, 0.3, 1.0, "widealign reproduce").unwrap();
+        assert!(d.path().join("cnn_alignment_vs_channels.svg").exists());
+        assert!(d.path().join("cnn_accuracy_vs_channels.svg").exists());
     }
 
     fn quick_with_three_seeds() -> Plan {

@@ -34,6 +34,16 @@ fn command_line() -> String {
     args.join(" ")
 }
 
+/// `width N`, or `C channels` for a CNN run.
+fn size_of(cfg: &TrainConfig) -> String {
+    match cfg.model {
+        widealign_rules::ModelKind::Cnn => format!("{} channels", cfg.channels),
+        widealign_rules::ModelKind::Mlp | widealign_rules::ModelKind::Rnn => {
+            format!("width {}", cfg.width)
+        }
+    }
+}
+
 /// Shows a reproduction's progress: bars and log lines.
 struct Display<'p> {
     progress: &'p Progress,
@@ -65,7 +75,7 @@ impl ReproduceObserver for Display<'_> {
             ReproduceEvent::Started { dir, .. } => {
                 let p = self.plan;
                 self.progress.log(&format!(
-                    "reproduce ({}, {}, {} seed(s) per cell): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} + {} dynamics experiments (MLP + RNN) into {}",
+                    "reproduce ({}, {}, {} seed(s) per cell): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} + {} dynamics experiments (MLP + RNN), CNN: {} training runs and {} alignment runs, into {}",
                     p.scale.name(),
                     p.dataset,
                     p.seeds,
@@ -76,6 +86,8 @@ impl ReproduceObserver for Display<'_> {
                     p.rnn_align.len(),
                     p.dynamics.len(),
                     p.rnn_dynamics.len(),
+                    p.cnn.len(),
+                    p.cnn_align.len(),
                     dir.display()
                 ));
             }
@@ -88,7 +100,7 @@ impl ReproduceObserver for Display<'_> {
                 let bar = self.align.get_or_insert_with(|| {
                     self.progress.bar(experiment.name(), total as u64, false)
                 });
-                bar.update(index as u64, &format!("width {}", config.width));
+                bar.update(index as u64, &size_of(config));
             }
             ReproduceEvent::AlignmentFinished {
                 experiment,
@@ -96,8 +108,8 @@ impl ReproduceObserver for Display<'_> {
                 run,
             } => {
                 self.progress.log(&format!(
-                    "{experiment}: width {}: scores {}",
-                    config.width,
+                    "{experiment}: {}: scores {}",
+                    size_of(config),
                     run.layers
                         .iter()
                         .map(|l| format!("{} {:.4}", l.name, l.score))

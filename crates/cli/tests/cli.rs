@@ -1414,6 +1414,22 @@ fn rnn_dynamics_json_contract() {
     assert_eq!(v["errors"]["weight_norm"][0].as_array().unwrap().len(), 3);
 }
 
+/// Every layer of an `align --json` report: numbered from 1, and each score, control and
+/// input-span fraction one number in [0, 1] per width.
+fn assert_layer_scores(layers: &[Value], widths: usize) {
+    for (i, l) in layers.iter().enumerate() {
+        assert_eq!(l["layer"], i + 1);
+        for k in ["score", "probe_score", "shuffled", "random", "input_span"] {
+            let xs = l[k].as_array().unwrap();
+            assert_eq!(xs.len(), widths, "{k}");
+            for x in xs {
+                let x = x.as_f64().unwrap();
+                assert!((-1e-9..=1.0 + 1e-9).contains(&x), "{k} = {x}");
+            }
+        }
+    }
+}
+
 #[test]
 fn align_json_contract() {
     let o = run(&[
@@ -1443,17 +1459,7 @@ fn align_json_contract() {
     assert_eq!(v["widths"], serde_json::json!([16, 32]));
     let layers = v["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2);
-    for (i, l) in layers.iter().enumerate() {
-        assert_eq!(l["layer"], i + 1);
-        for k in ["score", "probe_score", "shuffled", "random", "input_span"] {
-            let xs = l[k].as_array().unwrap();
-            assert_eq!(xs.len(), 2, "{k}");
-            for x in xs {
-                let x = x.as_f64().unwrap();
-                assert!((-1e-9..=1.0 + 1e-9).contains(&x), "{k} = {x}");
-            }
-        }
-    }
+    assert_layer_scores(layers, 2);
     let o = run(&["align", "--dataset", "add", "--widths", "8"]);
     assert_bad_input(&o, "--dataset");
 }
@@ -1488,17 +1494,7 @@ fn align_rnn_json_contract() {
     let layers = v["layers"].as_array().unwrap();
     let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["w_in", "w_rec", "w_out"]);
-    for (i, l) in layers.iter().enumerate() {
-        assert_eq!(l["layer"], i + 1);
-        for k in ["score", "probe_score", "shuffled", "random", "input_span"] {
-            let xs = l[k].as_array().unwrap();
-            assert_eq!(xs.len(), 2, "{k}");
-            for x in xs {
-                let x = x.as_f64().unwrap();
-                assert!((-1e-9..=1.0 + 1e-9).contains(&x), "{k} = {x}");
-            }
-        }
-    }
+    assert_layer_scores(layers, 2);
     // an RNN needs a sequence task
     let o = run(&[
         "align",
@@ -1510,6 +1506,89 @@ fn align_rnn_json_contract() {
         "8",
     ]);
     assert_bad_input(&o, "--dataset");
+}
+
+#[test]
+fn align_cnn_json_contract_per_conv_layer() {
+    let o = run(&[
+        "align",
+        "--model",
+        "cnn",
+        "--dataset",
+        "digits",
+        "--channels",
+        "4,16",
+        "--conv-layers",
+        "2",
+        "--kernel",
+        "3",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.5",
+        "--train-size",
+        "100",
+        "--batch-size",
+        "50",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["widths"], serde_json::json!([4, 16]));
+    assert_eq!(v["channels"], serde_json::json!([4, 16]));
+    assert_eq!(v["diverged"], serde_json::json!([false, false]));
+    let layers = v["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["conv1", "conv2", "readout"]);
+    assert_layer_scores(layers, 2);
+    // the table names the axis
+    let o = run(&[
+        "align",
+        "--model",
+        "cnn",
+        "--channels",
+        "4",
+        "--conv-layers",
+        "1",
+        "--epochs",
+        "1",
+        "--train-size",
+        "50",
+        "--batch-size",
+        "50",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("layer 1 (conv1)") && out.contains("channels"),
+        "{out}"
+    );
+    // a channel list is for align; --channels is for the cnn
+    let o = run(&[
+        "train",
+        "--model",
+        "cnn",
+        "--channels",
+        "4,8",
+        "--epochs",
+        "1",
+    ]);
+    assert_bad_input(&o, "--channels: takes one channel count");
+    let o = run(&["align", "--channels", "4", "--widths", "8"]);
+    assert_bad_input(&o, "--channels: applies to --model cnn only");
+    let o = run(&[
+        "align",
+        "--model",
+        "cnn",
+        "--dataset",
+        "add",
+        "--channels",
+        "4",
+    ]);
+    assert_bad_input(&o, "--dataset");
+    // dynamics names what it supports
+    let o = run(&["dynamics", "--model", "cnn", "--widths", "8"]);
+    assert_bad_input(&o, "--model: dynamics supports --model mlp and --model rnn");
 }
 
 #[test]
@@ -1569,7 +1648,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = last_json(&o);
-    assert_eq!(v["plots"], 8);
+    assert_eq!(v["plots"], 10);
     let lines = lines_of(&d.join("rep/results.jsonl"));
     assert_eq!(lines.len(), v["lines"].as_u64().unwrap() as usize);
     for e in [
@@ -1580,11 +1659,14 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         "rnn_alignment",
         "dynamics",
         "rnn_dynamics",
+        "cnn_accuracy_vs_channels",
+        "cnn_alignment",
     ] {
         assert!(lines.iter().any(|l| l["experiment"] == e), "no {e} line");
     }
     let runs: Vec<&Value> = lines.iter().filter(|l| l.get("config").is_some()).collect();
-    assert_eq!(runs.len(), 14 + 8 + 14);
+    // MLP accuracy, Add task, low data, then the CNN's 7 rules × 2 channel counts
+    assert_eq!(runs.len(), 14 + 8 + 14 + 14);
     for r in &runs {
         for k in RECORD_KEYS {
             assert!(r.get(k).is_some(), "missing {k}");
@@ -1599,7 +1681,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         assert!(svg.contains("<svg") && svg.contains("</svg>"));
         svgs += 1;
     }
-    assert_eq!(svgs, 8);
+    assert_eq!(svgs, 10);
     // Existing results are refused without --resume; with it nothing is rerun.
     let o = run_in(d, &["reproduce", "--scale", "tiny", "--out", "rep"], &[]);
     assert_bad_input(&o, "--resume");
@@ -1644,11 +1726,11 @@ fn reproduce_with_seeds_reports_intervals() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let lines = lines_of(&d.join("rep/results.jsonl"));
     let runs: Vec<&Value> = lines.iter().filter(|l| l.get("config").is_some()).collect();
-    assert_eq!(runs.len(), 2 * (14 + 8 + 14));
+    assert_eq!(runs.len(), 2 * (14 + 8 + 14 + 14));
     for seed in [0, 1] {
         assert_eq!(
             runs.iter().filter(|r| r["config"]["seed"] == seed).count(),
-            14 + 8 + 14
+            14 + 8 + 14 + 14
         );
     }
     let md = std::fs::read_to_string(d.join("rep/report.md")).unwrap();
@@ -1835,13 +1917,22 @@ fn report_published(sub: &str, dataset: &str, lines: u64, plots: u64) {
         !training.contains("| – |"),
         "a published run is missing from the report"
     );
+    // the digits file holds the CNN group too (the Fashion-MNIST file predates it)
+    if dataset == "digits" {
+        let cnn = md.split("## 8. CNN").nth(1).expect("the CNN section");
+        assert!(
+            !cnn.contains("| – |"),
+            "a published CNN run is missing: {cnn}"
+        );
+    }
 }
 
 /// The published results render into a report without running anything; every training-group
 /// run of the current plan is among them. (The published Fashion-MNIST file predates the
 /// alignment runs at the reference's settings; they join it when it is regenerated.)
-/// Lines of the published digits results: the quick plan with 3 seeds.
-const DIGITS_LINES: u64 = 195;
+/// Lines of the published digits results: the quick plan with 3 seeds (195 lines of the MLP
+/// and RNN groups, then the CNN group's 63 training runs and 9 alignment runs, appended).
+const DIGITS_LINES: u64 = 267;
 
 /// Resuming the published digits results (the quick plan with 3 seeds) trains nothing: the file
 /// is left byte for byte as it was (a missing run would be trained and appended).
@@ -1875,8 +1966,8 @@ fn published_digits_results_resume_without_training() {
 
 #[test]
 fn published_results_render_without_training() {
-    report_published("", "digits", DIGITS_LINES, 8);
-    report_published("fashion-mnist", "fashion-mnist", 62, 8);
+    report_published("", "digits", DIGITS_LINES, 10);
+    report_published("fashion-mnist", "fashion-mnist", 62, 10);
     let dir = tempfile::tempdir().unwrap();
     let o = run_in(
         dir.path(),

@@ -1,5 +1,5 @@
-//! The alignment experiment: train an MLP or an RNN and measure, per weight matrix, how well its
-//! weight change aligns with the change the theory predicts.
+//! The alignment experiment: train an MLP, an RNN or a CNN and measure, per weight matrix, how
+//! well its weight change aligns with the change the theory predicts.
 //!
 //! One run of the rules crate's training loop with the NTK crate's
 //! [`ShadowAccumulator`] hooked into every step: the accumulator adds up the Align-zero update
@@ -11,7 +11,10 @@
 //! layer's initial training activities. For the RNN the same is done through the model-generic
 //! core for `W_in`, `W_rec` and `W_out` (the Align-zero update summed over time steps; the
 //! activities stacked over sequences and time steps: inputs `X_t`, states `R_{t−1}`, states
-//! `R_t`).
+//! `R_t`). For the CNN the matrices are the kernels `K^l` (`C_l × k·k·C_{l−1}`) and the readout:
+//! the predicted kernel update is `−lr · m_l · Σ_{batches} D̂^lᵀ · patches(A_0^{l−1})`, the
+//! frozen network's signals against the im2col patches of its own input maps
+//! (docs/theory.md §5.3), and the input span is that of the initial patches.
 //!
 //!
 //! **Checkpoints.** [`align_widths`] runs one alignment run per width and, with a checkpoint
@@ -39,7 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use widealign_models::safetensors::{SafetensorsFile, Tensor};
-use widealign_models::{Mlp, ModelError, Rnn};
+use widealign_models::{Cnn, Mlp, ModelError, Rnn};
 use widealign_ntk::align::{
     align_layers, AlignModel, AlignOptions, LayerAlignment, ShadowAccumulator,
 };
@@ -92,7 +95,8 @@ pub fn check_memory(
 /// every weight matrix ([`PROBES`] probes, seeded with the run's seed). An MLP on a dataset of
 /// feature vectors, or an RNN on a sequence task (the shadow then reads the frozen network's
 /// trace from a cache over the training set, and the input-span fractions use the initial
-/// activities stacked over sequences and time steps).
+/// activities stacked over sequences and time steps), or a CNN on an image dataset (the
+/// kernels and the readout; spans of the initial im2col patches).
 ///
 /// # Errors
 /// [`ExperimentError::InvalidSetting`] unless `cfg` is in the NTK parameterisation, trained
@@ -131,35 +135,51 @@ fn align_checkpointed(
     check_memory(cfg, trainer, context.ckpt.active())?;
     let data = trainer.dataset(cfg)?;
     match cfg.model {
-        ModelKind::Mlp => {
+        ModelKind::Mlp | ModelKind::Cnn => {
             let Some(train) = data.train.as_tabular() else {
                 return Err(ExperimentError::setting(
                     "dataset",
                     format!(
-                        "{} is a sequence task; align --model mlp needs a dataset of feature vectors",
-                        cfg.dataset
+                        "{} is a sequence task; align --model {} needs {}",
+                        cfg.dataset,
+                        cfg.model,
+                        if cfg.model == ModelKind::Cnn {
+                            "an image dataset"
+                        } else {
+                            "a dataset of feature vectors"
+                        }
                     ),
                 ));
             };
-            let spec = cfg.mlp_spec(train.input_dim(), train.output_dim())?;
-            let initial = Mlp::<f32>::new(&spec, cfg.seed)?;
-            let shadow = ShadowAccumulator::new(&initial);
-            align_model(
-                cfg,
-                &data,
-                observer,
-                context,
-                shadow,
-                &train.x,
-                |shadow, v| match v.batch {
-                    rules::StepBatch::Mlp { x, err } => shadow.observe(x, err, v.lr as f32),
-                    rules::StepBatch::Rnn { .. } | rules::StepBatch::Cnn { .. } => Ok(()),
-                },
-                |t| match t {
-                    rules::Trained::Mlp(m) => Some(m),
-                    rules::Trained::Rnn(_) | rules::Trained::Cnn(_) => None,
-                },
-            )
+            if cfg.model == ModelKind::Mlp {
+                let spec = cfg.mlp_spec(train.input_dim(), train.output_dim())?;
+                align_tabular(
+                    cfg,
+                    &data,
+                    observer,
+                    context,
+                    Mlp::new(&spec, cfg.seed)?,
+                    &train.x,
+                    |t| match t {
+                        rules::Trained::Mlp(m) => Some(m),
+                        rules::Trained::Rnn(_) | rules::Trained::Cnn(_) => None,
+                    },
+                )
+            } else {
+                let spec = cfg.cnn_spec_for(train)?;
+                align_tabular(
+                    cfg,
+                    &data,
+                    observer,
+                    context,
+                    Cnn::new(&spec, cfg.seed)?,
+                    &train.x,
+                    |t| match t {
+                        rules::Trained::Cnn(m) => Some(m),
+                        rules::Trained::Mlp(_) | rules::Trained::Rnn(_) => None,
+                    },
+                )
+            }
         }
         ModelKind::Rnn => {
             let Some(train) = data.train.as_sequences() else {
@@ -203,11 +223,38 @@ fn align_checkpointed(
                 },
             )
         }
-        ModelKind::Cnn => Err(ExperimentError::setting(
-            "model",
-            "align measures the mlp and the rnn; the cnn is not supported yet",
-        )),
     }
+}
+
+/// [`align_model`] for a model that reads one example per row (the MLP on feature vectors, the
+/// CNN on images): the shadow observes every step's batch and live error.
+fn align_tabular<M>(
+    cfg: &TrainConfig,
+    data: &widealign_data::Dataset,
+    observer: &mut Observer<'_>,
+    context: &Context<'_>,
+    initial: M,
+    train_x: &Mat<f32>,
+    trained_model: impl FnOnce(rules::Trained) -> Option<M>,
+) -> Result<AlignRun, ExperimentError>
+where
+    M: AlignModel<Scalar = f32, Input = Mat<f32>, Error = Mat<f32>>,
+{
+    align_model(
+        cfg,
+        data,
+        observer,
+        context,
+        ShadowAccumulator::new(&initial),
+        train_x,
+        |shadow, v| match v.batch {
+            rules::StepBatch::Mlp { x, err } | rules::StepBatch::Cnn { x, err } => {
+                shadow.observe_step(x, None, err, v.lr as f32)
+            }
+            rules::StepBatch::Rnn { .. } => Ok(()),
+        },
+        trained_model,
+    )
 }
 
 /// The model-generic part of [`align_run`]: train with `observe` as the per-step hook, take the
@@ -564,7 +611,7 @@ fn saved_widths(
     let done: Vec<AlignWidth> = state.done.iter().map(AlignWidth::from).collect();
     let consistent = done.len() < widths.len()
         && done.iter().zip(widths).all(|(d, &w)| d.width == w)
-        && saved.config.width == widths[done.len()];
+        && axis_size(&saved.config) == widths[done.len()];
     if !consistent {
         return Err(bad(format!(
             "its finished widths ({}) and the run in progress (width {}) do not fit its widths ({})",
@@ -586,8 +633,31 @@ fn saved_widths(
     Ok(done)
 }
 
+/// The size an alignment experiment varies: the channel count for the CNN, the hidden width
+/// otherwise.
+pub fn axis_size(cfg: &TrainConfig) -> usize {
+    match cfg.model {
+        ModelKind::Cnn => cfg.channels,
+        ModelKind::Mlp | ModelKind::Rnn => cfg.width,
+    }
+}
+
+/// `base` at the size `size` of its axis ([`axis_size`]).
+pub fn at_axis(base: &TrainConfig, size: usize) -> TrainConfig {
+    match base.model {
+        ModelKind::Cnn => TrainConfig {
+            channels: size,
+            ..base.clone()
+        },
+        ModelKind::Mlp | ModelKind::Rnn => TrainConfig {
+            width: size,
+            ..base.clone()
+        },
+    }
+}
+
 /// The alignment experiment of `widealign align`: one [`align_run`] of `base` per width of
-/// `widths`, in order. With a checkpoint path (`ckpt.target()`), the run in progress saves
+/// `widths` (per channel count for the CNN, [`axis_size`]), in order. With a checkpoint path (`ckpt.target()`), the run in progress saves
 /// checkpoints as `ckpt` says (every `ckpt.every` steps, else once per epoch; at its end; when
 /// the observer asks to stop, ending with [`ExperimentError::Preempted`]) holding the shadow
 /// accumulator and the finished widths' numbers; with `ckpt.resume_from`, the experiment saved
@@ -614,10 +684,7 @@ pub fn align_widths(
             "give at least one width",
         ));
     }
-    let with_width = |width| TrainConfig {
-        width,
-        ..base.clone()
-    };
+    let with_width = |size| at_axis(base, size);
     for &w in widths {
         check_memory(&with_width(w), trainer, ckpt.active())?;
     }
@@ -662,7 +729,10 @@ pub fn align_widths(
             &mut |p| observer(AlignEvent::Progress(p)),
             &context,
         )?;
-        let finished = AlignWidth::from(&run);
+        let finished = AlignWidth {
+            width: w,
+            ..AlignWidth::from(&run)
+        };
         observer(AlignEvent::Finished {
             width: &finished,
             restored: false,
@@ -776,5 +846,45 @@ mod tests {
         }
         let e = align_run(&tiny(), &mut Trainer::new(), &mut |_| false).unwrap_err();
         assert!(matches!(e, ExperimentError::Interrupted));
+    }
+
+    fn cnn(channels: usize, seed: u64) -> TrainConfig {
+        TrainConfig {
+            model: ModelKind::Cnn,
+            channels,
+            conv_layers: 2,
+            epochs: 1,
+            train_size: Some(200),
+            batch_size: 50,
+            lr: 0.5,
+            seed,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// Through the same generic path as the MLP: every kernel and the readout scored, the
+    /// hook does not change training, and the score of each kernel rises with the channel
+    /// count (4 → 64 channels) for two seeds.
+    #[test]
+    fn cnn_alignment_rises_with_channels_on_digits() {
+        let mut trainer = Trainer::new();
+        for seed in [0, 1] {
+            let narrow = align_run(&cnn(4, seed), &mut trainer, &mut |_| true).unwrap();
+            let wide = align_run(&cnn(64, seed), &mut trainer, &mut |_| true).unwrap();
+            let names: Vec<&str> = wide.layers.iter().map(|l| l.name.as_str()).collect();
+            assert_eq!(names, ["conv1", "conv2", "readout"]);
+            for (n, w) in narrow.layers.iter().zip(&wide.layers) {
+                assert!(!wide.result.diverged && !narrow.result.diverged);
+                assert!(w.score > w.random && w.score > w.shuffled_trained, "{w:?}");
+                // 200 images × 64 pixels span each kernel's 9·C_in patch dimensions
+                assert_eq!(w.span_rank, w.span_dim, "{w:?}");
+                if w.name != "readout" {
+                    assert!(w.score > n.score, "seed {seed}: {n:?} vs {w:?}");
+                }
+            }
+        }
+        let plain = trainer.run(&cnn(4, 1), &mut |_| true).unwrap();
+        let again = align_run(&cnn(4, 1), &mut trainer, &mut |_| true).unwrap();
+        assert_eq!(again.result.test_loss, plain.test_loss);
     }
 }

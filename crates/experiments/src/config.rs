@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 
 use serde::de::{self, Visitor};
 use serde::Deserialize;
-use widealign_rules::{RulesError, TrainConfig};
+use widealign_rules::{ModelKind, RulesError, TrainConfig};
 
 use crate::ExperimentError;
 
@@ -102,15 +102,18 @@ pub fn validate(c: &TrainConfig) -> Result<(), ExperimentError> {
 }
 
 /// A short label for progress lines, e.g. `digits bp w=1024 d=2 lr=5 seed=0` (with ` n=K`
-/// after the dataset for a training subset).
+/// after the dataset for a training subset); a CNN shows its channels and convolution layers
+/// instead of width and depth (`digits bp c=32 conv=2 lr=30 seed=0`).
 pub fn label(c: &TrainConfig) -> String {
     let n = c.train_size.map(|k| format!(" n={k}")).unwrap_or_default();
+    let size = match c.model {
+        ModelKind::Cnn => format!("c={} conv={}", c.channels, c.conv_layers),
+        ModelKind::Mlp | ModelKind::Rnn => format!("w={} d={}", c.width, c.depth),
+    };
     format!(
-        "{}{n} {} w={} d={} lr={} seed={}",
+        "{}{n} {} {size} lr={} seed={}",
         c.dataset,
         c.rule.name(),
-        c.width,
-        c.depth,
         c.lr,
         c.seed
     )
@@ -479,5 +482,12 @@ mod tests {
             ..TrainConfig::default()
         };
         assert_eq!(label(&c), "digits n=100 bp w=1024 d=2 lr=5 seed=0");
+        let cnn = TrainConfig {
+            model: ModelKind::Cnn,
+            channels: 32,
+            conv_layers: 2,
+            ..c
+        };
+        assert_eq!(label(&cnn), "digits n=100 bp c=32 conv=2 lr=5 seed=0");
     }
 }

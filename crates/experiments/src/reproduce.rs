@@ -9,7 +9,10 @@
 //! `dynamics:{"config":{...},"steps":200,"widths":[64,256,1024]}`; the RNN alignment runs on the
 //! Add task are alignment lines too, with `"experiment":"rnn_alignment"` and the key prefix
 //! `rnn_alignment:`, and the RNN dynamics experiments are dynamics lines with
-//! `"experiment":"rnn_dynamics"` and the key prefix `rnn_dynamics:` (the key is stored, and
+//! `"experiment":"rnn_dynamics"` and the key prefix `rnn_dynamics:`; the CNN group's training
+//! runs are sweep lines with `"experiment":"cnn_accuracy_vs_channels"` and its alignment runs
+//! alignment lines with `"experiment":"cnn_alignment"` (`"width"` holding the channel count;
+//! they run last, so adding the group to a finished folder only appends) (the key is stored, and
 //! recomputed from the stored settings when the file is read back). Resuming skips every run
 //! and every line whose identity is already in the file, so `--resume` on a finished folder
 //! only reads it back.
@@ -24,9 +27,12 @@
 //! p.add.truncate(1);
 //! p.low_data.truncate(1);
 //! p.align.truncate(1);
+//! p.cnn.truncate(1);
+//! p.cnn_align.truncate(1);
 //! let dir = tempfile::tempdir().unwrap();
 //! let done = reproduce(&p, dir.path(), false, &mut Trainer::new(), &mut (), &AtomicBool::new(false)).unwrap();
-//! assert_eq!(done.results.runs.len(), 2 + 1 + 1);
+//! assert_eq!(done.results.runs.len(), 2 + 1 + 1 + 1);
+//! assert_eq!(done.results.cnn_alignment.len(), 1);
 //! assert_eq!((done.results.alignment.len(), done.results.dynamics.len()), (1, 1));
 //! assert_eq!(done.results.rnn_alignment.len(), p.rnn_align.len());
 //! assert_eq!(done.results.rnn_dynamics.len(), p.rnn_dynamics.len());
@@ -152,7 +158,7 @@ pub struct AlignmentLine {
     pub key: String,
     /// The run's settings.
     pub settings: TrainConfig,
-    /// Hidden width.
+    /// Hidden width (the channel count for `"cnn_alignment"` lines).
     pub width: usize,
     /// Final test accuracy of the run.
     pub test_accuracy: Option<f64>,
@@ -284,6 +290,11 @@ pub fn rnn_alignment_key(cfg: &TrainConfig) -> String {
     sorted_key(Experiment::RnnAlignment.name(), cfg)
 }
 
+/// The identity of the CNN alignment line of run `cfg`.
+pub fn cnn_alignment_key(cfg: &TrainConfig) -> String {
+    sorted_key(Experiment::CnnAlignment.name(), cfg)
+}
+
 /// The identity of the line of dynamics experiment `p`.
 pub fn dynamics_key(p: &DynamicsParams) -> String {
     sorted_key(Experiment::Dynamics.name(), &DynamicsSettings::from(p))
@@ -314,6 +325,9 @@ pub struct ReproResults {
     pub dynamics: Vec<DynamicsLine>,
     /// RNN dynamics experiments, in file order.
     pub rnn_dynamics: Vec<DynamicsLine>,
+    /// CNN alignment runs, in file order (per line: the kernels `conv1..convL`, then the
+    /// readout).
+    pub cnn_alignment: Vec<AlignmentLine>,
     /// Lines in the file (including lines of other kinds, which are kept out of the above).
     pub lines: usize,
     by_key: HashMap<String, usize>,
@@ -356,6 +370,8 @@ impl ReproResults {
             self.dynamics.push(serde_json::from_value(v)?);
         } else if v["experiment"] == Experiment::RnnDynamics.name() {
             self.rnn_dynamics.push(serde_json::from_value(v)?);
+        } else if v["experiment"] == Experiment::CnnAlignment.name() {
+            self.cnn_alignment.push(serde_json::from_value(v)?);
         }
         Ok(())
     }
@@ -401,6 +417,11 @@ impl ReproResults {
                     .iter()
                     .map(|d| sorted_key(Experiment::RnnDynamics.name(), &d.settings)),
             )
+            .chain(
+                self.cnn_alignment
+                    .iter()
+                    .map(|a| cnn_alignment_key(&a.settings)),
+            )
             .collect()
     }
 }
@@ -418,9 +439,10 @@ pub enum ReproduceEvent<'a> {
     },
     /// Alignment run `index` of `total` of group `experiment` starts.
     AlignmentStarting {
-        /// [`Experiment::Alignment`] or [`Experiment::RnnAlignment`].
+        /// [`Experiment::Alignment`], [`Experiment::RnnAlignment`] or
+        /// [`Experiment::CnnAlignment`].
         experiment: Experiment,
-        /// Position in [`Plan::align`] or [`Plan::rnn_align`].
+        /// Position in [`Plan::align`], [`Plan::rnn_align`] or [`Plan::cnn_align`].
         index: usize,
         /// Alignment runs in the plan.
         total: usize,
@@ -521,8 +543,9 @@ pub struct Reproduction {
 }
 
 /// Runs everything in `plan` that `dir`'s results file does not hold yet: the three groups of
-/// training runs, the alignment runs, the RNN alignment runs and the dynamics experiments, in that order, appending
-/// one line each. Returns the file's contents.
+/// training runs, the alignment runs, the RNN alignment runs, the dynamics experiments, then
+/// the CNN group (its training runs, then its alignment runs), in that order, appending one
+/// line each. Returns the file's contents.
 ///
 /// # Errors
 /// [`ExperimentError::ResultsExist`] when the results file is not empty and `resume` is false;
@@ -582,12 +605,49 @@ pub fn reproduce(
     ] {
         dynamics_group(experiment, params, &done, &path, trainer, observer, stop)?;
     }
+    cnn_group(plan, &done, &path, trainer, observer, stop)?;
     let add_baseline = add_baseline_loss(trainer, plan.seed)?;
     Ok(Reproduction {
         results: ReproResults::read(&path)?,
         results_path: path,
         add_baseline,
     })
+}
+
+/// The CNN group: its training runs through the sweep engine (experiment
+/// `cnn_accuracy_vs_channels`), then its alignment runs whose key is not in `done`.
+fn cnn_group(
+    plan: &Plan,
+    done: &HashSet<String>,
+    path: &Path,
+    trainer: &mut Trainer,
+    observer: &mut dyn ReproduceObserver,
+    stop: &AtomicBool,
+) -> Result<(), ExperimentError> {
+    let sweep = SweepPlan {
+        runs: &plan.cnn,
+        shard: Shard::WHOLE,
+        out: path,
+        resume: true,
+        experiment: Some(Experiment::CnnAccuracy.name()),
+        checkpoints: None,
+    };
+    let mut exec = Executor {
+        trainer: &mut *trainer,
+        observer: &mut *observer,
+    };
+    if run_sweep(&sweep, &mut exec, stop)?.interrupted {
+        return Err(ExperimentError::Interrupted);
+    }
+    alignment_group(
+        Experiment::CnnAlignment,
+        &plan.cnn_align,
+        done,
+        path,
+        trainer,
+        observer,
+        stop,
+    )
 }
 
 /// The key of the line of `settings` in group `experiment`, or `None` if `done` holds it.
@@ -643,7 +703,10 @@ fn alignment_group(
             experiment: experiment.name().to_string(),
             key,
             settings: cfg.clone(),
-            width: cfg.width,
+            width: match cfg.model {
+                ModelKind::Cnn => cfg.channels,
+                ModelKind::Mlp | ModelKind::Rnn => cfg.width,
+            },
             test_accuracy: run.result.test_accuracy,
             diverged: run.result.diverged,
             layers: run.layers.iter().map(LayerScores::from).collect(),
@@ -723,6 +786,15 @@ pub fn add_baseline_loss(trainer: &mut Trainer, seed: u64) -> Result<f64, Experi
 mod tests {
     use super::*;
     use crate::plan::{plan, Scale};
+    use widealign_rules::RuleKind;
+
+    /// Counts the runs a reproduction trains.
+    struct Count(usize);
+    impl ReproduceObserver for Count {
+        fn run_started(&mut self, _: &TrainConfig) {
+            self.0 += 1;
+        }
+    }
 
     #[test]
     fn keys_are_the_sorted_settings() {
@@ -774,7 +846,20 @@ mod tests {
         for d in &p.rnn_dynamics {
             assert!(keys.contains(&rnn_dynamics_key(d)));
         }
+        for c in &p.cnn {
+            let run = r
+                .run(c)
+                .unwrap_or_else(|| panic!("{} missing", config::key(c)));
+            assert_eq!(
+                run.experiment.as_deref(),
+                Some(Experiment::CnnAccuracy.name())
+            );
+        }
+        for c in &p.cnn_align {
+            assert!(keys.contains(&cnn_alignment_key(c)));
+        }
         expected += p.align.len() + p.rnn_align.len() + p.dynamics.len() + p.rnn_dynamics.len();
+        expected += p.cnn.len() + p.cnn_align.len();
         assert_eq!(r.lines, expected);
         // every alignment line carries the reference code's third control
         for a in &r.alignment {
@@ -878,6 +963,8 @@ mod tests {
         p.align.clear();
         p.dynamics.clear();
         p.rnn_dynamics.clear();
+        p.cnn.clear();
+        p.cnn_align.clear();
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let mut trainer = Trainer::new();
@@ -894,17 +981,62 @@ mod tests {
             // W_in is n×1 on the Add task: its score is 1
             assert!((l.layers[0].score - 1.0).abs() < 1e-9);
         }
-        /// Counts the runs a reproduction trains.
-        struct Count(usize);
-        impl ReproduceObserver for Count {
-            fn run_started(&mut self, _: &TrainConfig) {
-                self.0 += 1;
-            }
-        }
         let mut count = Count(0);
         let again = reproduce(&p, dir.path(), true, &mut trainer, &mut count, &stop).unwrap();
         assert_eq!(count.0, 0, "resume retrains nothing");
         assert_eq!(again.results.lines, p.rnn_align.len());
+    }
+
+    /// The CNN group writes its training runs and one alignment line per channel count (the
+    /// kernels and the readout), after every other group, and resuming retrains nothing.
+    #[test]
+    fn cnn_group_runs_last_once_and_resumes() {
+        let mut p = plan(Scale::Tiny, "digits", 0).unwrap();
+        p.accuracy.clear();
+        p.add.clear();
+        p.low_data.clear();
+        p.align.clear();
+        p.rnn_align.clear();
+        p.dynamics.truncate(1);
+        p.rnn_dynamics.clear();
+        p.cnn
+            .retain(|c| matches!(c.rule, RuleKind::Bp | RuleKind::AlignZero));
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let mut trainer = Trainer::new();
+        let done = reproduce(&p, dir.path(), false, &mut trainer, &mut (), &stop).unwrap();
+        let r = &done.results;
+        assert_eq!(r.lines, 1 + p.cnn.len() + p.cnn_align.len());
+        let text = std::fs::read_to_string(&done.results_path).unwrap();
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .contains("\"experiment\":\"dynamics\""),
+            "the CNN group runs after the others"
+        );
+        for c in &p.cnn {
+            let run = r.run(c).unwrap();
+            assert_eq!(run.experiment.as_deref(), Some("cnn_accuracy_vs_channels"));
+        }
+        assert_eq!(r.cnn_alignment.len(), p.cnn_channels.len());
+        for (l, c) in r.cnn_alignment.iter().zip(&p.cnn_align) {
+            assert_eq!((l.key.clone(), l.width), (cnn_alignment_key(c), c.channels));
+            assert_eq!(l.layers.len(), c.conv_layers + 1);
+            assert!(l.layers.iter().all(|x| x.score.is_finite()));
+            // the bp cell of the accuracy runs and its alignment run train the same network
+            let acc = r
+                .result(&TrainConfig {
+                    rule: RuleKind::Bp,
+                    ..c.clone()
+                })
+                .unwrap();
+            assert_eq!(l.test_accuracy, acc.test_accuracy);
+        }
+        let mut count = Count(0);
+        let again = reproduce(&p, dir.path(), true, &mut trainer, &mut count, &stop).unwrap();
+        assert_eq!(count.0, 0, "resume retrains nothing");
+        assert_eq!(again.results, done.results);
     }
 
     #[test]

@@ -448,6 +448,49 @@ impl<T: Float> Cnn<T> {
         Ok(out)
     }
 
+    /// The rows that weight matrix `l = 1..L+1` multiplies in the forward pass of `trace`, in
+    /// consecutive blocks: for convolution layer `l ≤ L` the im2col patches of its input maps
+    /// (`A^{l−1}`, or the images for `l = 1`): `B·P_l` rows of `k·k·C_{l−1}` values, row
+    /// `(p − p₀)·B + b` of a block holding the patch that output pixel `p` of image `b` reads, in
+    /// the column order of `K^l`; for the readout (`l = L + 1`) its input `R` (`B × n_R`, one
+    /// block). The kernel's update is `m_l · Σ_blocks D_blockᵀ · block`, so these rows span the
+    /// space every update of `K^l` lies in. Blocks hold about 4096 rows (whole pixels), so the
+    /// memory is `4096 · k·k·C_{l−1}` values whatever the batch.
+    ///
+    /// # Panics
+    /// If `l` is not in `1..=L+1` or `trace` is not a forward trace of this network's spec.
+    pub fn for_each_input_block(&self, trace: &CnnTrace<T>, l: usize, f: &mut dyn FnMut(&Mat<T>)) {
+        let spec = &self.spec;
+        let layers = spec.conv_layers();
+        assert!(
+            (1..=layers + 1).contains(&l),
+            "weight layer {l} of {}",
+            layers + 1
+        );
+        if l == layers + 1 {
+            f(trace.readout_input(spec));
+            return;
+        }
+        let a = if l == 1 {
+            &trace.input
+        } else {
+            &trace.act[l - 2]
+        };
+        let g = geometry(spec, l);
+        let b = a.nrows();
+        let (pout, kk) = (g.out_pixels(), g.patch_len());
+        let step = g.block_pixels(b);
+        let mut block = Mat::zeros(0, 0);
+        let mut p0 = 0;
+        while p0 < pout {
+            let p1 = (p0 + step).min(pout);
+            ensure_shape(&mut block, (p1 - p0) * b, kk);
+            g.im2col(a.as_slice(), b, p0, p1, block.as_mut_slice());
+            f(&block);
+            p0 = p1;
+        }
+    }
+
     /// The parameter tensors in the order `K^1, b^1, …, K^L, b^L, W_R, b_R` (matrices in
     /// column-major storage); [`Grads::as_slices`] uses the same order.
     pub fn params(&self) -> Vec<&[T]> {
@@ -1002,6 +1045,45 @@ mod tests {
         let want = [12., 21., 16., 27., 45., 33., 24., 39., 28.];
         for (got, w) in t.pre[0].iter().zip(want) {
             assert!((got - w / 3.0).abs() < 1e-12, "{got} vs {w}/3");
+        }
+    }
+
+    /// The blocks of [`Cnn::for_each_input_block`] are what the kernels multiply:
+    /// `H^l = m_l · patches · K^lᵀ + s·b^l` row by row (pixel-major rows `p·B + b`), and the
+    /// readout's block is `R`.
+    #[test]
+    fn input_blocks_are_the_rows_the_kernels_multiply() {
+        for spec in specs() {
+            let net = Cnn::<f64>::new(&spec, 4).unwrap();
+            let x: Mat<f64> = SeedStream::new(4).gaussian_matrix("x", 3, spec.input_dim(), 1.0);
+            let t = net.forward(&x).unwrap();
+            let b = x.nrows();
+            let s = spec.param.bias_multiplier();
+            for l in 1..=spec.conv_layers() {
+                let m: f64 = multiplier(&spec, l);
+                let c = spec.channels[l - 1];
+                // H^l as a (P·B) × C_l matrix: row p·B + b, column c
+                let h = Mat::from_column_slice(t.pre[l - 1].len() / c, c, t.pre[l - 1].as_slice());
+                let mut at = 0;
+                net.for_each_input_block(&t, l, &mut |blk| {
+                    assert_eq!(blk.ncols(), spec.conv_fan_in(l));
+                    let want = blk * net.weights[l - 1].transpose() * m;
+                    for i in 0..blk.nrows() {
+                        for j in 0..c {
+                            let got = h[(at + i, j)] - s * net.biases[l - 1][j];
+                            assert!((got - want[(i, j)]).abs() < 1e-12, "{spec:?} layer {l}");
+                        }
+                    }
+                    at += blk.nrows();
+                });
+                assert_eq!(at, spec.map_len(l) / c * b);
+            }
+            let mut blocks = 0;
+            net.for_each_input_block(&t, spec.depth(), &mut |r| {
+                assert_eq!(r, t.readout_input(&spec));
+                blocks += 1;
+            });
+            assert_eq!(blocks, 1);
         }
     }
 

@@ -40,7 +40,7 @@
 //! ```
 
 use serde::Serialize;
-use widealign_models::{Mlp, Network, Rnn};
+use widealign_models::{Cnn, CnnTrace, Mlp, Network, Rnn};
 use widealign_rules::{Rule, RuleKind, RulesError};
 use widealign_tensor::{
     elementwise, gemm, reduce,
@@ -209,22 +209,45 @@ impl SpanBasis {
     pub fn new<T: Float>(activities: &Mat<T>) -> Self {
         let a = activities.map(|v| v.as_f64());
         let (n, dim) = a.shape();
-        let basis: Mat<f64> = if dim <= n {
-            let g = gemm::matmul_tn(&a, &a);
-            let (_, l) = pivoted_cholesky(&g, Self::TOLERANCE);
-            if l.ncols() == dim {
-                return SpanBasis {
-                    q: None,
-                    rank: dim,
-                    dim,
-                };
-            }
-            l
-        } else {
-            let k = gemm::matmul_nt(&a, &a);
-            let (sel, _) = pivoted_cholesky(&k, Self::TOLERANCE);
-            Mat::from_fn(dim, sel.len(), |i, j| a[(sel[j], i)])
-        };
+        if dim <= n {
+            return Self::from_gram(&gemm::matmul_tn(&a, &a));
+        }
+        let k = gemm::matmul_nt(&a, &a);
+        let (sel, _) = pivoted_cholesky(&k, Self::TOLERANCE);
+        Self::orthonormalise(Mat::from_fn(dim, sel.len(), |i, j| a[(sel[j], i)]), dim)
+    }
+
+    /// The span of the rows of an activity matrix `A` given only its Gram `AᵀA` (`n_in × n_in`,
+    /// f64): the range of `AᵀA` is the row span of `A`. For activities too many to hold at once
+    /// (the patches of a convolution layer), accumulate `AᵀA` block by block and call this.
+    ///
+    /// Cost: a pivoted Cholesky `O(n_in·r²)` and `O(n_in·r²)` to orthonormalise.
+    ///
+    /// # Panics
+    /// If `gram` is not square.
+    pub fn from_gram(gram: &Mat<f64>) -> Self {
+        let dim = gram.nrows();
+        assert_eq!(gram.ncols(), dim, "a Gram matrix is square");
+        let (_, l) = pivoted_cholesky(gram, Self::TOLERANCE);
+        if l.ncols() == dim {
+            return SpanBasis {
+                q: None,
+                rank: dim,
+                dim,
+            };
+        }
+        Self::orthonormalise(l, dim)
+    }
+
+    /// Whether the span of the rows behind the Gram `AᵀA` is the whole space (the test
+    /// [`SpanBasis::from_gram`] makes, without building a basis).
+    pub fn gram_spans_everything(gram: &Mat<f64>) -> bool {
+        pivoted_cholesky(gram, Self::TOLERANCE).1.ncols() == gram.nrows()
+    }
+
+    /// An orthonormal basis of the columns of `basis` (`dim × r`, linearly independent up to
+    /// rounding).
+    fn orthonormalise(basis: Mat<f64>, dim: usize) -> Self {
         let rank = basis.ncols();
         if rank == 0 {
             return SpanBasis {
@@ -319,8 +342,17 @@ pub fn input_span_fraction<T: Float>(dw: &Mat<T>, activities: &Mat<T>) -> Result
 /// multiplies (for the input-span fraction). Implemented for [`Mlp`] and [`Rnn`].
 pub trait AlignModel: Network {
     /// The shape of every parameter tensor in the order of [`Network::params`]: `(rows, cols)`
-    /// of a matrix (column-major, as the parameter slice stores it), `(len, 1)` for a vector.
-    fn param_shapes(&self) -> Vec<(usize, usize)>;
+    /// of a matrix (column-major, as the parameter slice stores it), `(len, 1)` for a vector;
+    /// read from [`Network::param_layout`].
+    fn param_shapes(&self) -> Vec<(usize, usize)> {
+        self.param_layout()
+            .into_iter()
+            .map(|(_, shape)| match shape[..] {
+                [rows, cols] => (rows, cols),
+                _ => (shape.iter().product(), 1),
+            })
+            .collect()
+    }
 
     /// The weight matrices the alignment is measured on, in report order: a name (`"w1"`, … for
     /// the MLP; `"w_in"`, `"w_rec"`, `"w_out"` for the RNN), the index of the tensor in
@@ -334,17 +366,24 @@ pub trait AlignModel: Network {
     /// # Errors
     /// [`NtkError::Model`] if `x` does not fit the network.
     fn input_activities(&self, x: &Self::Input) -> Result<Vec<Mat<Self::Scalar>>, NtkError>;
+
+    /// The span of every weight matrix's input activities on `x` (order of
+    /// [`AlignModel::weight_matrices`]), for the input-span fraction. The default builds each
+    /// from [`AlignModel::input_activities`]; a model whose activities are too many to hold at
+    /// once (the CNN's patches) accumulates their Gram matrices instead.
+    ///
+    /// # Errors
+    /// [`NtkError::Model`] if `x` does not fit the network.
+    fn input_spans(&self, x: &Self::Input) -> Result<Vec<SpanBasis>, NtkError> {
+        Ok(self
+            .input_activities(x)?
+            .iter()
+            .map(SpanBasis::new)
+            .collect())
+    }
 }
 
 impl<T: Float> AlignModel for Mlp<T> {
-    fn param_shapes(&self) -> Vec<(usize, usize)> {
-        self.weights
-            .iter()
-            .zip(&self.biases)
-            .flat_map(|(w, b)| [w.shape(), (b.len(), 1)])
-            .collect()
-    }
-
     fn weight_matrices(&self) -> Vec<(String, usize, &Mat<T>)> {
         self.weights
             .iter()
@@ -374,17 +413,6 @@ fn stack_rows<'a, T: Float>(ms: impl Iterator<Item = &'a Mat<T>> + Clone, cols: 
 }
 
 impl<T: Float> AlignModel for Rnn<T> {
-    fn param_shapes(&self) -> Vec<(usize, usize)> {
-        vec![
-            self.w_in.shape(),
-            self.w_rec.shape(),
-            (self.b.len(), 1),
-            self.w_out.shape(),
-            (self.b_out.len(), 1),
-            (self.r0.len(), 1),
-        ]
-    }
-
     fn weight_matrices(&self) -> Vec<(String, usize, &Mat<T>)> {
         vec![
             ("w_in".into(), 0, &self.w_in),
@@ -405,6 +433,153 @@ impl<T: Float> AlignModel for Rnn<T> {
             stack_rows(trace.states[..t].iter(), n),
             stack_rows(trace.states[1..].iter(), n),
         ])
+    }
+}
+
+/// Images per forward pass when the CNN's input activities are gathered
+/// ([`AlignModel::input_activities`], [`AlignModel::input_spans`] of [`Cnn`]). With batch
+/// normalisation the statistics are those of each such chunk of consecutive training images.
+pub const CNN_ACTIVITY_CHUNK: usize = 128;
+
+/// Calls `f(trace)` with the forward trace of every chunk of [`CNN_ACTIVITY_CHUNK`]
+/// consecutive rows of `x`, until `f` returns `false`.
+fn cnn_chunks<T: Float>(
+    net: &Cnn<T>,
+    x: &Mat<T>,
+    mut f: impl FnMut(&CnnTrace<T>) -> bool,
+) -> Result<(), NtkError> {
+    let mut trace = CnnTrace::default();
+    let n = x.nrows();
+    let mut start = 0;
+    while start < n {
+        let rows = CNN_ACTIVITY_CHUNK.min(n - start);
+        net.forward_into(&x.rows(start, rows).into_owned(), &mut trace)?;
+        if !f(&trace) {
+            break;
+        }
+        start += rows;
+    }
+    Ok(())
+}
+
+/// The convolutional network: the weight matrices are the kernels `K^1..K^L`
+/// (`C_l × k·k·C_{l−1}`, named `"conv1"`, …) and the readout `W_R` (`"readout"`), so the
+/// alignment score compares `ΔKᵀΔK` (`k·k·C_{l−1}` square, over patch coordinates) with the
+/// prediction's. A kernel multiplies the im2col patches of its layer's input maps
+/// ([`Cnn::for_each_input_block`]): one row per example and output pixel. When those `N·P_l`
+/// rows outnumber the kernel's input dimensions (always, for a real training set) the span is
+/// built from the Gram matrix `Σ patchᵀpatch` (f64) accumulated over chunks of
+/// [`CNN_ACTIVITY_CHUNK`] images, stopping as soon as the rows seen span the whole input space
+/// (usually after the first chunk: `128·P_l` rows against `k·k·C_{l−1}` dimensions); otherwise
+/// (a flattened readout with fewer examples than inputs) from the rows themselves
+/// ([`SpanBasis::new`], the Gram on the rows' side).
+impl<T: Float> AlignModel for Cnn<T> {
+    /// The names of [`Network::param_layout`] without `.weight`.
+    fn weight_matrices(&self) -> Vec<(String, usize, &Mat<T>)> {
+        let layout = self.param_layout();
+        self.weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let name = &layout[2 * i].0;
+                (name.trim_end_matches(".weight").to_string(), 2 * i, w)
+            })
+            .collect()
+    }
+
+    /// The patches of every convolution layer's input maps and the readout's input `R` of the
+    /// initial network on `x`, forward passes over chunks of [`CNN_ACTIVITY_CHUNK`] images, rows
+    /// chunk by chunk (within a chunk pixel-major, [`Cnn::for_each_input_block`]). Memory
+    /// `N·Σ_l P_l·k·k·C_{l−1}` values: for small cases and tests; [`AlignModel::input_spans`]
+    /// does not build these.
+    fn input_activities(&self, x: &Mat<T>) -> Result<Vec<Mat<T>>, NtkError> {
+        let depth = self.spec.depth();
+        let mut blocks: Vec<Vec<Mat<T>>> = vec![Vec::new(); depth];
+        cnn_chunks(self, x, |trace| {
+            for (l, out) in blocks.iter_mut().enumerate() {
+                self.for_each_input_block(trace, l + 1, &mut |blk| out.push(blk.clone()));
+            }
+            true
+        })?;
+        let fan_ins: Vec<usize> = self.weights.iter().map(|w| w.ncols()).collect();
+        Ok(blocks
+            .iter()
+            .zip(fan_ins)
+            .map(|(bs, cols)| stack_rows(bs.iter(), cols))
+            .collect())
+    }
+
+    fn input_spans(&self, x: &Mat<T>) -> Result<Vec<SpanBasis>, NtkError> {
+        let spec = &self.spec;
+        let n = x.nrows();
+        // per matrix: rows of all N examples, and where they go: a Gram on the input side when
+        // there are more rows than input dimensions, else the rows themselves (the Gram on the
+        // rows' side is then the smaller one, SpanBasis::new)
+        let total: Vec<usize> = (1..=spec.depth())
+            .map(|l| {
+                if l > spec.conv_layers() {
+                    n
+                } else {
+                    n * spec.map_len(l) / spec.channels[l - 1]
+                }
+            })
+            .collect();
+        enum Acc<T: Float> {
+            Gram {
+                g: Mat<f64>,
+                seen: usize,
+                whole: bool,
+            },
+            Rows(Vec<Mat<T>>),
+        }
+        let mut accs: Vec<Acc<T>> = self
+            .weights
+            .iter()
+            .zip(&total)
+            .map(|(w, &rows)| {
+                let dim = w.ncols();
+                if rows > dim {
+                    Acc::Gram {
+                        g: Mat::zeros(dim, dim),
+                        seen: 0,
+                        whole: false,
+                    }
+                } else {
+                    Acc::Rows(Vec::new())
+                }
+            })
+            .collect();
+        cnn_chunks(self, x, |trace| {
+            let mut more = false;
+            for (l, acc) in accs.iter_mut().enumerate() {
+                match acc {
+                    Acc::Gram { whole: true, .. } => {}
+                    Acc::Gram { g, seen, whole } => {
+                        self.for_each_input_block(trace, l + 1, &mut |blk| {
+                            let b = blk.map(|v| v.as_f64());
+                            gemm::gemm(1.0, &b, gemm::Op::T, &b, gemm::Op::N, 1.0, g);
+                            *seen += blk.nrows();
+                        });
+                        // fewer rows than dimensions cannot span the space: test only after
+                        *whole = *seen >= g.nrows() && SpanBasis::gram_spans_everything(g);
+                        more |= !*whole;
+                    }
+                    Acc::Rows(rows) => {
+                        self.for_each_input_block(trace, l + 1, &mut |blk| rows.push(blk.clone()));
+                        more = true;
+                    }
+                }
+            }
+            more
+        })?;
+        Ok(accs
+            .iter()
+            .zip(&self.weights)
+            .map(|(acc, w)| match acc {
+                Acc::Gram { g, .. } => SpanBasis::from_gram(g),
+                Acc::Rows(rows) => SpanBasis::new(&stack_rows(rows.iter(), w.ncols())),
+            })
+            .collect())
     }
 }
 
@@ -791,12 +966,12 @@ pub fn align_layers<M: AlignModel>(
             got: format!("{trained_shapes:?} and {shadow_shapes:?}"),
         });
     }
-    let activities = initial.input_activities(train_inputs)?;
+    let spans = initial.input_spans(train_inputs)?;
     let root = SeedStream::new(options.seed).child("align");
     let mats0 = initial.weight_matrices();
     let mats1 = trained.weight_matrices();
     let mut out = Vec::with_capacity(mats0.len());
-    for (((name, k, w0), (_, _, w1)), acts) in mats0.into_iter().zip(mats1).zip(&activities) {
+    for (((name, k, w0), (_, _, w1)), span) in mats0.into_iter().zip(mats1).zip(&spans) {
         let l = out.len() + 1;
         let dw = w1 - w0;
         let dref = &shadow.deltas[k];
@@ -812,7 +987,6 @@ pub fn align_layers<M: AlignModel>(
         let random_score = score_from_grams(&rnd, dref, &small_gram(&rnd), &gr);
         let st = shuffled(w1, &seeds.child("trained")) - w0;
         let shuffled_trained = score_from_grams(&st, dref, &small_gram(&st), &gr);
-        let span = SpanBasis::new(acts);
         let input_span = span.fraction(&dw)?;
         out.push(LayerAlignment {
             layer: l,
@@ -1158,5 +1332,113 @@ mod tests {
         let other = Rnn::<f64>::new(&RnnSpec::new(2, 9, 2, Activation::Tanh), 5).unwrap();
         let wrong = ShadowAccumulator::new(&other);
         assert!(align_layers(&net0, &net, &wrong, &xs, &AlignOptions::default()).is_err());
+    }
+
+    /// The CNN through the same generic code: at step 0 the shadow's change is exactly the
+    /// weight change of the first backprop step and of the first Align-zero step (bitwise:
+    /// `W_0 + ΔW_ref == W_1`); afterwards every kernel's shadow change lies in the span of the
+    /// initial patches, and the Gram-built spans equal the spans of the stacked patches.
+    #[test]
+    fn cnn_shadow_is_the_first_step_and_lies_in_the_patch_span() {
+        use widealign_models::{CnnReadout, CnnSpec, FeedbackPath, Norm, Padding};
+        use widealign_rules::StepInput;
+        let base = CnnSpec::new([6, 5, 2], vec![3, 4], 3, Activation::Tanh);
+        for spec in [
+            base.clone(),
+            base.clone().with_norm(Norm::Batch).with_stride(2),
+            base.clone()
+                .with_readout(CnnReadout::Flatten)
+                .with_padding(Padding::Valid)
+                .with_kernel(2),
+        ] {
+            let net0 = Cnn::<f32>::new(&spec, 7).unwrap();
+            let s = SeedStream::new(8);
+            let x: Mat<f32> = s.gaussian_matrix("x", 12, spec.input_dim(), 1.0);
+            let y: Mat<f32> = s.gaussian_matrix("y", 12, 3, 1.0);
+            let lr = 0.2f32;
+            let batch = x.rows(0, 4).into_owned();
+            let live = net0.forward(&batch).unwrap();
+            let (_, err) = Loss::Mse
+                .evaluate(live.output(), &y.rows(0, 4).into_owned())
+                .unwrap();
+            let mut shadow = ShadowAccumulator::new(&net0);
+            shadow.observe_step(&batch, None, &err, lr).unwrap();
+            // one backprop step and one Align-zero step from the same initial network
+            let mut bp = net0.clone();
+            let mut bufs = Default::default();
+            bp.sgd_update(FeedbackPath::Live, &live, &live, &err, lr, &mut bufs);
+            let mut az = net0.clone();
+            let mut rule = Rule::new(RuleKind::AlignZero, &net0).unwrap();
+            let step = StepInput {
+                x: &batch,
+                rows: None,
+                live: &live,
+                err: &err,
+            };
+            rule.sgd_step(&mut az, &step, lr).unwrap();
+            for trained in [&bp, &az] {
+                for (k, ((p0, p1), d)) in net0
+                    .params()
+                    .iter()
+                    .zip(trained.params())
+                    .zip(shadow.changes())
+                    .enumerate()
+                {
+                    assert!(d.iter().any(|&v| v != 0.0), "tensor {k} moved");
+                    for ((a, b), c) in p0.iter().zip(p1).zip(d.iter()) {
+                        assert_eq!(a + c, *b, "{spec:?}: tensor {k}");
+                    }
+                }
+            }
+            // two more steps with a backprop-trained live network
+            let mut net = bp;
+            for step in 1..3 {
+                let b = x.rows(4 * step, 4).into_owned();
+                let tr = net.forward(&b).unwrap();
+                let (_, e) = Loss::Mse
+                    .evaluate(tr.output(), &y.rows(4 * step, 4).into_owned())
+                    .unwrap();
+                shadow.observe_step(&b, None, &e, lr).unwrap();
+                net.sgd_update(FeedbackPath::Live, &tr, &tr, &e, lr, &mut bufs);
+            }
+            let acts = net0.input_activities(&x).unwrap();
+            let spans = net0.input_spans(&x).unwrap();
+            let mats = net0.weight_matrices();
+            let names: Vec<&str> = mats.iter().map(|m| m.0.as_str()).collect();
+            assert_eq!(names, ["conv1", "conv2", "readout"]);
+            for (((name, k, w), a), span) in mats.into_iter().zip(&acts).zip(&spans) {
+                assert_eq!(a.ncols(), w.ncols(), "{name}");
+                let direct = SpanBasis::new(a);
+                assert_eq!(
+                    (span.rank(), span.dim()),
+                    (direct.rank(), direct.dim()),
+                    "{name}"
+                );
+                let d = &shadow.changes()[k];
+                let f = span.fraction(d).unwrap();
+                // with batch norm the shadow's steps saw batches of 4, the span chunks of 12
+                if spec.norm == Norm::None {
+                    assert!((f - 1.0).abs() < 1e-5, "{name}: {f}");
+                }
+                let probe: Mat<f32> = s.gaussian_matrix("probe", 3, w.ncols(), 1.0);
+                let (f1, f2) = (
+                    span.fraction(&probe).unwrap(),
+                    direct.fraction(&probe).unwrap(),
+                );
+                assert!((f1 - f2).abs() < 1e-9, "{name}: {f1} vs {f2}");
+            }
+            // the patches of 12 images span the first kernel's input space, not the readout's
+            // for a flatten readout (fan-in 4·P_2 > 12 examples)
+            assert_eq!(spans[0].rank(), spans[0].dim());
+            if spec.readout == CnnReadout::Flatten {
+                assert_eq!(spans[2].rank(), 12);
+            }
+            let res = align_layers(&net0, &net, &shadow, &x, &AlignOptions::default()).unwrap();
+            assert_eq!(res.len(), 3);
+            for r in &res {
+                assert!(r.score > 0.9 && r.score > r.random, "{spec:?}: {r:?}");
+                assert!(r.shuffled_trained.is_finite(), "{r:?}");
+            }
+        }
     }
 }

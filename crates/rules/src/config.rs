@@ -399,6 +399,45 @@ pub struct DataShape {
 }
 
 impl TrainConfig {
+    /// The convolutional network this run trains on the training split `train` of its image
+    /// dataset (`digits` 8×8×1, `fashion-mnist`/`mnist`/`kmnist` 28×28×1, `cifar10` 32×32×3):
+    /// [`TrainConfig::cnn_spec`] with the dataset's image shape and `train`'s output count.
+    ///
+    /// # Errors
+    /// [`RulesError::DatasetMismatch`] if the dataset is not an image dataset or its examples do
+    /// not hold one image each; as [`TrainConfig::cnn_spec`].
+    pub fn cnn_spec_for(&self, train: &widealign_data::Tabular) -> Result<CnnSpec, RulesError> {
+        let mismatch = |reason: String| RulesError::DatasetMismatch {
+            dataset: self.dataset.clone(),
+            model: "cnn",
+            reason,
+        };
+        let image = self
+            .dataset
+            .parse::<widealign_data::DatasetSpec>()
+            .ok()
+            .and_then(|d| d.image_shape())
+            .ok_or_else(|| {
+                mismatch(
+                    "the cnn model reads images: digits (8×8×1), fashion-mnist, mnist, kmnist \
+                     (28×28×1) or cifar10 (32×32×3)"
+                        .into(),
+                )
+            })?;
+        let hwc = [image.height, image.width, image.channels];
+        let values: usize = hwc.iter().product();
+        if train.input_dim() != values {
+            return Err(mismatch(format!(
+                "its examples have {} values, a {}×{}×{} image has {values}",
+                train.input_dim(),
+                hwc[0],
+                hwc[1],
+                hwc[2]
+            )));
+        }
+        self.cnn_spec(hwc, image.channel_major, train.output_dim())
+    }
+
     /// The convolutional network this run trains on images of shape `image`
     /// (`[H, W, C]`, channel planes first if `channel_major`): `conv_layers` layers of
     /// `channels` channels, zero-initialised biases.

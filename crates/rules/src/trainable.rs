@@ -8,7 +8,7 @@
 
 use std::borrow::Borrow;
 
-use widealign_data::{Batch, Dataset, DatasetSpec, SeqBatch, Sequences, Split, Tabular};
+use widealign_data::{Batch, Dataset, SeqBatch, Sequences, Split, Tabular};
 use widealign_models::{
     predicted_classes, Cnn, CnnSpec, CnnTrace, Loss, Mlp, MlpSpec, Network, Rnn, RnnTrace, Trace,
 };
@@ -155,31 +155,7 @@ impl TabularModel for Cnn<f32> {
     }
 
     fn tabular_spec(cfg: &TrainConfig, train: &Tabular) -> Result<CnnSpec, RulesError> {
-        let mismatch = |reason: String| shape_mismatch(cfg, "cnn", reason);
-        let image = cfg
-            .dataset
-            .parse::<DatasetSpec>()
-            .ok()
-            .and_then(|d| d.image_shape())
-            .ok_or_else(|| {
-                mismatch(
-                    "the cnn model reads images: digits (8×8×1), fashion-mnist, mnist, kmnist \
-                     (28×28×1) or cifar10 (32×32×3)"
-                        .into(),
-                )
-            })?;
-        let hwc = [image.height, image.width, image.channels];
-        let values: usize = hwc.iter().product();
-        if train.input_dim() != values {
-            return Err(mismatch(format!(
-                "its examples have {} values, a {}×{}×{} image has {values}",
-                train.input_dim(),
-                hwc[0],
-                hwc[1],
-                hwc[2]
-            )));
-        }
-        cfg.cnn_spec(hwc, image.channel_major, train.output_dim())
+        cfg.cnn_spec_for(train)
     }
 
     fn tabular_depth(cfg: &TrainConfig) -> usize {
