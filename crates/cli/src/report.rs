@@ -13,6 +13,7 @@
 //! | 5. layerwise dynamics against width | [`dynamics`] | `dynamics_<activation>.svg` each |
 //! | 6. RNN alignment against width (Add task) | [`rnn_alignment`] | `rnn_alignment_vs_width.svg` |
 //! | 7. RNN layerwise dynamics against width (`teacher-seq`) | [`rnn_dynamics`] | `rnn_dynamics_<activation>.svg` each |
+//! | 8. the infinite-width limit | [`limit`] | `limit_vs_width.svg` |
 //!
 //! **Seeds.** A cell (a run with its seed ignored, [`same_cell`]) shows the mean of its seeds
 //! with the half-width of the 95% t interval (`0.9239 ± 0.0012`; the mean alone for one seed)
@@ -23,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use widealign_experiments::limit::{training_steps, LimitSettings};
 use widealign_experiments::plan::{same_cell, Plan, ADD_RULES};
 use widealign_experiments::record::VERSION;
 use widealign_experiments::reproduce::{
@@ -72,6 +74,7 @@ pub fn write_report(
         dynamics(&results.dynamics),
         rnn_alignment(plan, &results.rnn_alignment),
         rnn_dynamics(&results.rnn_dynamics),
+        limit(plan, results),
     ];
     let mut md = String::new();
     let mut plots = 0;
@@ -443,6 +446,154 @@ pub fn accuracy_vs_width(plan: &Plan, results: &ReproResults) -> Section {
     Section {
         markdown: md,
         charts: vec![("accuracy_vs_width.svg".into(), chart)],
+    }
+}
+
+/// `t = ∞` or `t = T steps` of a limit prediction (`T` from its line, or from the plan's
+/// training-set size when the line is missing).
+fn limit_time(s: &LimitSettings, steps: Option<f64>) -> String {
+    match (s.epochs, steps) {
+        (None, _) => "t = ∞".into(),
+        (Some(_), Some(t)) => format!("t = {t} steps"),
+        (Some(e), None) => format!("t = {e} epochs"),
+    }
+}
+
+/// Section 8: the infinite-width NTK predictor of the accuracy runs' network and data (at
+/// `t = ∞` and at the runs' length) beside the finite networks of every rule across widths;
+/// the plot is section 1's with the limit as horizontal lines.
+pub fn limit(plan: &Plan, results: &ReproResults) -> Section {
+    let first = plan.accuracy.first().cloned().unwrap_or_default();
+    let mut md = format!(
+        "## 8. The infinite-width limit\n\nThe infinite-width network of the runs of section 1 \
+         (MLP with {} hidden layers, {}, NTK parameterisation with s_w = {}, s_b = {}, zero initial \
+         biases, on the same `{}` training set) trained by gradient flow on the same MSE: the NTK \
+         predictor of `widealign predict` (ridge `--diag-reg` relative to the mean diagonal), at \
+         t = ∞ and after as many steps of lr {} as the runs take ({} epochs of ⌈N/{}⌉ batches). \
+         The finite networks take minibatch SGD steps; each is in expectation one full-batch step \
+         of the same size, but the predictor has no minibatch noise, runs in continuous time, and \
+         is the mean over initialisations (one network keeps its random initial function in its \
+         outputs). Computed once, not per seed.\n\n",
+        first.depth,
+        first.activation.name(),
+        first.w_std,
+        first.b_std,
+        plan.dataset,
+        first.lr,
+        first.epochs,
+        first.batch_size,
+    );
+    let header = strings(&[
+        "NTK predictor",
+        "training points",
+        "test accuracy",
+        "test MSE",
+        "solver",
+        "diag_reg",
+        "seconds",
+    ]);
+    let mut rows = Vec::new();
+    let x_ends = (
+        plan.widths.first().copied().unwrap_or(1) as f64,
+        plan.widths.last().copied().unwrap_or(1) as f64,
+    );
+    let mut lines = Vec::new();
+    for s in &plan.limit {
+        match results.limit_of(s) {
+            Some(l) => {
+                let p = &l.prediction;
+                let time = limit_time(s, p.time_steps);
+                rows.push(vec![
+                    time.clone(),
+                    p.n_train.to_string(),
+                    p.test_accuracy
+                        .map_or("–".into(), |a| format!("{a:.4}")),
+                    format!("{:.5}", p.test_mse),
+                    p.solver.clone(),
+                    json_number(s.diag_reg),
+                    format!("{:.1}", p.seconds),
+                ]);
+                if let Some(a) = p.test_accuracy {
+                    let color = if s.epochs.is_none() { 9 } else { 8 };
+                    lines.push(Series::horizontal(
+                        format!("NTK limit, {time}"),
+                        a,
+                        x_ends,
+                        color,
+                    ));
+                }
+            }
+            None => {
+                let mut row = vec![limit_time(s, None), "not computed".into()];
+                row.extend((0..header.len() - 2).map(|_| "–".to_string()));
+                rows.push(row);
+            }
+        }
+    }
+    md.push_str(&md_table(&header, &rows));
+    if rows.iter().any(|r| r[1] == "not computed") {
+        md.push_str(
+            "\nA prediction is *not computed* when its memory plan exceeds the machine's available \
+             memory (the finite time needs an `f64` eigendecomposition of the N × N kernel, \
+             3·N² doubles); `reproduce` logs the refusal with what would fit, and `--resume` tries \
+             again.\n",
+        );
+    }
+    // the finite networks closest to the limit: the largest width, every rule
+    if let (Some(&w), Some(fin)) = (
+        plan.widths.last(),
+        plan.limit
+            .iter()
+            .filter(|s| s.epochs.is_some())
+            .find_map(|s| results.limit_of(s)),
+    ) {
+        let mut parts = Vec::new();
+        for rule in RuleKind::ALL {
+            if let Some(c) = plan
+                .accuracy
+                .iter()
+                .find(|c| c.rule == rule && c.width == w)
+            {
+                let st = cell_stats(results, &plan.accuracy, c, test_accuracy);
+                if st.runs > 0 {
+                    parts.push(format!("{} {}", rule.name(), st.text(test_accuracy, 4)));
+                }
+            }
+        }
+        if let (false, Some(a)) = (parts.is_empty(), fin.prediction.test_accuracy) {
+            let steps = fin.prediction.time_steps.unwrap_or(f64::NAN);
+            let runs_steps = training_steps(
+                first.epochs,
+                fin.prediction.n_train,
+                first.batch_size,
+            ) as f64;
+            md.push_str(&format!(
+                "\nAt width {w} the finite networks reach {}; the limit after the same {steps} \
+                 steps{} predicts {a:.4}.\n",
+                parts.join(", "),
+                if steps == runs_steps {
+                    ""
+                } else {
+                    " (the line's time differs from the runs' length)"
+                },
+            ));
+        }
+    }
+    md.push('\n');
+    let mut chart = accuracy_vs_width(plan, results)
+        .charts
+        .into_iter()
+        .next()
+        .map_or_else(
+            || Chart::new("", "", Axis::Log2, "", Axis::Linear),
+            |(_, c)| c,
+        );
+    chart.title = format!("Test accuracy vs width and the infinite-width limit ({})", plan.dataset);
+    chart.series.extend(lines);
+    md.push_str("![Test accuracy against width with the infinite-width limit](limit_vs_width.svg)\n\n");
+    Section {
+        markdown: md,
+        charts: vec![("limit_vs_width.svg".into(), chart)],
     }
 }
 

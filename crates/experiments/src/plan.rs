@@ -10,6 +10,7 @@
 //! | RNN alignment | the same per weight matrix (`W_in`, `W_rec`, `W_out`) of the Elman RNN on the Add task: backprop, lr 0.001, batch 50, a range of widths |
 //! | dynamics | full-batch GD on teacher–student regression against the closed form ([`crate::dynamics`]) |
 //! | RNN dynamics | the same for the Elman RNN (erf) on the sequence teacher–student task `teacher-seq`, per weight matrix, lr 0.25 |
+//! | infinite-width limit | the NTK predictor of the accuracy runs' network and data ([`crate::limit`]) at `t = ∞` and after as many steps as those runs take; computed once, not per seed |
 //!
 //! **Seeds.** [`plan`] gives every run the one seed it is passed; [`Plan::with_seeds`] turns
 //! each run of every group into `K` runs with the seeds `seed, seed + 1, …, seed + K − 1`
@@ -36,6 +37,7 @@ use widealign_rules::{ModelKind, RuleKind, TrainConfig};
 use widealign_tensor::Activation;
 
 use crate::dynamics::DynamicsParams;
+use crate::limit::LimitSettings;
 use crate::ExperimentError;
 
 /// Rules of the Add-task experiment.
@@ -126,11 +128,14 @@ pub enum Experiment {
     /// The RNN's weight dynamics (`W_in`, `W_rec`, `W_out`) against the closed form, against
     /// width, on the sequence teacher–student task.
     RnnDynamics,
+    /// The infinite-width NTK predictor of the accuracy-vs-width runs' network and data, the
+    /// limit of the finite networks as the width grows.
+    Limit,
 }
 
 impl Experiment {
     /// Every group in running order.
-    pub const ALL: [Experiment; 7] = [
+    pub const ALL: [Experiment; 8] = [
         Experiment::AccuracyVsWidth,
         Experiment::AddTask,
         Experiment::LowData,
@@ -138,10 +143,11 @@ impl Experiment {
         Experiment::RnnAlignment,
         Experiment::Dynamics,
         Experiment::RnnDynamics,
+        Experiment::Limit,
     ];
 
     /// The name written into results lines: `accuracy_vs_width`, `add_task`, `low_data`,
-    /// `alignment`, `rnn_alignment`, `dynamics`, `rnn_dynamics`.
+    /// `alignment`, `rnn_alignment`, `dynamics`, `rnn_dynamics`, `limit`.
     pub fn name(self) -> &'static str {
         match self {
             Experiment::AccuracyVsWidth => "accuracy_vs_width",
@@ -151,6 +157,7 @@ impl Experiment {
             Experiment::RnnAlignment => "rnn_alignment",
             Experiment::Dynamics => "dynamics",
             Experiment::RnnDynamics => "rnn_dynamics",
+            Experiment::Limit => "limit",
         }
     }
 }
@@ -198,6 +205,11 @@ pub struct Plan {
     pub dynamics: Vec<DynamicsParams>,
     /// RNN dynamics experiments (erf on `teacher-seq`).
     pub rnn_dynamics: Vec<DynamicsParams>,
+    /// Infinite-width predictions of the accuracy runs' network and data: `t = ∞`, then the
+    /// runs' length. Not multiplied by [`Plan::with_seeds`]: they have no randomness (the
+    /// quick and full accuracy runs use the whole training split; at the tiny scale the
+    /// prediction is on the first seed's subset).
+    pub limit: Vec<LimitSettings>,
 }
 
 impl Plan {
@@ -461,6 +473,11 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
         widths: scale.pick(vec![8, 16], vec![64, 256, 1024], vec![64, 256, 1024, 4096]),
         steps: scale.pick(5, 200, 200),
     }];
+    // the limit of the accuracy runs (whose rule and width do not enter)
+    let limit = vec![
+        LimitSettings::infinite(&base),
+        LimitSettings::at_training_length(&base),
+    ];
     Ok(Plan {
         dataset: dataset.to_string(),
         scale,
@@ -478,6 +495,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
         rnn_align_widths,
         dynamics,
         rnn_dynamics,
+        limit,
     })
 }
 
@@ -580,6 +598,15 @@ mod tests {
         assert_eq!(p.dynamics.len(), 1);
         assert_eq!(p.dynamics[0].steps, 200);
         assert_eq!(p.dynamics[0].cfg.train_size, Some(64));
+        // the limit of the accuracy runs: t = ∞, then their 40 epochs of batch 100 at lr 5
+        assert_eq!(p.limit.len(), 2);
+        assert!(p.accuracy.iter().all(|c| p.limit.iter().all(|l| l.describes(c))));
+        let epochs: Vec<Option<usize>> = p.limit.iter().map(|l| l.epochs).collect();
+        assert_eq!(epochs, [None, Some(40)]);
+        assert!(p
+            .limit
+            .iter()
+            .all(|l| l.kernel == "ntk" && l.diag_reg == 1e-4 && l.precision == "f32"));
     }
 
     /// Every group gets the seeds: each run becomes K adjacent runs with consecutive seeds,
@@ -613,6 +640,8 @@ mod tests {
         }
         assert_eq!(three.dynamics.len(), 3 * one.dynamics.len());
         assert_eq!(three.rnn_dynamics.len(), 3 * one.rnn_dynamics.len());
+        // the infinite-width predictions have no seed to vary
+        assert_eq!(three.limit, one.limit);
         assert_runs_distinct(&three);
         for bad in [0, MAX_SEEDS + 1] {
             let e = one.clone().with_seeds(bad).unwrap_err();
@@ -641,7 +670,8 @@ mod tests {
                 "alignment",
                 "rnn_alignment",
                 "dynamics",
-                "rnn_dynamics"
+                "rnn_dynamics",
+                "limit"
             ]
         );
     }
