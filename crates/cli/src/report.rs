@@ -506,8 +506,7 @@ pub fn limit(plan: &Plan, results: &ReproResults) -> Section {
                 rows.push(vec![
                     time.clone(),
                     p.n_train.to_string(),
-                    p.test_accuracy
-                        .map_or("–".into(), |a| format!("{a:.4}")),
+                    p.test_accuracy.map_or("–".into(), |a| format!("{a:.4}")),
                     format!("{:.5}", p.test_mse),
                     p.solver.clone(),
                     json_number(s.diag_reg),
@@ -562,11 +561,8 @@ pub fn limit(plan: &Plan, results: &ReproResults) -> Section {
         }
         if let (false, Some(a)) = (parts.is_empty(), fin.prediction.test_accuracy) {
             let steps = fin.prediction.time_steps.unwrap_or(f64::NAN);
-            let runs_steps = training_steps(
-                first.epochs,
-                fin.prediction.n_train,
-                first.batch_size,
-            ) as f64;
+            let runs_steps =
+                training_steps(first.epochs, fin.prediction.n_train, first.batch_size) as f64;
             md.push_str(&format!(
                 "\nAt width {w} the finite networks reach {}; the limit after the same {steps} \
                  steps{} predicts {a:.4}.\n",
@@ -588,9 +584,14 @@ pub fn limit(plan: &Plan, results: &ReproResults) -> Section {
             || Chart::new("", "", Axis::Log2, "", Axis::Linear),
             |(_, c)| c,
         );
-    chart.title = format!("Test accuracy vs width and the infinite-width limit ({})", plan.dataset);
+    chart.title = format!(
+        "Test accuracy vs width and the infinite-width limit ({})",
+        plan.dataset
+    );
     chart.series.extend(lines);
-    md.push_str("![Test accuracy against width with the infinite-width limit](limit_vs_width.svg)\n\n");
+    md.push_str(
+        "![Test accuracy against width with the infinite-width limit](limit_vs_width.svg)\n\n",
+    );
     Section {
         markdown: md,
         charts: vec![("limit_vs_width.svg".into(), chart)],
@@ -1352,15 +1353,63 @@ mod tests {
         );
     }
 
+    /// Section 8 tabulates the limit lines, compares them with the finite networks at the
+    /// largest width, and draws them as dashed horizontal lines over section 1's curves.
+    #[test]
+    fn limit_section_draws_the_limit_as_horizontal_lines() {
+        let p = plan(Scale::Quick, "digits", 0).unwrap();
+        let mut lines: Vec<serde_json::Value> = p
+            .accuracy
+            .iter()
+            .map(|c| record(c, None, Some(0.9)))
+            .collect();
+        let mut r = results(lines.clone());
+        // only the finite-time line exists: t = ∞ is not computed
+        let fin = &p.limit[1];
+        lines.push(serde_json::json!({
+            "widealign_version": VERSION,
+            "experiment": "limit",
+            "key": widealign_experiments::reproduce::limit_key(fin),
+            "settings": fin,
+            "prediction": {"n_train": 1442, "n_test": 355, "time_steps": 600.0, "ridge": 1e-5,
+                           "test_accuracy": 0.95, "test_mse": 0.03, "solver": "eigendecomposition",
+                           "predicted_peak_bytes": 1, "seconds": 3.5},
+        }));
+        let without = limit(&p, &r);
+        r = results(lines);
+        let s = limit(&p, &r);
+        assert!(s.markdown.contains("## 8. The infinite-width limit"));
+        assert!(s
+            .markdown
+            .contains("| t = 600 steps | 1442 | 0.9500 | 0.03000 | eigendecomposition |"));
+        assert!(s.markdown.contains("| t = ∞ | not computed |"));
+        assert!(s
+            .markdown
+            .contains("At width 1024 the finite networks reach bp 0.9000, align-zero 0.9000"));
+        assert!(s
+            .markdown
+            .contains("the limit after the same 600 steps predicts 0.9500."));
+        let (file, chart) = &s.charts[0];
+        assert_eq!(file, "limit_vs_width.svg");
+        // the seven rules' curves, then the limit
+        assert_eq!(chart.series.len(), 7 + 1);
+        let l = chart.series.last().unwrap();
+        assert_eq!(l.label, "NTK limit, t = 600 steps");
+        assert_eq!(l.points, [(64.0, 0.95), (1024.0, 0.95)]);
+        assert!(l.dashed && !l.markers);
+        assert_eq!(without.charts[0].1.series.len(), 7);
+    }
+
     #[test]
     fn report_from_partial_results_still_renders() {
         let p = plan(Scale::Quick, "digits", 0).unwrap();
         let d = tempfile::tempdir().unwrap();
         let r = results(vec![record(&p.accuracy[0], None, Some(0.5))]);
         let s = write_report(d.path(), &p, &r, 0.3, 1.0, "widealign reproduce").unwrap();
-        assert_eq!(s.plots, 6); // no dynamics lines yet: no dynamics plot
+        assert_eq!(s.plots, 7); // no dynamics lines yet: no dynamics plot
         let md = std::fs::read_to_string(d.path().join("report.md")).unwrap();
         assert!(md.contains("| bp | 0.5000 | – | – |"));
+        assert!(md.contains("| t = ∞ | not computed | – |"), "{md}");
         assert!(md.contains("![Test accuracy against width](accuracy_vs_width.svg)"));
         assert!(md.contains("Always predicting 0.5 scores **0.3** (the data of seed 0)."));
     }

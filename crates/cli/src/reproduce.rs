@@ -142,14 +142,12 @@ impl ReproduceObserver for Display<'_> {
                         .map_or("∞".to_string(), |e| format!("{e} epochs"))
                 ));
             }
-            ReproduceEvent::LimitFinished {
-                prediction: p,
-                ..
-            } => {
+            ReproduceEvent::LimitFinished { prediction: p, .. } => {
                 self.progress.log(&format!(
                     "limit: {} training points, t = {}: test accuracy {}, test MSE {:.5} ({}, {})",
                     p.n_train,
-                    p.time_steps.map_or("∞".to_string(), |t| format!("{t} steps")),
+                    p.time_steps
+                        .map_or("∞".to_string(), |t| format!("{t} steps")),
                     p.test_accuracy
                         .map_or("n/a".to_string(), |a| format!("{:.2} %", 100.0 * a)),
                     p.test_mse,

@@ -1381,7 +1381,10 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         assert!(lines.iter().any(|l| l["experiment"] == e), "no {e} line");
     }
     // the infinite-width lines are `widealign predict` with the runs' settings
-    let limits: Vec<&Value> = lines.iter().filter(|l| l["experiment"] == "limit").collect();
+    let limits: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["experiment"] == "limit")
+        .collect();
     assert_eq!(limits.len(), 2);
     for l in &limits {
         let (s, p) = (&l["settings"], &l["prediction"]);

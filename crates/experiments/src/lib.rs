@@ -50,8 +50,8 @@
 pub mod align;
 pub mod config;
 pub mod dynamics;
-pub mod limit;
 mod error;
+pub mod limit;
 pub mod memory;
 pub mod plan;
 pub mod record;

@@ -357,10 +357,7 @@ mod tests {
         for (s, time) in [
             (LimitSettings::infinite(&r), TrainTime::Infinite),
             // 120 examples in batches of 50: 3 steps per epoch
-            (
-                LimitSettings::at_training_length(&r),
-                TrainTime::Steps(9.0),
-            ),
+            (LimitSettings::at_training_length(&r), TrainTime::Steps(9.0)),
         ] {
             let got = predict_limit(&s, &mut trainer, &|_, _| {}).unwrap();
             let cfg = EnsembleConfig {
@@ -390,7 +387,10 @@ mod tests {
         };
         assert!(inf.describes(&other) && fin.describes(&other));
         // the subset is drawn with the seed: another seed is other data
-        assert!(!inf.describes(&TrainConfig { seed: 3, ..r.clone() }));
+        assert!(!inf.describes(&TrainConfig {
+            seed: 3,
+            ..r.clone()
+        }));
         let full = TrainConfig {
             train_size: None,
             ..r.clone()
@@ -399,10 +399,7 @@ mod tests {
         // t = ∞ is the limit of runs of any length, a finite time of runs of that length
         let longer = TrainConfig { epochs: 9, ..r };
         assert!(inf.describes(&longer) && !fin.describes(&longer));
-        assert!(!inf.describes(&TrainConfig {
-            depth: 3,
-            ..longer
-        }));
+        assert!(!inf.describes(&TrainConfig { depth: 3, ..longer }));
     }
 
     #[test]

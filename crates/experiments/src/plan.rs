@@ -600,7 +600,10 @@ mod tests {
         assert_eq!(p.dynamics[0].cfg.train_size, Some(64));
         // the limit of the accuracy runs: t = ∞, then their 40 epochs of batch 100 at lr 5
         assert_eq!(p.limit.len(), 2);
-        assert!(p.accuracy.iter().all(|c| p.limit.iter().all(|l| l.describes(c))));
+        assert!(p
+            .accuracy
+            .iter()
+            .all(|c| p.limit.iter().all(|l| l.describes(c))));
         let epochs: Vec<Option<usize>> = p.limit.iter().map(|l| l.epochs).collect();
         assert_eq!(epochs, [None, Some(40)]);
         assert!(p

@@ -991,6 +991,7 @@ mod tests {
         p.align.clear();
         p.dynamics.clear();
         p.rnn_dynamics.clear();
+        p.limit.clear();
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let mut trainer = Trainer::new();
