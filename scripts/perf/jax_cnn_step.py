@@ -20,11 +20,12 @@ and taskset -c 0,1 (scripts/perf/cnn_anchor.sh does).
 import argparse
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jax_timing import one_hot_minus, time_sgd_steps
 
 
 def init(key, c_in, channels, layers, k, classes):
@@ -69,8 +70,7 @@ def main():
     rng = np.random.default_rng(0)
     n_train = 4 * args.batch
     x_train = rng.random((n_train, 28, 28, 1), dtype=np.float32)
-    y_train = np.full((n_train, 10), -0.1, dtype=np.float32)
-    y_train[np.arange(n_train), np.arange(n_train) % 10] = 0.9
+    y_train = one_hot_minus(n_train)
     batches = [
         (jnp.asarray(x_train[j * args.batch:(j + 1) * args.batch]),
          jnp.asarray(y_train[j * args.batch:(j + 1) * args.batch]))
@@ -79,33 +79,12 @@ def main():
     for channels in [int(c) for c in args.channels.split(",")]:
         params = init(jax.random.PRNGKey(0), 1, channels, args.layers, args.kernel, 10)
 
-        def step_fn(params, x, y):
-            l, g = jax.value_and_grad(loss)(params, x, y)
-            return jax.tree_util.tree_map(lambda p, q: p - args.lr * q, params, g), l
-
-        step = jax.jit(step_fn, donate_argnums=0)
-        t0 = time.perf_counter()
-        params, l = step(params, *batches[0])
-        jax.block_until_ready(params)
-        compile_s = time.perf_counter() - t0
-        j = 1
-        for _ in range(args.warmup):
-            params, l = step(params, *batches[j % 4])
-            j += 1
-        jax.block_until_ready(params)
-        times = []
-        for _ in range(args.steps):
-            x, y = batches[j % 4]
-            j += 1
-            t = time.perf_counter()
-            params, l = step(params, x, y)
-            jax.block_until_ready(params)
-            times.append((time.perf_counter() - t) * 1e3)
+        times, compile_s, l = time_sgd_steps(loss, params, batches, args.lr, args.warmup, args.steps)
         s = sorted(times)
         print(json.dumps(dict(
             impl="jax", what="cnn_step", rule="bp", channels=channels, layers=args.layers,
             kernel=args.kernel, batch=args.batch, reps=args.steps, best_ms=s[0],
-            median_ms=s[len(s) // 2], all_ms=times, compile_s=compile_s, last_loss=float(l),
+            median_ms=s[len(s) // 2], all_ms=times, compile_s=compile_s, last_loss=l,
             jax=jax.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
         )), flush=True)
 

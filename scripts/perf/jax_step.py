@@ -16,11 +16,12 @@ Threads: run with XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallel
 import argparse
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jax_timing import one_hot_minus, time_sgd_steps
 
 
 def init(key, dims):
@@ -57,8 +58,7 @@ def main():
     rng = np.random.default_rng(0)
     n_train = 10 * args.batch
     x_train = rng.standard_normal((n_train, 784), dtype=np.float32)
-    y_train = np.full((n_train, 10), -0.1, dtype=np.float32)
-    y_train[np.arange(n_train), np.arange(n_train) % 10] = 0.9
+    y_train = one_hot_minus(n_train)
     batches = [
         (jnp.asarray(x_train[k * args.batch:(k + 1) * args.batch]),
          jnp.asarray(y_train[k * args.batch:(k + 1) * args.batch]))
@@ -68,33 +68,12 @@ def main():
         dims = [784] + [width] * args.depth + [10]
         params = init(jax.random.PRNGKey(0), dims)
 
-        def step_fn(params, x, y):
-            l, g = jax.value_and_grad(loss)(params, x, y)
-            return jax.tree_util.tree_map(lambda p, q: p - args.lr * q, params, g), l
-
-        step = jax.jit(step_fn, donate_argnums=0)
-        t0 = time.perf_counter()
-        params, l = step(params, *batches[0])
-        jax.block_until_ready(params)
-        compile_s = time.perf_counter() - t0
-        k = 1
-        for _ in range(args.warmup):
-            params, l = step(params, *batches[k % 10])
-            k += 1
-        jax.block_until_ready(params)
-        times = []
-        for _ in range(args.steps):
-            x, y = batches[k % 10]
-            k += 1
-            t = time.perf_counter()
-            params, l = step(params, x, y)
-            jax.block_until_ready(params)
-            times.append((time.perf_counter() - t) * 1e3)
+        times, compile_s, l = time_sgd_steps(loss, params, batches, args.lr, args.warmup, args.steps)
         s = sorted(times)
         print(json.dumps(dict(
             impl="jax", what="mlp_step", rule="bp", width=width, depth=args.depth, batch=args.batch,
             reps=args.steps, best_ms=s[0], median_ms=s[len(s) // 2], all_ms=times,
-            compile_s=compile_s, last_loss=float(l), jax=jax.__version__,
+            compile_s=compile_s, last_loss=l, jax=jax.__version__,
             xla_flags=os.environ.get("XLA_FLAGS", ""),
         )), flush=True)
 

@@ -598,9 +598,9 @@ pub fn limit(plan: &Plan, results: &ReproResults) -> Section {
     }
 }
 
-/// Test accuracy after every epoch at the largest width, every rule (first seed only).
+/// Test accuracy after every epoch at the largest width, every rule: the mean over the seeds
+/// of each cell, with its 95% interval as a band when there are several.
 pub fn training_curves(plan: &Plan, results: &ReproResults) -> Section {
-    let seed = plan.accuracy.first().map_or(0, |c| c.seed);
     let wmax = plan.widths.iter().copied().max().unwrap_or(0);
     let mut curves = Chart::new(
         format!("Training curves at width {wmax} ({})", plan.dataset),
@@ -610,24 +610,43 @@ pub fn training_curves(plan: &Plan, results: &ReproResults) -> Section {
         Axis::Linear,
     );
     for (ri, rule) in RuleKind::ALL.iter().enumerate() {
-        let cfg = plan
+        let Some(cell) = plan
             .accuracy
             .iter()
-            .find(|c| c.rule == *rule && c.width == wmax && c.seed == seed);
-        if let Some(r) = cfg.and_then(|c| results.result(c)) {
-            let pts = r
-                .history
-                .iter()
-                .map(|e| (e.epoch as f64, e.test_accuracy.unwrap_or(f64::NAN)))
-                .collect();
-            curves
-                .series
-                .push(Series::new(rule.name(), pts, ri).no_markers());
+            .find(|c| c.rule == *rule && c.width == wmax)
+        else {
+            continue;
+        };
+        // every seed's history that did not diverge, epoch by epoch
+        let histories: Vec<_> = same_cell(&plan.accuracy, cell)
+            .filter_map(|c| results.result(c))
+            .filter(|r| !r.diverged)
+            .map(|r| &r.history)
+            .collect();
+        let epochs = histories.iter().map(|h| h.len()).min().unwrap_or(0);
+        if epochs == 0 {
+            continue;
         }
+        let (xs, ivs): (Vec<f64>, Vec<Interval>) = (0..epochs)
+            .map(|e| {
+                let accs: Vec<f64> = histories
+                    .iter()
+                    .map(|h| h[e].test_accuracy.unwrap_or(f64::NAN))
+                    .collect();
+                (histories[0][e].epoch as f64, Interval::of(&accs))
+            })
+            .unzip();
+        let pts = xs.iter().zip(&ivs).map(|(&x, i)| (x, i.mean)).collect();
+        curves.series.push(
+            Series::new(rule.name(), pts, ri)
+                .no_markers()
+                .with_band(band(&xs, &ivs)),
+        );
     }
     Section {
         markdown: format!(
-            "Test accuracy after every epoch at width {wmax}, seed {seed} (epoch 0 is the untrained network):\n\n![Training curves](training_curves.svg)\n\n"
+            "Test accuracy after every epoch at width {wmax}, mean over seeds {} with the 95% interval shaded (epoch 0 is the untrained network):\n\n![Training curves](training_curves.svg)\n\n",
+            seeds_of(&plan.accuracy)
         ),
         charts: vec![("training_curves.svg".into(), curves)],
     }
