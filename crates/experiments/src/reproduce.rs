@@ -981,17 +981,29 @@ mod tests {
         assert!(r.alignment_at(64).is_none());
     }
 
+    /// `p` with every group empty (a test fills in the one it exercises).
+    fn emptied(p: Plan) -> Plan {
+        Plan {
+            accuracy: Vec::new(),
+            add: Vec::new(),
+            low_data: Vec::new(),
+            align: Vec::new(),
+            rnn_align: Vec::new(),
+            dynamics: Vec::new(),
+            rnn_dynamics: Vec::new(),
+            limit: Vec::new(),
+            ..p
+        }
+    }
+
     /// The RNN alignment group writes one line per width, and resuming does not retrain it.
     #[test]
     fn rnn_alignment_runs_once_and_resumes() {
-        let mut p = plan(Scale::Tiny, "digits", 0).unwrap();
-        p.accuracy.clear();
-        p.add.clear();
-        p.low_data.clear();
-        p.align.clear();
-        p.dynamics.clear();
-        p.rnn_dynamics.clear();
-        p.limit.clear();
+        let tiny = plan(Scale::Tiny, "digits", 0).unwrap();
+        let p = Plan {
+            rnn_align: tiny.rnn_align.clone(),
+            ..emptied(tiny)
+        };
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let mut trainer = Trainer::new();
@@ -1025,17 +1037,14 @@ mod tests {
     /// once for the plan whatever its seeds, and resuming does not compute them again.
     #[test]
     fn limit_lines_are_keyed_and_resume_without_recomputing() {
-        let mut p = plan(Scale::Tiny, "digits", 0)
+        let tiny = plan(Scale::Tiny, "digits", 0)
             .unwrap()
             .with_seeds(2)
             .unwrap();
-        p.accuracy.clear();
-        p.add.clear();
-        p.low_data.clear();
-        p.align.clear();
-        p.rnn_align.clear();
-        p.dynamics.clear();
-        p.rnn_dynamics.clear();
+        let p = Plan {
+            limit: tiny.limit.clone(),
+            ..emptied(tiny)
+        };
         /// Counts the predictions a reproduction makes.
         struct Count(usize);
         impl ReproduceObserver for Count {
