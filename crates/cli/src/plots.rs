@@ -135,6 +135,13 @@ impl Series {
         self
     }
 
+    /// A dashed horizontal line at `y` from `x.0` to `x.1`, without markers (a limit).
+    pub fn horizontal(label: impl Into<String>, y: f64, x: (f64, f64), color: usize) -> Self {
+        Series::new(label, vec![(x.0, y), (x.1, y)], color)
+            .dashed()
+            .no_markers()
+    }
+
     /// A straight reference line of slope `slope` in log-log coordinates through `(x0, y0)`,
     /// spanning `x0..x1` (e.g. the `width^(-1/2)` rate).
     pub fn power_law(label: impl Into<String>, slope: f64, x0: f64, y0: f64, x1: f64) -> Self {

@@ -6,8 +6,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use widealign_data::npy::{self, Dtype, NpyReader};
-use widealign_data::{load, Dataset, LoadOptions, Split};
-use widealign_models::{accuracy, BiasInit};
+use widealign_data::{load, Dataset, LoadOptions};
+use widealign_experiments::limit::KernelData as Tables;
+use widealign_models::BiasInit;
 use widealign_ntk::analytic::{InfiniteMlp, KernelOptions};
 use widealign_ntk::ensemble::{
     self, check_budget, kernel_tiles, EnsembleConfig, KernelKind, Precision, TrainTime,
@@ -60,14 +61,6 @@ impl<'p> Phases<'p> {
     }
 }
 
-/// The available memory (`MemAvailable` of /proc/meminfo) in bytes, if known.
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 fn budget(limit: Option<f64>) -> Result<u64, CliError> {
     match limit {
         Some(gb) if gb.is_finite() && gb > 0.0 => Ok((gb * 1e9) as u64),
@@ -75,36 +68,19 @@ fn budget(limit: Option<f64>) -> Result<u64, CliError> {
             "--memory-limit",
             format!("must be a positive number of GB, got {gb}"),
         )),
-        None => Ok(available_memory().unwrap_or(u64::MAX)),
+        None => Ok(widealign_tensor::memory::available_bytes().unwrap_or(u64::MAX)),
     }
 }
 
-/// The tabular splits of a dataset as `f64` inputs, `f64` targets and labels.
-struct Tables {
-    x_train: Mat<f64>,
-    y_train: Mat<f64>,
-    x_test: Mat<f64>,
-    y_test: Mat<f64>,
-    labels_test: Option<Vec<usize>>,
-}
-
 fn tables(d: &Dataset) -> Result<Tables, CliError> {
-    let (Split::Tabular(tr), Split::Tabular(te)) = (&d.train, &d.test) else {
-        return Err(CliError::flag(
+    Tables::of(d).ok_or_else(|| {
+        CliError::flag(
             "--dataset",
             format!(
                 "{} is a sequence task; infinite-width MLP predictions need feature vectors",
                 d.name
             ),
-        ));
-    };
-    let f = |m: &Mat<f32>| m.map(|v| v as f64);
-    Ok(Tables {
-        x_train: f(&tr.x),
-        y_train: f(&tr.y),
-        x_test: f(&te.x),
-        y_test: f(&te.y),
-        labels_test: te.labels.clone(),
+        )
     })
 }
 
@@ -200,11 +176,7 @@ pub fn predict(a: &PredictArgs, progress: &Progress) -> Result<(), CliError> {
         }
     };
     let seconds = start.elapsed().as_secs_f64();
-    let mse = (&mean - &t.y_test).map(|v| v * v).sum() / (m * c).max(1) as f64;
-    let acc = match &t.labels_test {
-        Some(l) => Some(accuracy(&mean, l)?),
-        None => None,
-    };
+    let (mse, acc) = t.scores(&mean)?;
     if let Some(out) = &a.out {
         write_outputs(out, &mean, variance.as_deref())?;
     }

@@ -14,6 +14,7 @@
 //! | 6. RNN alignment against width (Add task) | [`rnn_alignment`] | `rnn_alignment_vs_width.svg` |
 //! | 7. RNN layerwise dynamics against width (`teacher-seq`) | [`rnn_dynamics`] | `rnn_dynamics_<activation>.svg` each |
 //! | 8. CNN: test accuracy and alignment against channel count | [`cnn`] | `cnn_accuracy_vs_channels.svg`, `cnn_alignment_vs_channels.svg` |
+//! | 9. the infinite-width limit | [`limit`] | `limit_vs_width.svg` |
 //!
 //! **Seeds.** A cell (a run with its seed ignored, [`same_cell`]) shows the mean of its seeds
 //! with the half-width of the 95% t interval (`0.9239 ± 0.0012`; the mean alone for one seed)
@@ -24,6 +25,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use widealign_experiments::limit::{training_steps, LimitSettings};
 use widealign_experiments::plan::{same_cell, Plan, ADD_RULES};
 use widealign_experiments::record::VERSION;
 use widealign_experiments::reproduce::{
@@ -74,6 +76,7 @@ pub fn write_report(
         rnn_alignment(plan, &results.rnn_alignment),
         rnn_dynamics(&results.rnn_dynamics),
         cnn(plan, results),
+        limit(plan, results),
     ];
     let mut md = String::new();
     let mut plots = 0;
@@ -445,6 +448,155 @@ pub fn accuracy_vs_width(plan: &Plan, results: &ReproResults) -> Section {
     Section {
         markdown: md,
         charts: vec![("accuracy_vs_width.svg".into(), chart)],
+    }
+}
+
+/// `t = ∞` or `t = T steps` of a limit prediction (`T` from its line, or from the plan's
+/// training-set size when the line is missing).
+fn limit_time(s: &LimitSettings, steps: Option<f64>) -> String {
+    match (s.epochs, steps) {
+        (None, _) => "t = ∞".into(),
+        (Some(_), Some(t)) => format!("t = {t} steps"),
+        (Some(e), None) => format!("t = {e} epochs"),
+    }
+}
+
+/// Section 8: the infinite-width NTK predictor of the accuracy runs' network and data (at
+/// `t = ∞` and at the runs' length) beside the finite networks of every rule across widths;
+/// the plot is section 1's with the limit as horizontal lines.
+pub fn limit(plan: &Plan, results: &ReproResults) -> Section {
+    let first = plan.accuracy.first().cloned().unwrap_or_default();
+    let mut md = format!(
+        "## 9. The infinite-width limit\n\nThe infinite-width network of the runs of section 1 \
+         (MLP with {} hidden layers, {}, NTK parameterisation with s_w = {}, s_b = {}, zero initial \
+         biases, on the same `{}` training set) trained by gradient flow on the same MSE: the NTK \
+         predictor of `widealign predict` (ridge `--diag-reg` relative to the mean diagonal), at \
+         t = ∞ and after as many steps of lr {} as the runs take ({} epochs of ⌈N/{}⌉ batches). \
+         The finite networks take minibatch SGD steps; each is in expectation one full-batch step \
+         of the same size, but the predictor has no minibatch noise, runs in continuous time, and \
+         is the mean over initialisations (one network keeps its random initial function in its \
+         outputs). Computed once, not per seed.\n\n",
+        first.depth,
+        first.activation.name(),
+        first.w_std,
+        first.b_std,
+        plan.dataset,
+        first.lr,
+        first.epochs,
+        first.batch_size,
+    );
+    let header = strings(&[
+        "NTK predictor",
+        "training points",
+        "test accuracy",
+        "test MSE",
+        "solver",
+        "diag_reg",
+        "seconds",
+    ]);
+    let mut rows = Vec::new();
+    let x_ends = (
+        plan.widths.first().copied().unwrap_or(1) as f64,
+        plan.widths.last().copied().unwrap_or(1) as f64,
+    );
+    let mut lines = Vec::new();
+    for s in &plan.limit {
+        match results.limit_of(s) {
+            Some(l) => {
+                let p = &l.prediction;
+                let time = limit_time(s, p.time_steps);
+                rows.push(vec![
+                    time.clone(),
+                    p.n_train.to_string(),
+                    p.test_accuracy.map_or("–".into(), |a| format!("{a:.4}")),
+                    format!("{:.5}", p.test_mse),
+                    p.solver.clone(),
+                    json_number(s.diag_reg),
+                    format!("{:.1}", p.seconds),
+                ]);
+                if let Some(a) = p.test_accuracy {
+                    let color = if s.epochs.is_none() { 9 } else { 8 };
+                    lines.push(Series::horizontal(
+                        format!("NTK limit, {time}"),
+                        a,
+                        x_ends,
+                        color,
+                    ));
+                }
+            }
+            None => {
+                let mut row = vec![limit_time(s, None), "not computed".into()];
+                row.extend((0..header.len() - 2).map(|_| "–".to_string()));
+                rows.push(row);
+            }
+        }
+    }
+    md.push_str(&md_table(&header, &rows));
+    if rows.iter().any(|r| r[1] == "not computed") {
+        md.push_str(
+            "\nA prediction is *not computed* when its memory plan exceeds the machine's available \
+             memory (the finite time needs an `f64` eigendecomposition of the N × N kernel, \
+             3·N² doubles); `reproduce` logs the refusal with what would fit, and `--resume` tries \
+             again.\n",
+        );
+    }
+    // the finite networks closest to the limit: the largest width, every rule
+    if let (Some(&w), Some(fin)) = (
+        plan.widths.last(),
+        plan.limit
+            .iter()
+            .filter(|s| s.epochs.is_some())
+            .find_map(|s| results.limit_of(s)),
+    ) {
+        let mut parts = Vec::new();
+        for rule in RuleKind::ALL {
+            if let Some(c) = plan
+                .accuracy
+                .iter()
+                .find(|c| c.rule == rule && c.width == w)
+            {
+                let st = cell_stats(results, &plan.accuracy, c, test_accuracy);
+                if st.runs > 0 {
+                    parts.push(format!("{} {}", rule.name(), st.text(test_accuracy, 4)));
+                }
+            }
+        }
+        if let (false, Some(a)) = (parts.is_empty(), fin.prediction.test_accuracy) {
+            let steps = fin.prediction.time_steps.unwrap_or(f64::NAN);
+            let runs_steps =
+                training_steps(first.epochs, fin.prediction.n_train, first.batch_size) as f64;
+            md.push_str(&format!(
+                "\nAt width {w} the finite networks reach {}; the limit after the same {steps} \
+                 steps{} predicts {a:.4}.\n",
+                parts.join(", "),
+                if steps == runs_steps {
+                    ""
+                } else {
+                    " (the line's time differs from the runs' length)"
+                },
+            ));
+        }
+    }
+    md.push('\n');
+    let mut chart = accuracy_vs_width(plan, results)
+        .charts
+        .into_iter()
+        .next()
+        .map_or_else(
+            || Chart::new("", "", Axis::Log2, "", Axis::Linear),
+            |(_, c)| c,
+        );
+    chart.title = format!(
+        "Test accuracy vs width and the infinite-width limit ({})",
+        plan.dataset
+    );
+    chart.series.extend(lines);
+    md.push_str(
+        "![Test accuracy against width with the infinite-width limit](limit_vs_width.svg)\n\n",
+    );
+    Section {
+        markdown: md,
+        charts: vec![("limit_vs_width.svg".into(), chart)],
     }
 }
 
@@ -1391,15 +1543,63 @@ mod tests {
         );
     }
 
+    /// Section 8 tabulates the limit lines, compares them with the finite networks at the
+    /// largest width, and draws them as dashed horizontal lines over section 1's curves.
+    #[test]
+    fn limit_section_draws_the_limit_as_horizontal_lines() {
+        let p = plan(Scale::Quick, "digits", 0).unwrap();
+        let mut lines: Vec<serde_json::Value> = p
+            .accuracy
+            .iter()
+            .map(|c| record(c, None, Some(0.9)))
+            .collect();
+        let mut r = results(lines.clone());
+        // only the finite-time line exists: t = ∞ is not computed
+        let fin = &p.limit[1];
+        lines.push(serde_json::json!({
+            "widealign_version": VERSION,
+            "experiment": "limit",
+            "key": widealign_experiments::reproduce::limit_key(fin),
+            "settings": fin,
+            "prediction": {"n_train": 1442, "n_test": 355, "time_steps": 600.0, "ridge": 1e-5,
+                           "test_accuracy": 0.95, "test_mse": 0.03, "solver": "eigendecomposition",
+                           "predicted_peak_bytes": 1, "seconds": 3.5},
+        }));
+        let without = limit(&p, &r);
+        r = results(lines);
+        let s = limit(&p, &r);
+        assert!(s.markdown.contains("## 9. The infinite-width limit"));
+        assert!(s
+            .markdown
+            .contains("| t = 600 steps | 1442 | 0.9500 | 0.03000 | eigendecomposition |"));
+        assert!(s.markdown.contains("| t = ∞ | not computed |"));
+        assert!(s
+            .markdown
+            .contains("At width 1024 the finite networks reach bp 0.9000, align-zero 0.9000"));
+        assert!(s
+            .markdown
+            .contains("the limit after the same 600 steps predicts 0.9500."));
+        let (file, chart) = &s.charts[0];
+        assert_eq!(file, "limit_vs_width.svg");
+        // the seven rules' curves, then the limit
+        assert_eq!(chart.series.len(), 7 + 1);
+        let l = chart.series.last().unwrap();
+        assert_eq!(l.label, "NTK limit, t = 600 steps");
+        assert_eq!(l.points, [(64.0, 0.95), (1024.0, 0.95)]);
+        assert!(l.dashed && !l.markers);
+        assert_eq!(without.charts[0].1.series.len(), 7);
+    }
+
     #[test]
     fn report_from_partial_results_still_renders() {
         let p = plan(Scale::Quick, "digits", 0).unwrap();
         let d = tempfile::tempdir().unwrap();
         let r = results(vec![record(&p.accuracy[0], None, Some(0.5))]);
         let s = write_report(d.path(), &p, &r, 0.3, 1.0, "widealign reproduce").unwrap();
-        assert_eq!(s.plots, 8); // no dynamics lines yet: no dynamics plot (the CNN's two are there)
+        assert_eq!(s.plots, 9); // no dynamics lines yet: no dynamics plot (the CNN's two and the limit's are there)
         let md = std::fs::read_to_string(d.path().join("report.md")).unwrap();
         assert!(md.contains("| bp | 0.5000 | – | – |"));
+        assert!(md.contains("| t = ∞ | not computed | – |"), "{md}");
         assert!(md.contains("![Test accuracy against width](accuracy_vs_width.svg)"));
         assert!(md.contains("Always predicting 0.5 scores **0.3** (the data of seed 0)."));
     }

@@ -75,7 +75,7 @@ impl ReproduceObserver for Display<'_> {
             ReproduceEvent::Started { dir, .. } => {
                 let p = self.plan;
                 self.progress.log(&format!(
-                    "reproduce ({}, {}, {} seed(s) per cell): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} + {} dynamics experiments (MLP + RNN), CNN: {} training runs and {} alignment runs, into {}",
+                    "reproduce ({}, {}, {} seed(s) per cell): {} + {} + {} training runs, {} + {} alignment widths (MLP + RNN), {} + {} dynamics experiments (MLP + RNN), CNN: {} training runs and {} alignment runs, {} infinite-width predictions, into {}",
                     p.scale.name(),
                     p.dataset,
                     p.seeds,
@@ -88,6 +88,7 @@ impl ReproduceObserver for Display<'_> {
                     p.rnn_dynamics.len(),
                     p.cnn.len(),
                     p.cnn_align.len(),
+                    p.limit.len(),
                     dir.display()
                 ));
             }
@@ -134,6 +135,45 @@ impl ReproduceObserver for Display<'_> {
                     report.slopes.weight_norm,
                     report.slopes.weight_direction,
                     report.slopes.function
+                ));
+            }
+            ReproduceEvent::LimitStarting {
+                index,
+                total,
+                settings,
+            } => {
+                self.progress.log(&format!(
+                    "limit {}/{total}: {} predictor of {} ({} hidden layers, {}), t = {}",
+                    index + 1,
+                    settings.kernel.to_uppercase(),
+                    settings.dataset,
+                    settings.depth,
+                    settings.activation,
+                    settings
+                        .epochs
+                        .map_or("∞".to_string(), |e| format!("{e} epochs"))
+                ));
+            }
+            ReproduceEvent::LimitFinished { prediction: p, .. } => {
+                self.progress.log(&format!(
+                    "limit: {} training points, t = {}: test accuracy {}, test MSE {:.5} ({}, {})",
+                    p.n_train,
+                    p.time_steps
+                        .map_or("∞".to_string(), |t| format!("{t} steps")),
+                    p.test_accuracy
+                        .map_or("n/a".to_string(), |a| format!("{:.2} %", 100.0 * a)),
+                    p.test_mse,
+                    p.solver,
+                    fmt_secs(p.seconds)
+                ));
+            }
+            ReproduceEvent::LimitSkipped { settings, reason } => {
+                self.progress.log(&format!(
+                    "warning: limit of {} at t = {} not computed (a later --resume tries again): {reason}",
+                    settings.dataset,
+                    settings
+                        .epochs
+                        .map_or("∞".to_string(), |e| format!("{e} epochs"))
                 ));
             }
         }

@@ -1648,7 +1648,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = last_json(&o);
-    assert_eq!(v["plots"], 10);
+    assert_eq!(v["plots"], 11);
     let lines = lines_of(&d.join("rep/results.jsonl"));
     assert_eq!(lines.len(), v["lines"].as_u64().unwrap() as usize);
     for e in [
@@ -1661,8 +1661,59 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         "rnn_dynamics",
         "cnn_accuracy_vs_channels",
         "cnn_alignment",
+        "limit",
     ] {
         assert!(lines.iter().any(|l| l["experiment"] == e), "no {e} line");
+    }
+    // the infinite-width lines are `widealign predict` with the runs' settings
+    let limits: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["experiment"] == "limit")
+        .collect();
+    assert_eq!(limits.len(), 2);
+    for l in &limits {
+        let (s, p) = (&l["settings"], &l["prediction"]);
+        let time = match p["time_steps"].as_f64() {
+            None => "inf".to_string(),
+            Some(t) => t.to_string(),
+        };
+        let o = run_in(
+            d,
+            &[
+                "predict",
+                "--dataset",
+                s["dataset"].as_str().unwrap(),
+                "--train-size",
+                &s["train_size"].to_string(),
+                "--seed",
+                &s["seed"].to_string(),
+                "--depth",
+                &s["depth"].to_string(),
+                "--activation",
+                s["activation"].as_str().unwrap(),
+                "--w-std",
+                &s["w_std"].to_string(),
+                "--b-std",
+                &s["b_std"].to_string(),
+                "--zero-bias-init",
+                "--lr",
+                &s["lr"].to_string(),
+                "--time",
+                &time,
+                "--diag-reg",
+                &s["diag_reg"].to_string(),
+                "--precision",
+                s["precision"].as_str().unwrap(),
+                "--json",
+            ],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v = last_json(&o);
+        for k in ["test_accuracy", "test_mse", "n_train", "n_test", "ridge"] {
+            assert_eq!(v[k], p[k], "{k} of {time}");
+        }
+        assert_eq!(v["solver"], p["solver"]);
     }
     let runs: Vec<&Value> = lines.iter().filter(|l| l.get("config").is_some()).collect();
     // MLP accuracy, Add task, low data, then the CNN's 7 rules × 2 channel counts
@@ -1681,7 +1732,7 @@ fn reproduce_tiny_writes_results_report_and_plots() {
         assert!(svg.contains("<svg") && svg.contains("</svg>"));
         svgs += 1;
     }
-    assert_eq!(svgs, 10);
+    assert_eq!(svgs, 11);
     // Existing results are refused without --resume; with it nothing is rerun.
     let o = run_in(d, &["reproduce", "--scale", "tiny", "--out", "rep"], &[]);
     assert_bad_input(&o, "--resume");
@@ -1931,8 +1982,9 @@ fn report_published(sub: &str, dataset: &str, lines: u64, plots: u64) {
 /// run of the current plan is among them. (The published Fashion-MNIST file predates the
 /// alignment runs at the reference's settings; they join it when it is regenerated.)
 /// Lines of the published digits results: the quick plan with 3 seeds (195 lines of the MLP
-/// and RNN groups, then the CNN group's 63 training runs and 9 alignment runs, appended).
-const DIGITS_LINES: u64 = 267;
+/// and RNN groups, then the CNN group's 63 training runs and 9 alignment runs, then the two
+/// infinite-width predictions, computed once, not per seed; each group appended by resume).
+const DIGITS_LINES: u64 = 269;
 
 /// Resuming the published digits results (the quick plan with 3 seeds) trains nothing: the file
 /// is left byte for byte as it was (a missing run would be trained and appended).
@@ -1966,8 +2018,8 @@ fn published_digits_results_resume_without_training() {
 
 #[test]
 fn published_results_render_without_training() {
-    report_published("", "digits", DIGITS_LINES, 10);
-    report_published("fashion-mnist", "fashion-mnist", 62, 10);
+    report_published("", "digits", DIGITS_LINES, 11);
+    report_published("fashion-mnist", "fashion-mnist", 62, 11);
     let dir = tempfile::tempdir().unwrap();
     let o = run_in(
         dir.path(),

@@ -8,6 +8,7 @@
 //! | [`sweep`] | the sweep engine: a grid of runs from a TOML file, shards (`I/N` or a Slurm array), resumable JSON-lines results |
 //! | [`align`] | the alignment run: a training run with the NTK crate's shadow Align-zero accumulator hooked into its steps, then the per-layer alignment |
 //! | [`dynamics`] | the layerwise dynamics experiment on a dataset loaded by name |
+//! | [`limit`] | the infinite-width NTK prediction of a group of training runs (the limit as the width grows) |
 //! | [`memory`] | peak-memory checks of runs before they allocate |
 //! | [`reproduce`] | a whole plan into one resumable results file, and its typed contents for a report |
 //! | [`stats`] | the mean of a cell's seeds with its 95% t interval, and when two cells differ |
@@ -50,6 +51,7 @@ pub mod align;
 pub mod config;
 pub mod dynamics;
 mod error;
+pub mod limit;
 pub mod memory;
 pub mod plan;
 pub mod record;

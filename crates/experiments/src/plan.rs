@@ -12,6 +12,7 @@
 //! | RNN dynamics | the same for the Elman RNN (erf) on the sequence teacher–student task `teacher-seq`, per weight matrix, lr 0.25 |
 //! | CNN accuracy vs channels | every rule, a CNN with batch norm on the image dataset ([`cnn_base`]), a range of channel counts |
 //! | CNN alignment | backprop at every CNN channel count with the Align-zero update accumulated alongside, per convolution layer and the readout |
+//! | infinite-width limit | the NTK predictor of the accuracy runs' network and data ([`crate::limit`]) at `t = ∞` and after as many steps as those runs take; computed once, not per seed |
 //!
 //! **Seeds.** [`plan`] gives every run the one seed it is passed; [`Plan::with_seeds`] turns
 //! each run of every group into `K` runs with the seeds `seed, seed + 1, …, seed + K − 1`
@@ -38,6 +39,7 @@ use widealign_rules::{ModelKind, RuleKind, TrainConfig};
 use widealign_tensor::Activation;
 
 use crate::dynamics::DynamicsParams;
+use crate::limit::LimitSettings;
 use crate::ExperimentError;
 
 /// Rules of the Add-task experiment.
@@ -133,11 +135,14 @@ pub enum Experiment {
     /// Alignment of backprop's change of each CNN kernel (and the readout) with the predicted
     /// update, against channel count.
     CnnAlignment,
+    /// The infinite-width NTK predictor of the accuracy-vs-width runs' network and data, the
+    /// limit of the finite networks as the width grows.
+    Limit,
 }
 
 impl Experiment {
     /// Every group in running order.
-    pub const ALL: [Experiment; 9] = [
+    pub const ALL: [Experiment; 10] = [
         Experiment::AccuracyVsWidth,
         Experiment::AddTask,
         Experiment::LowData,
@@ -147,11 +152,12 @@ impl Experiment {
         Experiment::RnnDynamics,
         Experiment::CnnAccuracy,
         Experiment::CnnAlignment,
+        Experiment::Limit,
     ];
 
     /// The name written into results lines: `accuracy_vs_width`, `add_task`, `low_data`,
     /// `alignment`, `rnn_alignment`, `dynamics`, `rnn_dynamics`, `cnn_accuracy_vs_channels`,
-    /// `cnn_alignment`.
+    /// `cnn_alignment`, `limit`.
     pub fn name(self) -> &'static str {
         match self {
             Experiment::AccuracyVsWidth => "accuracy_vs_width",
@@ -163,6 +169,7 @@ impl Experiment {
             Experiment::RnnDynamics => "rnn_dynamics",
             Experiment::CnnAccuracy => "cnn_accuracy_vs_channels",
             Experiment::CnnAlignment => "cnn_alignment",
+            Experiment::Limit => "limit",
         }
     }
 }
@@ -217,6 +224,11 @@ pub struct Plan {
     pub cnn_channels: Vec<usize>,
     /// CNN alignment runs (bp, one per channel count, the accuracy runs' settings).
     pub cnn_align: Vec<TrainConfig>,
+    /// Infinite-width predictions of the accuracy runs' network and data: `t = ∞`, then the
+    /// runs' length. Not multiplied by [`Plan::with_seeds`]: they have no randomness (the
+    /// quick and full accuracy runs use the whole training split; at the tiny scale the
+    /// prediction is on the first seed's subset).
+    pub limit: Vec<LimitSettings>,
 }
 
 impl Plan {
@@ -541,6 +553,11 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
             ..cnn_cfg.clone()
         })
         .collect();
+    // the limit of the accuracy runs (whose rule and width do not enter)
+    let limit = vec![
+        LimitSettings::infinite(&base),
+        LimitSettings::at_training_length(&base),
+    ];
     Ok(Plan {
         dataset: dataset.to_string(),
         scale,
@@ -561,6 +578,7 @@ pub fn plan(scale: Scale, dataset: &str, seed: u64) -> Result<Plan, ExperimentEr
         cnn,
         cnn_channels,
         cnn_align,
+        limit,
     })
 }
 
@@ -663,6 +681,18 @@ mod tests {
         assert_eq!(p.dynamics.len(), 1);
         assert_eq!(p.dynamics[0].steps, 200);
         assert_eq!(p.dynamics[0].cfg.train_size, Some(64));
+        // the limit of the accuracy runs: t = ∞, then their 40 epochs of batch 100 at lr 5
+        assert_eq!(p.limit.len(), 2);
+        assert!(p
+            .accuracy
+            .iter()
+            .all(|c| p.limit.iter().all(|l| l.describes(c))));
+        let epochs: Vec<Option<usize>> = p.limit.iter().map(|l| l.epochs).collect();
+        assert_eq!(epochs, [None, Some(40)]);
+        assert!(p
+            .limit
+            .iter()
+            .all(|l| l.kernel == "ntk" && l.diag_reg == 1e-4 && l.precision == "f32"));
     }
 
     /// Every group gets the seeds: each run becomes K adjacent runs with consecutive seeds,
@@ -696,6 +726,8 @@ mod tests {
         }
         assert_eq!(three.dynamics.len(), 3 * one.dynamics.len());
         assert_eq!(three.rnn_dynamics.len(), 3 * one.rnn_dynamics.len());
+        // the infinite-width predictions have no seed to vary
+        assert_eq!(three.limit, one.limit);
         assert_runs_distinct(&three);
         for bad in [0, MAX_SEEDS + 1] {
             let e = one.clone().with_seeds(bad).unwrap_err();
@@ -775,7 +807,8 @@ mod tests {
                 "dynamics",
                 "rnn_dynamics",
                 "cnn_accuracy_vs_channels",
-                "cnn_alignment"
+                "cnn_alignment",
+                "limit"
             ]
         );
     }

@@ -12,8 +12,10 @@
 //! `"experiment":"rnn_dynamics"` and the key prefix `rnn_dynamics:`; the CNN group's training
 //! runs are sweep lines with `"experiment":"cnn_accuracy_vs_channels"` and its alignment runs
 //! alignment lines with `"experiment":"cnn_alignment"` (`"width"` holding the channel count;
-//! they run last, so adding the group to a finished folder only appends) (the key is stored, and
-//! recomputed from the stored settings when the file is read back). Resuming skips every run
+//! they run last, so adding the group to a finished folder only appends) ; the infinite-width
+//! predictions are [`LimitLine`]s keyed `limit:{"activation":"relu",…,"epochs":null,…}` by their
+//! [`LimitSettings`] (the key is stored, and recomputed from the stored settings when the file
+//! is read back). Resuming skips every run
 //! and every line whose identity is already in the file, so `--resume` on a finished folder
 //! only reads it back.
 //!
@@ -36,6 +38,7 @@
 //! assert_eq!((done.results.alignment.len(), done.results.dynamics.len()), (1, 1));
 //! assert_eq!(done.results.rnn_alignment.len(), p.rnn_align.len());
 //! assert_eq!(done.results.rnn_dynamics.len(), p.rnn_dynamics.len());
+//! assert_eq!(done.results.limit.len(), 2); // t = ∞ and the runs' length
 //! let run = done.results.run(&p.accuracy[0]).unwrap();
 //! assert_eq!(run.experiment.as_deref(), Some("accuracy_vs_width"));
 //! assert!(done.add_baseline > 0.0);
@@ -55,6 +58,7 @@ use widealign_tensor::Mat;
 
 use crate::align::{align_run, AlignRun};
 use crate::dynamics::{run_dynamics, DynamicsParams};
+use crate::limit::{predict_limit, LimitPrediction, LimitSettings};
 use crate::plan::{Experiment, Plan};
 use crate::record::{RunRecord, VERSION};
 use crate::sweep::{run_sweep, RunExecutor, Shard, SweepEvent, SweepPlan};
@@ -273,6 +277,21 @@ struct DynamicsLineOut<'a> {
     report: &'a DynamicsReport,
 }
 
+/// The line of one infinite-width prediction ([`crate::limit`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LimitLine {
+    /// Version that wrote the line.
+    pub widealign_version: String,
+    /// `"limit"`.
+    pub experiment: String,
+    /// Identity of the line ([`limit_key`]).
+    pub key: String,
+    /// The prediction's settings.
+    pub settings: LimitSettings,
+    /// What it gave.
+    pub prediction: LimitPrediction,
+}
+
 /// `prefix:` and the serialised form of `settings` with sorted keys.
 fn sorted_key(prefix: &str, settings: &impl Serialize) -> String {
     // serde_json's `Value` keeps object keys sorted
@@ -305,6 +324,11 @@ pub fn rnn_dynamics_key(p: &DynamicsParams) -> String {
     sorted_key(Experiment::RnnDynamics.name(), &DynamicsSettings::from(p))
 }
 
+/// The identity of the line of infinite-width prediction `s`.
+pub fn limit_key(s: &LimitSettings) -> String {
+    sorted_key(Experiment::Limit.name(), s)
+}
+
 /// One results line as JSON text with sorted keys.
 fn line(v: &impl Serialize) -> Result<String, ExperimentError> {
     serde_json::to_value(v)
@@ -328,6 +352,8 @@ pub struct ReproResults {
     /// CNN alignment runs, in file order (per line: the kernels `conv1..convL`, then the
     /// readout).
     pub cnn_alignment: Vec<AlignmentLine>,
+    /// Infinite-width predictions, in file order.
+    pub limit: Vec<LimitLine>,
     /// Lines in the file (including lines of other kinds, which are kept out of the above).
     pub lines: usize,
     by_key: HashMap<String, usize>,
@@ -372,6 +398,8 @@ impl ReproResults {
             self.rnn_dynamics.push(serde_json::from_value(v)?);
         } else if v["experiment"] == Experiment::CnnAlignment.name() {
             self.cnn_alignment.push(serde_json::from_value(v)?);
+        } else if v["experiment"] == Experiment::Limit.name() {
+            self.limit.push(serde_json::from_value(v)?);
         }
         Ok(())
     }
@@ -396,7 +424,12 @@ impl ReproResults {
         self.rnn_alignment.iter().find(|a| a.width == width)
     }
 
-    /// Identities of the alignment, RNN alignment and dynamics lines, computed from their settings as read
+    /// The last infinite-width prediction with settings `s`.
+    pub fn limit_of(&self, s: &LimitSettings) -> Option<&LimitLine> {
+        self.limit.iter().rev().find(|l| &l.settings == s)
+    }
+
+    /// Identities of the alignment, RNN alignment, dynamics and limit lines, computed from their settings as read
     /// (so a line written before a config field existed matches a config with its default).
     fn keys(&self) -> HashSet<String> {
         self.alignment
@@ -422,6 +455,7 @@ impl ReproResults {
                     .iter()
                     .map(|a| cnn_alignment_key(&a.settings)),
             )
+            .chain(self.limit.iter().map(|l| limit_key(&l.settings)))
             .collect()
     }
 }
@@ -475,6 +509,30 @@ pub enum ReproduceEvent<'a> {
         /// Its result.
         report: &'a DynamicsReport,
     },
+    /// Infinite-width prediction `index` of `total` starts.
+    LimitStarting {
+        /// Position in [`Plan::limit`].
+        index: usize,
+        /// Predictions in the plan.
+        total: usize,
+        /// Its settings.
+        settings: &'a LimitSettings,
+    },
+    /// An infinite-width prediction finished and its line was written.
+    LimitFinished {
+        /// Its settings.
+        settings: &'a LimitSettings,
+        /// Its result.
+        prediction: &'a LimitPrediction,
+    },
+    /// An infinite-width prediction was not made because its memory plan exceeds the machine's
+    /// available memory (no line is written; a later `--resume` tries again).
+    LimitSkipped {
+        /// Its settings.
+        settings: &'a LimitSettings,
+        /// The memory plan's refusal, saying what would fit.
+        reason: &'a str,
+    },
 }
 
 /// Hears the progress of [`reproduce`]; every method has a default that ignores it (`()` is
@@ -496,7 +554,7 @@ pub trait ReproduceObserver {
     fn sweep_event(&mut self, event: &SweepEvent<'_>) {
         let _ = event;
     }
-    /// A milestone: the start, and the alignment, RNN alignment and dynamics experiments.
+    /// A milestone: the start, and the alignment, RNN alignment, dynamics and limit experiments.
     fn event(&mut self, event: &ReproduceEvent<'_>) {
         let _ = event;
     }
@@ -543,9 +601,10 @@ pub struct Reproduction {
 }
 
 /// Runs everything in `plan` that `dir`'s results file does not hold yet: the three groups of
-/// training runs, the alignment runs, the RNN alignment runs, the dynamics experiments, then
-/// the CNN group (its training runs, then its alignment runs), in that order, appending one
-/// line each. Returns the file's contents.
+/// training runs, the alignment runs, the RNN alignment runs, the dynamics experiments, the
+/// CNN group (its training runs, then its alignment runs) and the infinite-width predictions,
+/// in that order, appending one line each (a prediction whose memory plan does not fit is
+/// skipped with [`ReproduceEvent::LimitSkipped`]). Returns the file's contents.
 ///
 /// # Errors
 /// [`ExperimentError::ResultsExist`] when the results file is not empty and `resume` is false;
@@ -606,6 +665,7 @@ pub fn reproduce(
         dynamics_group(experiment, params, &done, &path, trainer, observer, stop)?;
     }
     cnn_group(plan, &done, &path, trainer, observer, stop)?;
+    limit_group(&plan.limit, &done, &path, trainer, observer, stop)?;
     let add_baseline = add_baseline_loss(trainer, plan.seed)?;
     Ok(Reproduction {
         results: ReproResults::read(&path)?,
@@ -757,6 +817,51 @@ fn dynamics_group(
     Ok(())
 }
 
+/// Makes the infinite-width predictions `settings` whose key is not in `done`, appending one
+/// [`LimitLine`] each to `path`; a prediction refused by its memory plan is skipped.
+fn limit_group(
+    settings: &[LimitSettings],
+    done: &HashSet<String>,
+    path: &Path,
+    trainer: &mut Trainer,
+    observer: &mut dyn ReproduceObserver,
+    stop: &AtomicBool,
+) -> Result<(), ExperimentError> {
+    for (index, s) in settings.iter().enumerate() {
+        let Some(key) = next_key(Experiment::Limit, s, done, stop)? else {
+            continue;
+        };
+        observer.event(&ReproduceEvent::LimitStarting {
+            index,
+            total: settings.len(),
+            settings: s,
+        });
+        let prediction = match predict_limit(s, trainer, &|_, _| {}) {
+            Err(ExperimentError::Ntk(e @ widealign_ntk::NtkError::TooLarge { .. })) => {
+                observer.event(&ReproduceEvent::LimitSkipped {
+                    settings: s,
+                    reason: &e.to_string(),
+                });
+                continue;
+            }
+            r => r?,
+        };
+        let out = LimitLine {
+            widealign_version: VERSION.to_string(),
+            experiment: Experiment::Limit.name().to_string(),
+            key,
+            settings: s.clone(),
+            prediction,
+        };
+        results::append(path, &line(&out)?)?;
+        observer.event(&ReproduceEvent::LimitFinished {
+            settings: s,
+            prediction: &out.prediction,
+        });
+    }
+    Ok(())
+}
+
 /// The Add task's test loss of always predicting 0.5 (the loss of training: per-step MSE
 /// summed over the steps, mean over sequences); NaN if the task has no sequences.
 ///
@@ -860,6 +965,10 @@ mod tests {
         }
         expected += p.align.len() + p.rnn_align.len() + p.dynamics.len() + p.rnn_dynamics.len();
         expected += p.cnn.len() + p.cnn_align.len();
+        for l in &p.limit {
+            assert!(keys.contains(&limit_key(l)), "{} missing", limit_key(l));
+        }
+        expected += p.limit.len();
         assert_eq!(r.lines, expected);
         // every alignment line carries the reference code's third control
         for a in &r.alignment {
@@ -953,18 +1062,31 @@ mod tests {
         assert!(r.alignment_at(64).is_none());
     }
 
+    /// `p` with every group empty (a test fills in the one it exercises).
+    fn emptied(p: Plan) -> Plan {
+        Plan {
+            accuracy: Vec::new(),
+            add: Vec::new(),
+            low_data: Vec::new(),
+            align: Vec::new(),
+            rnn_align: Vec::new(),
+            dynamics: Vec::new(),
+            rnn_dynamics: Vec::new(),
+            cnn: Vec::new(),
+            cnn_align: Vec::new(),
+            limit: Vec::new(),
+            ..p
+        }
+    }
+
     /// The RNN alignment group writes one line per width, and resuming does not retrain it.
     #[test]
     fn rnn_alignment_runs_once_and_resumes() {
-        let mut p = plan(Scale::Tiny, "digits", 0).unwrap();
-        p.accuracy.clear();
-        p.add.clear();
-        p.low_data.clear();
-        p.align.clear();
-        p.dynamics.clear();
-        p.rnn_dynamics.clear();
-        p.cnn.clear();
-        p.cnn_align.clear();
+        let tiny = plan(Scale::Tiny, "digits", 0).unwrap();
+        let p = Plan {
+            rnn_align: tiny.rnn_align.clone(),
+            ..emptied(tiny)
+        };
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let mut trainer = Trainer::new();
@@ -999,6 +1121,7 @@ mod tests {
         p.rnn_align.clear();
         p.dynamics.truncate(1);
         p.rnn_dynamics.clear();
+        p.limit.clear();
         p.cnn
             .retain(|c| matches!(c.rule, RuleKind::Bp | RuleKind::AlignZero));
         let dir = tempfile::tempdir().unwrap();
@@ -1036,6 +1159,51 @@ mod tests {
         let mut count = Count(0);
         let again = reproduce(&p, dir.path(), true, &mut trainer, &mut count, &stop).unwrap();
         assert_eq!(count.0, 0, "resume retrains nothing");
+        assert_eq!(again.results, done.results);
+    }
+
+    /// The limit group writes one keyed line per prediction (`t = ∞`, then the runs' length),
+    /// once for the plan whatever its seeds, and resuming does not compute them again.
+    #[test]
+    fn limit_lines_are_keyed_and_resume_without_recomputing() {
+        let tiny = plan(Scale::Tiny, "digits", 0)
+            .unwrap()
+            .with_seeds(2)
+            .unwrap();
+        let p = Plan {
+            limit: tiny.limit.clone(),
+            ..emptied(tiny)
+        };
+        /// Counts the predictions a reproduction makes.
+        struct Count(usize);
+        impl ReproduceObserver for Count {
+            fn event(&mut self, e: &ReproduceEvent<'_>) {
+                if let ReproduceEvent::LimitStarting { .. } = e {
+                    self.0 += 1;
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let mut trainer = Trainer::new();
+        let mut count = Count(0);
+        let done = reproduce(&p, dir.path(), false, &mut trainer, &mut count, &stop).unwrap();
+        assert_eq!(count.0, 2, "once per spec, not per seed");
+        let r = &done.results;
+        assert_eq!((r.lines, r.limit.len()), (2, 2));
+        for (s, l) in p.limit.iter().zip(&r.limit) {
+            assert_eq!(l.key, limit_key(s));
+            assert_eq!(&l.settings, s);
+            assert_eq!(r.limit_of(s), Some(l));
+            assert_eq!(l.experiment, "limit");
+        }
+        // tiny: 200 training examples, 1 epoch of batch 100
+        assert_eq!(r.limit[0].prediction.time_steps, None);
+        assert_eq!(r.limit[1].prediction.time_steps, Some(2.0));
+        assert!(r.limit[0].key.starts_with(r#"limit:{"activation":"relu","b_std":0.1,"batch_size":100,"dataset":"digits","depth":2,"diag_reg":0.0001,"epochs":null,"#));
+        let mut count = Count(0);
+        let again = reproduce(&p, dir.path(), true, &mut trainer, &mut count, &stop).unwrap();
+        assert_eq!(count.0, 0, "resume computes nothing");
         assert_eq!(again.results, done.results);
     }
 
