@@ -2387,3 +2387,51 @@ fn ntk_cnn_json_contract_and_bad_images() {
     let o = run_in(d, &["ntk", "--inputs", "img.csv", "--image", "2,3,2"], &[]);
     assert_bad_input(&o, "--image: applies to --model cnn only");
 }
+
+/// The published Fashion-MNIST headline (docs/reproduction.md, "Headline runs with spread"):
+/// every rule at width 1024 with seeds 0, 1 and 2, nothing diverged, and each seed-0 run is the
+/// published single-seed run of the Fashion-MNIST report (same history, bit for bit).
+#[test]
+fn published_fashion_headline_has_three_seeds_per_rule_and_its_seed_0_is_the_report() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/reproduction/fashion-mnist");
+    let lines = |name: &str| -> Vec<Value> {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let headline = lines("headline_1024.jsonl");
+    let report = lines("results.jsonl");
+    assert_eq!(headline.len(), 21);
+    for rule in [
+        "bp",
+        "align-zero",
+        "align-ada",
+        "align-prop",
+        "fa",
+        "dfa",
+        "readout",
+    ] {
+        let mut seeds: Vec<u64> = Vec::new();
+        for h in headline.iter().filter(|h| h["rule"] == rule) {
+            assert_eq!((h["width"].as_u64(), h["diverged"].as_bool()), (Some(1024), Some(false)));
+            assert_eq!(h["dataset"], "fashion-mnist");
+            seeds.push(h["seed"].as_u64().unwrap());
+            if h["seed"] == 0 {
+                let published = report
+                    .iter()
+                    .find(|r| {
+                        r["experiment"] == "accuracy_vs_width"
+                            && r["rule"] == rule
+                            && r["width"] == 1024
+                    })
+                    .unwrap();
+                assert_eq!(h["history"], published["history"], "{rule}");
+                assert_eq!(h["test_accuracy"], published["test_accuracy"], "{rule}");
+            }
+        }
+        seeds.sort_unstable();
+        assert_eq!(seeds, [0, 1, 2], "{rule}");
+    }
+}
