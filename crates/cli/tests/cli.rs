@@ -2415,7 +2415,10 @@ fn published_fashion_headline_has_three_seeds_per_rule_and_its_seed_0_is_the_rep
     ] {
         let mut seeds: Vec<u64> = Vec::new();
         for h in headline.iter().filter(|h| h["rule"] == rule) {
-            assert_eq!((h["width"].as_u64(), h["diverged"].as_bool()), (Some(1024), Some(false)));
+            assert_eq!(
+                (h["width"].as_u64(), h["diverged"].as_bool()),
+                (Some(1024), Some(false))
+            );
             assert_eq!(h["dataset"], "fashion-mnist");
             seeds.push(h["seed"].as_u64().unwrap());
             if h["seed"] == 0 {
