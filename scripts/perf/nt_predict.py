@@ -115,7 +115,10 @@ def timed(cmd, env=None):
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     rss = int(m.group(1)) / 1e6 if m else float("nan")
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
-    err = [l for l in p.stderr.splitlines() if l.strip() and "\t" not in l][-3:]
+    text = [l for l in p.stderr.splitlines() if l.strip() and "\t" not in l]
+    # the exception's own line (JAX prints its filtering notice after it), else the last lines
+    exc = [l for l in text if re.match(r"^[\w.]+(Error|Exception)\b", l)]
+    err = exc[-1:] if exc else text[-3:]
     return (json.loads(lines[-1]) if lines else None), wall, rss, p.returncode, " | ".join(err)
 
 
