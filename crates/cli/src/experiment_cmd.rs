@@ -33,8 +33,8 @@ pub fn dynamics_cmd(a: &DynamicsArgs) -> Result<(), CliError> {
         ModelKind::Cnn => {
             return Err(CliError::flag(
                 "--model",
-                "dynamics supports --model mlp and --model rnn (the closed-form dynamics of a \
-                 convolutional network are not implemented); for the cnn, `align --model cnn` \
+                "dynamics supports --model mlp and --model rnn (docs/theory.md §4 derives the \
+                 layerwise weight dynamics for those two only); for the cnn, `align --model cnn` \
                  measures its weight changes against the predicted update",
             ))
         }

@@ -1113,17 +1113,18 @@ mod tests {
     /// kernels and the readout), after every other group, and resuming retrains nothing.
     #[test]
     fn cnn_group_runs_last_once_and_resumes() {
-        let mut p = plan(Scale::Tiny, "digits", 0).unwrap();
-        p.accuracy.clear();
-        p.add.clear();
-        p.low_data.clear();
-        p.align.clear();
-        p.rnn_align.clear();
-        p.dynamics.truncate(1);
-        p.rnn_dynamics.clear();
-        p.limit.clear();
-        p.cnn
-            .retain(|c| matches!(c.rule, RuleKind::Bp | RuleKind::AlignZero));
+        let tiny = plan(Scale::Tiny, "digits", 0).unwrap();
+        let p = Plan {
+            dynamics: tiny.dynamics[..1].to_vec(),
+            cnn: tiny
+                .cnn
+                .iter()
+                .filter(|c| matches!(c.rule, RuleKind::Bp | RuleKind::AlignZero))
+                .cloned()
+                .collect(),
+            cnn_align: tiny.cnn_align.clone(),
+            ..emptied(tiny)
+        };
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let mut trainer = Trainer::new();
